@@ -1,0 +1,68 @@
+"""`coversearch ingest`: add covers and their embeddings to the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coversearch.cli.app import app, print_json, state
+from coversearch.cli.progress import progress_bar
+from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.errors import CoverSearchError
+from coversearch.features.registry import get_extractor, parse_feature_list
+from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
+from coversearch.ingest.readers import limit_items, read_source
+from coversearch.store import Store
+from rich.console import Console
+
+
+@app.command("ingest")
+def ingest_command(
+    ctx: typer.Context,
+    root: Path = typer.Argument(..., help="Folder ROOT/<genre>/<image>, a manifest .csv, or a links .tsv."),
+    features: str = typer.Option("hsv,vgg16", "--features", "-f", help="Comma-separated: hsv, vgg16."),
+    manifest: Path = typer.Option(None, "--manifest", help="CSV: path, genre|genres[, artist, title, url]; paths under ROOT."),
+    links: Path = typer.Option(None, "--links", help="Links file url<TAB>genre/file.jpg; files looked up under ROOT."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N files of the listing."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per transaction."),
+    vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Ingest covers: hash, dedupe, decode, embed, and store them."""
+    names = parse_feature_list(features)
+    listing = read_source(root, manifest=manifest, links=links)
+    listing.items = limit_items(listing.items, limit)
+    extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
+    for extractor in extractors:
+        if hasattr(extractor, "model"):
+            extractor.model()  # load weights now: a missing or broken model fails before any work
+    with Store.open(state(ctx).db) as store, progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
+        summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n))
+    result = summary.to_dict()
+    if json_out:
+        print_json(result)
+    elif not quiet:
+        _print_summary(result)
+
+
+def _print_summary(result: dict) -> None:
+    table = Table(title="ingest summary", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("files seen", str(result["files_seen"]))
+    table.add_row("albums added", str(result["albums_added"]))
+    table.add_row("files added", str(result["files_added"]))
+    table.add_row("genre links added", str(result["genre_links_added"]))
+    for name, n in sorted(result["embeddings_added"].items()):
+        table.add_row(f"{name} embeddings added", str(n))
+    table.add_row("unchanged (already stored)", str(result["unchanged"]))
+    table.add_row("errors", str(result["errors"]))
+    for reason, n in result["errors_by_reason"].items():
+        table.add_row(f"  {reason}", str(n))
+    table.add_row("images/s", str(result["images_per_second"]))
+    Console().print(table)
+    if result["errors"]:
+        Console(stderr=True).print("[yellow]see `coversearch stats` for errors by reason; paths are in the ingest_errors table[/]")

@@ -1,0 +1,14 @@
+"""Entry point: imports every command module so that each registers itself on ``app``."""
+
+from coversearch.cli.app import app
+
+# Each import registers its commands on `app` (one module per command group).
+from coversearch.cli import db_cmd, download_cmd, ingest_cmd, stats_cmd  # noqa: F401,E402
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

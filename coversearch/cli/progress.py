@@ -1,0 +1,54 @@
+"""Rich progress bars shared by long-running commands (on stderr, off with --quiet)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from coversearch.cli.app import err_console
+
+
+class RateColumn(ProgressColumn):
+    """Items per second over the whole run (steadier than rich's windowed speed)."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.1f} {self.unit}/s", style="progress.data.speed")
+
+
+@contextmanager
+def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -> Iterator[callable]:
+    """Yields ``advance(n)``; a no-op when quiet."""
+    if quiet:
+        yield lambda n=1: None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

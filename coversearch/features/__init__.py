@@ -1,0 +1,1 @@
+"""Per-image feature extractors and the image decoding they share."""

@@ -1,0 +1,37 @@
+"""The one interface every feature extractor implements.
+
+Extraction is split in two so that ingestion can overlap work: ``prepare`` is per-image CPU work
+(resize, colour conversion) that runs in reader threads; ``extract`` is the batched part (a
+network forward pass) that runs on the main thread.  A new feature is one new module with one
+class implementing this protocol, registered in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    name: str  # stable identifier, e.g. "hsv"
+    version: int  # bump when the numbers it produces change
+    dim: int  # length of each vector
+
+    def params(self) -> dict[str, Any]:
+        """Everything that determines the output, recorded with the feature set."""
+
+    def model_fingerprint(self) -> str | None:
+        """Identity of any learned weights (None for hand-made features)."""
+
+    def prepare(self, rgb: np.ndarray) -> Any:
+        """Per-image CPU work on an H x W x 3 uint8 RGB array; must be thread-safe."""
+
+    def extract(self, prepared: Sequence[Any]) -> np.ndarray:
+        """Vectors for a batch of prepared images: float32, shape (len(prepared), dim)."""
+
+
+def extract_images(extractor: FeatureExtractor, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Convenience for queries: prepare and extract in one call."""
+    return extractor.extract([extractor.prepare(rgb) for rgb in images])

@@ -1,0 +1,33 @@
+"""Feature extractors by name."""
+
+from __future__ import annotations
+
+import os
+
+from coversearch.errors import FeatureError
+from coversearch.features.base import FeatureExtractor
+
+FEATURE_NAMES = ("hsv", "vgg16")
+
+
+def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
+    if name == "hsv":
+        from coversearch.features.hsv import HSVHistogram
+
+        return HSVHistogram()
+    if name == "vgg16":
+        from coversearch.features.vgg16 import VGG16Features
+
+        return VGG16Features(vgg16_weights)
+    raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
+
+
+def parse_feature_list(text: str) -> list[str]:
+    """'hsv,vgg16' -> ['hsv', 'vgg16'], validated, order kept, duplicates dropped."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise FeatureError("no feature named; choose from " + ", ".join(FEATURE_NAMES))
+    for name in names:
+        if name not in FEATURE_NAMES:
+            raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
+    return list(dict.fromkeys(names))

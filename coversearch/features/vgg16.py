@@ -1,0 +1,137 @@
+"""VGG16 ImageNet conv-base features: 224x224 input, global average pooling, 512 floats.
+
+Keras and TensorFlow are imported only when a model is first needed, so commands that use only
+the histogram feature start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
+from coversearch.errors import FeatureError
+
+INPUT_SIZE = 224
+BATCH_SIZE = 32
+IMAGENET = "imagenet"  # Keras' own download of the ImageNet weights
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_keras():
+    """Import Keras (TensorFlow backend) without TensorFlow's C++ start-up lines on stderr.
+
+    Those lines ignore TF_CPP_MIN_LOG_LEVEL, so fd 2 is pointed at /dev/null during the import
+    alone; a failed import still raises as usual.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+            import keras
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras
+
+
+def resolve_weights(weights: str | os.PathLike | None) -> str | Path:
+    """An explicit path wins, then $COVERSEARCH_VGG16_WEIGHTS, then Keras' ImageNet download."""
+    chosen = Path(weights) if weights else vgg16_weights_from_env()
+    if chosen is None:
+        return IMAGENET
+    if not chosen.is_file():
+        raise FeatureError(f"VGG16 weights file not found: {chosen}")
+    return chosen
+
+
+class VGG16Features:
+    name = "vgg16"
+    version = 1
+    dim = 512
+
+    def __init__(self, weights: str | os.PathLike | None = None):
+        self._weights = resolve_weights(weights)
+        self._model = None
+        self._lock = threading.Lock()
+        self._fingerprint: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "input_size": INPUT_SIZE,
+            "resize": "bilinear",
+            "preprocess": "keras.applications.vgg16.preprocess_input",
+            "layer": "block5_pool",
+            "pooling": "avg",
+        }
+
+    def model_fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if self._weights == IMAGENET:
+                self._fingerprint = "keras:vgg16:imagenet:notop"
+            else:
+                self._fingerprint = "sha256:" + _file_sha256(Path(self._weights))
+        return self._fingerprint
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        resized = Image.fromarray(rgb).resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR)
+        return np.asarray(resized, dtype=np.float32)
+
+    def extract(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
+        if not prepared:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.model()
+        from keras.applications.vgg16 import preprocess_input
+
+        out = []
+        for start in range(0, len(prepared), BATCH_SIZE):
+            batch = preprocess_input(np.stack(prepared[start : start + BATCH_SIZE]))
+            out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+        return np.concatenate(out)
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
+
+    def _build(self):
+        keras = import_keras()
+
+        weights = str(self._weights)
+        try:
+            # Keras prints "Downloading data from ..." itself; the outcome is reported by us.
+            with contextlib.redirect_stdout(io.StringIO()):
+                return keras.applications.VGG16(
+                    include_top=False,
+                    weights=weights,
+                    input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+                    pooling="avg",
+                )
+        except Exception as exc:  # Keras raises bare Exception for a failed download
+            if self._weights == IMAGENET:
+                raise FeatureError(
+                    "cannot download the VGG16 ImageNet weights "
+                    f"({type(exc).__name__}); pass --vgg16-weights PATH or set {VGG16_WEIGHTS_ENV}"
+                ) from None
+            raise FeatureError(f"cannot load VGG16 weights from {weights}: {exc}") from None

@@ -1,0 +1,111 @@
+"""Mapper stage: read and hash each file, decide what is missing, decode and prepare features.
+
+The mapper alone decides what to compute.  It starts from a snapshot of the store (which albums
+exist, which embeddings they have) and remembers what it has scheduled in this run, so the same
+bytes seen twice (a cover filed under two genres) are decoded and embedded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from coversearch.errors import ImageError
+from coversearch.features.base import FeatureExtractor
+from coversearch.features.images import DecodedImage, decode_image, read_bytes
+from coversearch.ingest.readers import SourceItem
+
+
+@dataclass
+class MappedItem:
+    source: SourceItem
+    sha256: str | None = None
+    size: int | None = None
+    error: ImageError | None = None
+    image_info: tuple[int, int, str] | None = None  # width, height, format (when decoded)
+    prepared: dict[str, Any] = field(default_factory=dict)  # feature name -> extractor.prepare() output
+    vectors: dict[str, Any] = field(default_factory=dict)  # feature name -> float32 vector (after extract)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _read_and_hash(item: SourceItem) -> tuple[bytes | None, str | None, ImageError | None]:
+    try:
+        data = read_bytes(item.path)
+    except ImageError as exc:
+        return None, None, exc
+    return data, hashlib.sha256(data).hexdigest(), None
+
+
+class Mapper:
+    def __init__(
+        self,
+        extractors: Sequence[FeatureExtractor],
+        known_albums: dict[str, int],
+        embedded: dict[str, set[int]],
+    ):
+        self.extractors = list(extractors)
+        # sha -> feature names present in the store or already scheduled in this run
+        self._have: dict[str, set[str]] = {
+            sha: {name for name, ids in embedded.items() if album_id in ids} for sha, album_id in known_albums.items()
+        }
+        self._failed: dict[str, ImageError] = {}  # sha -> why those bytes cannot be used
+
+    def map_batch(self, items: Sequence[SourceItem], pool: Executor) -> list[MappedItem]:
+        mapped = [MappedItem(source=item) for item in items]
+        raw: dict[int, bytes] = {}
+        for i, (data, sha, error) in enumerate(pool.map(_read_and_hash, items)):
+            mapped[i].error = error
+            mapped[i].sha256 = sha
+            if data is not None:
+                mapped[i].size = len(data)
+                raw[i] = data
+
+        # Decide, in order, which items carry the computation for their bytes.
+        jobs: list[tuple[int, list[FeatureExtractor]]] = []
+        for i, item in enumerate(mapped):
+            if item.error is not None:
+                continue
+            if item.sha256 in self._failed:
+                item.error = self._failed[item.sha256]
+                continue
+            have = self._have.get(item.sha256)
+            is_new = have is None
+            missing = [ex for ex in self.extractors if is_new or ex.name not in have]
+            if missing:
+                jobs.append((i, missing))
+                self._have.setdefault(item.sha256, set()).update(ex.name for ex in missing)
+
+        def work(job: tuple[int, list[FeatureExtractor]]):
+            i, extractors = job
+            try:
+                image: DecodedImage = decode_image(raw[i])
+            except ImageError as exc:
+                return i, exc, None, {}
+            info = (image.width, image.height, image.format)
+            return i, None, info, {ex.name: ex.prepare(image.rgb) for ex in extractors}
+
+        for i, error, info, prepared in pool.map(work, jobs):
+            if error is not None:
+                mapped[i].error = error
+                self._failed[mapped[i].sha256] = error
+                self._have.pop(mapped[i].sha256, None)
+            else:
+                mapped[i].image_info = info
+                mapped[i].prepared = prepared
+        return mapped
+
+
+def extract_batch(extractors: Sequence[FeatureExtractor], mapped: Sequence[MappedItem]) -> None:
+    """Run each extractor's batched step over the items that prepared input for it."""
+    for ex in extractors:
+        carriers = [item for item in mapped if ex.name in item.prepared]
+        if not carriers:
+            continue
+        vectors = ex.extract([item.prepared.pop(ex.name) for item in carriers])
+        for item, vector in zip(carriers, vectors):
+            item.vectors[ex.name] = vector

@@ -1,0 +1,5 @@
+"""The embedded DuckDB feature store: schema (Alembic migrations), connection and reads."""
+
+from coversearch.store.db import FeatureSet, Store
+
+__all__ = ["FeatureSet", "Store"]

@@ -1,0 +1,22 @@
+"""Alembic environment for the coversearch store (DuckDB through duckdb-engine)."""
+
+from alembic import context
+
+import coversearch.store.migrate  # noqa: F401  (registers the DuckDB implementation)
+from coversearch.store.migrate import engine_for
+
+config = context.config
+connection = config.attributes.get("connection")
+
+if connection is not None:
+    context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:  # `alembic` run by hand with sqlalchemy.url = duckdb:///path
+    url = config.get_main_option("sqlalchemy.url")
+    engine = engine_for(url.removeprefix("duckdb:///"))
+    with engine.begin() as conn:
+        context.configure(connection=conn, target_metadata=None, transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
