@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
-from coversearch.errors import CoverSearchError
 from coversearch.features.registry import get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
-from coversearch.ingest.readers import limit_items, read_source
+from coversearch.ingest.readers import SourceListing, limit_items, read_source
 from coversearch.store import Store
-from rich.console import Console
 
 
 @app.command("ingest")
@@ -32,9 +31,23 @@ def ingest_command(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
-    names = parse_feature_list(features)
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
+    run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out)
+
+
+def run_ingest(
+    ctx: typer.Context,
+    listing: SourceListing,
+    features: str,
+    vgg16_weights: Path | None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    quiet: bool = False,
+    json_out: bool = False,
+) -> dict:
+    """The ingest command's work on a listing; `download --ingest` calls it too."""
+    names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
     for extractor in extractors:
         if hasattr(extractor, "model"):
@@ -46,6 +59,7 @@ def ingest_command(
         print_json(result)
     elif not quiet:
         _print_summary(result)
+    return result
 
 
 def _print_summary(result: dict) -> None:

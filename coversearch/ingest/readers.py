@@ -107,9 +107,14 @@ def read_links(links: Path, root: Path) -> SourceListing:
     from coversearch.sources.links import parse_links
 
     entries, link_problems = parse_links(links)
-    items = [SourceItem(path=root / e.relpath, genres=(e.genre,), url=e.url) for e in entries]
-    problems = [SourceProblem(f"{links}:{p.line_no}", "bad-links-line", p.reason) for p in link_problems]
-    return SourceListing(items, problems)
+    listing = listing_from_links(root, entries)
+    listing.problems = [SourceProblem(f"{links}:{p.line_no}", "bad-links-line", p.reason) for p in link_problems]
+    return listing
+
+
+def listing_from_links(root: Path, entries: Iterable) -> SourceListing:
+    """Items for link entries already resolved (e.g. the files a download left under root)."""
+    return SourceListing([SourceItem(path=root / e.relpath, genres=(e.genre,), url=e.url) for e in entries], [])
 
 
 def read_source(root: Path, manifest: Path | None = None, links: Path | None = None) -> SourceListing:

@@ -1,0 +1,95 @@
+"""Shared fixtures: the real covers and VGG16 weights from ../shared, small real stores, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("COVERSEARCH_SHARED") or REPO.parent / "shared")
+GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        # Fail, never skip: the suite is meaningless without the real data beside the repo.
+        pytest.fail(f"missing {path}: tests need ../shared beside the repository (or COVERSEARCH_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def covers5_dir(shared_dir) -> Path:
+    return _require(shared_dir / "data" / "covers5")
+
+
+@pytest.fixture(scope="session")
+def vgg16_weights(shared_dir) -> Path:
+    return _require(shared_dir / "models" / "vgg16_imagenet_notop.weights.h5")
+
+
+@pytest.fixture(scope="session")
+def cross_genre_duplicates(covers5_dir) -> list[tuple[Path, Path]]:
+    """Three (Electronic path, Pop path) pairs of covers5 files holding the same bytes."""
+    import hashlib
+
+    def digests(genre: str) -> dict[str, Path]:
+        return {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in sorted((covers5_dir / genre).iterdir())}
+
+    electronic, pop = digests("Electronic"), digests("Pop")
+    pairs = [(electronic[d], pop[d]) for d in sorted(set(electronic) & set(pop))][:3]
+    assert len(pairs) == 3, "covers5 should hold Electronic/Pop duplicates (see shared/data/README.md)"
+    return pairs
+
+
+def copy_covers(covers5_dir: Path, dest: Path, per_genre: int, genres=GENRES, offset: int = 0) -> Path:
+    """Copy the first `per_genre` covers (after `offset`) of each genre into dest/<genre>/."""
+    for genre in genres:
+        (dest / genre).mkdir(parents=True, exist_ok=True)
+        for path in sorted((covers5_dir / genre).iterdir())[offset : offset + per_genre]:
+            shutil.copy2(path, dest / genre / path.name)
+    return dest
+
+
+@pytest.fixture
+def small_covers(covers5_dir, tmp_path) -> Path:
+    """A real ROOT/<genre>/<image> folder: 4 covers from each of the 5 genres."""
+    return copy_covers(covers5_dir, tmp_path / "covers", per_genre=4)
+
+
+@pytest.fixture(scope="session")
+def vgg16_extractor(vgg16_weights):
+    """One loaded VGG16 for the whole session (building it costs seconds)."""
+    from coversearch.features.registry import get_extractor
+
+    extractor = get_extractor("vgg16", vgg16_weights=vgg16_weights)
+    extractor.model()
+    return extractor
+
+
+class Cli:
+    """Runs the real CLI in-process against one store and index folder."""
+
+    def __init__(self, db: Path, index_dir: Path):
+        self.db = db
+        self.index_dir = index_dir
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict | None = None):
+        from coversearch.cli.main import app
+
+        argv = ["--db", str(self.db), "--index-dir", str(self.index_dir), *map(str, args)]
+        return self.runner.invoke(app, argv, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    return Cli(tmp_path / "store.duckdb", tmp_path / "indexes")
