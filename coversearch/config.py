@@ -7,10 +7,12 @@ from pathlib import Path
 
 DB_ENV = "COVERSEARCH_DB"
 INDEX_DIR_ENV = "COVERSEARCH_INDEX_DIR"
+MODEL_DIR_ENV = "COVERSEARCH_MODEL_DIR"
 VGG16_WEIGHTS_ENV = "COVERSEARCH_VGG16_WEIGHTS"
 
 DEFAULT_DB = "coversearch.duckdb"
 DEFAULT_INDEX_DIR = "indexes"
+DEFAULT_MODEL_DIR = "models"
 
 
 def default_db_path() -> Path:
@@ -19,6 +21,10 @@ def default_db_path() -> Path:
 
 def default_index_dir() -> Path:
     return Path(os.environ.get(INDEX_DIR_ENV) or DEFAULT_INDEX_DIR)
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
 
 
 def vgg16_weights_from_env() -> Path | None:

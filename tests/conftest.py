@@ -78,18 +78,19 @@ def vgg16_extractor(vgg16_weights):
 class Cli:
     """Runs the real CLI in-process against one store and index folder."""
 
-    def __init__(self, db: Path, index_dir: Path):
+    def __init__(self, db: Path, index_dir: Path, model_dir: Path):
         self.db = db
         self.index_dir = index_dir
+        self.model_dir = model_dir
         self.runner = CliRunner()
 
     def __call__(self, *args: str, env: dict | None = None):
         from coversearch.cli.main import app
 
-        argv = ["--db", str(self.db), "--index-dir", str(self.index_dir), *map(str, args)]
+        argv = ["--db", str(self.db), "--index-dir", str(self.index_dir), "--model-dir", str(self.model_dir), *map(str, args)]
         return self.runner.invoke(app, argv, env=env, catch_exceptions=False)
 
 
 @pytest.fixture
 def cli(tmp_path) -> Cli:
-    return Cli(tmp_path / "store.duckdb", tmp_path / "indexes")
+    return Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")

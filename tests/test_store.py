@@ -32,7 +32,7 @@ def test_a_store_made_at_the_first_schema_upgrades_without_losing_rows(tmp_path,
     con.close()
 
     with Store.open(path) as store:
-        assert store.schema_revision() == migrate.head_revision() == "0002"
+        assert store.schema_revision() == migrate.head_revision()
         rows = store.con.execute("SELECT id, sha256, artist, width FROM albums ORDER BY id").fetchall()
         assert rows == [(1, "aa", "Artist", 300), (2, "bb", None, 350)]
         assert store.genres_by_album() == {1: ["Pop", "Rock"], 2: ["Rock"]}
@@ -48,7 +48,7 @@ def test_a_read_only_open_upgrades_an_old_store_first(tmp_path):
     path = tmp_path / "old.duckdb"
     migrate.upgrade(path, "0001")
     with Store.open(path, read_only=True) as store:
-        assert store.read_only and store.schema_revision() == "0002"
+        assert store.read_only and store.schema_revision() == migrate.head_revision()
 
 
 def test_opening_rules(tmp_path):

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from coversearch.config import DB_ENV, INDEX_DIR_ENV, default_db_path, default_index_dir
+from coversearch.config import DB_ENV, INDEX_DIR_ENV, MODEL_DIR_ENV, default_db_path, default_index_dir, default_model_dir
 from coversearch.errors import CoverSearchError
 
 
@@ -48,6 +48,7 @@ app = make_app("Search and classify album covers by how they look.")
 class CliState:
     db: Path
     index_dir: Path
+    model_dir: Path
 
 
 @app.callback()
@@ -57,8 +58,13 @@ def _global_options(
     index_dir: Path = typer.Option(
         None, "--index-dir", help=f"Where indexes live (default ./indexes, env {INDEX_DIR_ENV})."
     ),
+    model_dir: Path = typer.Option(
+        None, "--model-dir", help=f"Where trained models live (default ./models, env {MODEL_DIR_ENV})."
+    ),
 ) -> None:
-    ctx.obj = CliState(db=db or default_db_path(), index_dir=index_dir or default_index_dir())
+    ctx.obj = CliState(
+        db=db or default_db_path(), index_dir=index_dir or default_index_dir(), model_dir=model_dir or default_model_dir()
+    )
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -1,0 +1,1 @@
+"""Genre classifiers over stored features: one estimator interface, one module per method."""

@@ -1,0 +1,75 @@
+"""The estimator interface every genre classifier implements (scikit-learn's contract).
+
+``fit(X, y, X_val, y_val)`` returns self and leaves learned state in attributes ending in ``_``;
+``classes_`` holds the genre names in column order of ``predict_proba``.  ``save``/``load`` put
+the learned state in a folder; provenance (features, store fingerprint) is the job of
+``model.TrainedModel``, not of the estimator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+# Called after each epoch / boosting round / block: (done, total).
+ProgressFn = Callable[[int, int], None]
+
+
+@runtime_checkable
+class GenreClassifier(Protocol):
+    method: str
+    classes_: np.ndarray
+
+    def get_params(self) -> dict[str, Any]: ...
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            progress: ProgressFn | None = None) -> "GenreClassifier": ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def save(self, folder: Path) -> None: ...
+
+    @classmethod
+    def load(cls, folder: Path) -> "GenreClassifier": ...
+
+
+class ClassifierBase:
+    """Shared plumbing: label encoding and ``predict`` from ``predict_proba``."""
+
+    classes_: np.ndarray
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes_)}
+        return np.array([index[v] for v in y], dtype=np.int64)
+
+    def _set_classes(self, y: np.ndarray) -> np.ndarray:
+        self.classes_ = np.array(sorted(set(y.tolist())))
+        return self._encode(y)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class Standardizer:
+    """Per-column mean/std learned on training rows (the dense head trains far better on it)."""
+
+    def fit(self, X: np.ndarray) -> "Standardizer":
+        self.mean_ = X.mean(axis=0).astype(np.float32)
+        self.scale_ = (X.std(axis=0) + 1e-6).astype(np.float32)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean_, "scale": self.scale_}
+
+    @classmethod
+    def from_state(cls, state) -> "Standardizer":
+        self = cls()
+        self.mean_, self.scale_ = np.asarray(state["mean"]), np.asarray(state["scale"])
+        return self

@@ -1,0 +1,97 @@
+"""The study's dense head: 256 ReLU units, dropout, softmax; RMSprop 1e-4, cross-entropy.
+
+Early stopping watches the validation split and restores the best weights.  Inputs are
+standardised with training-set statistics (kept with the model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coversearch.classify.base import ClassifierBase, ProgressFn, Standardizer
+from coversearch.features.vgg16 import import_keras
+
+
+class DenseGenre(ClassifierBase):
+    method = "dense"
+
+    def __init__(self, hidden: int = 256, dropout: float = 0.5, learning_rate: float = 1e-4, epochs: int = 200,
+                 batch_size: int = 32, patience: int = 15, l2: float = 0.0, standardize: bool = True, seed: int = 0):
+        self.hidden = hidden
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.l2 = l2
+        self.standardize = standardize
+        self.seed = seed
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("hidden", "dropout", "learning_rate", "epochs", "batch_size",
+                                               "patience", "l2", "standardize", "seed")}
+
+    def _build(self, dim: int):
+        keras = import_keras()
+        keras.utils.set_random_seed(self.seed)
+        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        model = keras.Sequential([
+            keras.Input((dim,)),
+            keras.layers.Dense(self.hidden, activation="relu", kernel_regularizer=reg),
+            keras.layers.Dropout(self.dropout),
+            keras.layers.Dense(len(self.classes_), activation="softmax", kernel_regularizer=reg),
+        ])
+        model.compile(optimizer=keras.optimizers.RMSprop(self.learning_rate), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    def _inputs(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
+
+    def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "DenseGenre":
+        keras = import_keras()
+        labels = self._set_classes(np.asarray(y))
+        self.scaler_ = Standardizer().fit(np.asarray(X, dtype=np.float32)) if self.standardize else None
+        self.model_ = self._build(X.shape[1])
+        n = len(self.classes_)
+        one_hot = np.eye(n, dtype=np.float32)
+        callbacks = []
+        validation = None
+        if X_val is not None and len(X_val):
+            validation = (self._inputs(X_val), one_hot[self._encode(np.asarray(y_val))])
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+                                                           restore_best_weights=True))
+        if progress:
+            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: progress(epoch + 1, self.epochs)))
+        history = self.model_.fit(self._inputs(X), one_hot[labels], validation_data=validation, epochs=self.epochs,
+                                  batch_size=self.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+        self.epochs_run_ = len(history.history["loss"])
+        if progress:
+            progress(self.epochs, self.epochs)  # early stopping ends the bar too
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        return np.asarray(self.model_.predict(self._inputs(X), batch_size=256, verbose=0))
+
+    def save(self, folder: Path) -> None:
+        self.model_.save(folder / "head.keras")
+        if self.scaler_ is not None:
+            np.savez(folder / "scaler.npz", **self.scaler_.state())
+        (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist(),
+                                                           "epochs_run": self.epochs_run_}))
+
+    @classmethod
+    def load(cls, folder: Path) -> "DenseGenre":
+        keras = import_keras()
+        meta = json.loads((folder / "estimator.json").read_text())
+        self = cls(**meta["params"])
+        self.classes_ = np.array(meta["classes"])
+        self.epochs_run_ = meta["epochs_run"]
+        self.model_ = keras.models.load_model(folder / "head.keras")
+        self.scaler_ = Standardizer.from_state(np.load(folder / "scaler.npz")) if (folder / "scaler.npz").exists() else None
+        return self

@@ -1,0 +1,186 @@
+"""A trained model on disk: the estimator plus where it came from, checked before every use.
+
+A model folder holds ``card.json`` (method, features with their versions and model
+fingerprints, the store's embedding fingerprints at training time, the split, classes,
+parameters, timings) and the estimator's own files.  A model refuses to run on a store whose
+features differ from the ones it learned from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coversearch.classify.base import GenreClassifier
+from coversearch.errors import CoverSearchError
+from coversearch.store import FeatureSet, Store
+
+CARD = "card.json"
+ESTIMATOR = "estimator"
+MODEL_FORMAT = 1
+
+
+class ModelError(CoverSearchError):
+    """Unknown or unreadable model, or a model that does not fit this store."""
+
+
+@dataclass
+class FeatureRef:
+    name: str
+    version: int
+    dim: int
+    model_fingerprint: str | None
+    store_fingerprint: str
+
+    @classmethod
+    def of(cls, store: Store, fs: FeatureSet) -> "FeatureRef":
+        return cls(fs.name, fs.version, fs.dim, fs.model_fingerprint, store.embedding_fingerprint(fs))
+
+
+@dataclass
+class ModelCard:
+    name: str
+    method: str
+    recipe: str | None
+    features: list[FeatureRef]
+    classes: list[str]
+    params: dict[str, Any]
+    split: str
+    store: str
+    trained_at: str
+    train_seconds: float
+    train_rows: int
+    val_rows: int
+    format: int = MODEL_FORMAT
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelCard":
+        data = dict(data)
+        data["features"] = [FeatureRef(**f) for f in data["features"]]
+        return cls(**data)
+
+
+def _estimator_class(method: str):
+    from coversearch.classify.registry import method_class
+
+    return method_class(method)
+
+
+@dataclass
+class TrainedModel:
+    card: ModelCard
+    estimator: GenreClassifier
+
+    def check_store(self, store: Store) -> list[FeatureSet]:
+        """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
+        sets = []
+        for ref in self.card.features:
+            fs = store.feature_set(ref.name, ref.version) if any(
+                f.name == ref.name and f.version == ref.version for f in store.feature_sets()
+            ) else None
+            if fs is None:
+                raise ModelError(f"model {self.card.name!r} was trained on {ref.name} v{ref.version}, which this store does not have")
+            if fs.model_fingerprint != ref.model_fingerprint:
+                raise ModelError(
+                    f"model {self.card.name!r} was trained on {ref.name} from model {ref.model_fingerprint}; "
+                    f"this store's {ref.name} comes from {fs.model_fingerprint}"
+                )
+            if store.embedding_fingerprint(fs) != ref.store_fingerprint:
+                raise ModelError(
+                    f"model {self.card.name!r} was trained on another store state ({ref.name} embeddings differ: "
+                    "covers were added or removed since); retrain it with `coversearch train`"
+                )
+            sets.append(fs)
+        return sets
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(X)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card.classes)
+
+    def save(self, models_dir: Path) -> Path:
+        """Write atomically: build in a temporary folder, then swap it in under the model's name."""
+        models_dir = Path(models_dir)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        final = models_dir / self.card.name
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.card.name}.", dir=models_dir))
+        try:
+            (tmp / ESTIMATOR).mkdir()
+            self.estimator.save(tmp / ESTIMATOR)
+            (tmp / CARD).write_text(json.dumps(self.card.to_json(), indent=2, default=str))
+            if final.exists():
+                old = models_dir / f".{self.card.name}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    @classmethod
+    def load(cls, models_dir: Path, name: str) -> "TrainedModel":
+        folder = Path(models_dir) / name
+        if not (folder / CARD).is_file():
+            known = ", ".join(list_model_names(models_dir)) or "none"
+            raise ModelError(f"no model named {name!r} in {models_dir} (models: {known}); train one with `coversearch train`")
+        try:
+            card = ModelCard.from_json(json.loads((folder / CARD).read_text()))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"model {name!r} has an unreadable card: {exc}") from None
+        if card.format != MODEL_FORMAT:
+            raise ModelError(f"model {name!r} has format {card.format}; this version reads format {MODEL_FORMAT}")
+        try:
+            estimator = _estimator_class(card.method).load(folder / ESTIMATOR)
+        except CoverSearchError:
+            raise
+        except Exception as exc:  # a damaged file from any of the libraries
+            raise ModelError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return cls(card, estimator)
+
+
+def list_model_names(models_dir: Path) -> list[str]:
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if (p / CARD).is_file() and not p.name.startswith("."))
+
+
+def list_cards(models_dir: Path) -> list[ModelCard]:
+    cards = []
+    for name in list_model_names(models_dir):
+        try:
+            cards.append(ModelCard.from_json(json.loads((Path(models_dir) / name / CARD).read_text())))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return cards
+
+
+def latest_default_model(models_dir: Path) -> str:
+    """The most recently trained model of the default recipe."""
+    from coversearch.classify.recipes import DEFAULT_RECIPE
+
+    cards = [c for c in list_cards(models_dir) if c.recipe == DEFAULT_RECIPE]
+    if not cards:
+        raise ModelError(f"no default model in {models_dir}; train it with `coversearch train` (no options)")
+    return max(cards, key=lambda c: c.trained_at).name

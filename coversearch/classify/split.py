@@ -1,0 +1,105 @@
+"""A fixed train / validation / test split of albums, stratified by genre, stored in the store.
+
+Albums (distinct bytes) are what is split, so every copy of a cover is on one side.  Each
+album's stratum is its full genre set ("Electronic+Pop" is a stratum of its own), so albums with
+several genres spread over the sides like the rest.  Within a stratum, albums are ordered by a
+hash of (seed, sha256) and cut by the fractions: the same seed gives the same split whatever the
+order of ingestion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from coversearch.errors import CoverSearchError
+from coversearch.store import Store
+from coversearch.store.db import utcnow
+
+SIDES = ("train", "val", "test")
+DEFAULT_SPLIT = "default"
+DEFAULT_SEED = 20261125
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    seed: int
+    fractions: tuple[float, float, float]
+    sides: dict[int, str]  # album id -> "train" | "val" | "test"
+
+    def album_ids(self, side: str) -> np.ndarray:
+        if side not in SIDES:
+            raise ValueError(f"unknown side {side!r}")
+        return np.array(sorted(a for a, s in self.sides.items() if s == side), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        return {side: sum(1 for s in self.sides.values() if s == side) for side in SIDES}
+
+
+def _rank_key(seed: int, sha: str) -> str:
+    return hashlib.sha256(f"{seed}:{sha}".encode()).hexdigest()
+
+
+def assign_sides(albums: list[tuple[int, str, tuple[str, ...]]], seed: int, fractions=DEFAULT_FRACTIONS) -> dict[int, str]:
+    """albums: (id, sha256, genres).  Returns album id -> side."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise CoverSearchError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    strata: dict[tuple[str, ...], list[tuple[int, str]]] = {}
+    for album_id, sha, genres in albums:
+        strata.setdefault(tuple(sorted(genres)), []).append((album_id, sha))
+    sides: dict[int, str] = {}
+    for members in strata.values():
+        members.sort(key=lambda m: _rank_key(seed, m[1]))
+        n = len(members)
+        n_train = round(n * fractions[0])
+        n_val = round(n * (fractions[0] + fractions[1])) - n_train
+        for i, (album_id, _) in enumerate(members):
+            sides[album_id] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    return sides
+
+
+def make_split(
+    store: Store, name: str = DEFAULT_SPLIT, seed: int = DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, replace: bool = False
+) -> Split:
+    """Assign every album with a genre to a side and store it under ``name``."""
+    exists = store.con.execute("SELECT count(*) FROM splits WHERE name = ?", [name]).fetchone()[0]
+    if exists and not replace:
+        raise CoverSearchError(f"split {name!r} already exists; models trained on it depend on it (use --replace to redo it)")
+    rows = store.con.execute(
+        "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
+    ).fetchall()
+    sides = assign_sides([(r[0], r[1], tuple(r[2])) for r in rows], seed, fractions)
+    with store.transaction() as con:
+        con.execute("DELETE FROM split_assignments WHERE split = ?", [name])
+        con.execute("DELETE FROM splits WHERE name = ?", [name])
+        con.execute("INSERT INTO splits VALUES (?, ?, ?, ?, ?, ?)", [name, seed, *fractions, utcnow()])
+        if sides:
+            con.execute(
+                "INSERT INTO split_assignments SELECT $1, unnest($2), unnest($3)",
+                [name, np.array(list(sides), dtype=np.int64), list(sides.values())],
+            )
+    return Split(name, seed, tuple(fractions), sides)
+
+
+def load_split(store: Store, name: str = DEFAULT_SPLIT) -> Split | None:
+    row = store.con.execute(
+        "SELECT seed, train_fraction, val_fraction, test_fraction FROM splits WHERE name = ?", [name]
+    ).fetchone()
+    if row is None:
+        return None
+    sides = dict(store.con.execute("SELECT album_id, side FROM split_assignments WHERE split = ?", [name]).fetchall())
+    return Split(name, int(row[0]), (row[1], row[2], row[3]), {int(a): s for a, s in sides.items()})
+
+
+def get_or_make_split(store: Store, name: str = DEFAULT_SPLIT) -> Split:
+    """The stored split; made with the default seed and fractions the first time (needs a writable store)."""
+    split = load_split(store, name)
+    if split is not None:
+        return split
+    if store.read_only:
+        raise CoverSearchError(f"the store has no split {name!r} yet; run `coversearch train` or `coversearch split` first")
+    return make_split(store, name)

@@ -1,0 +1,224 @@
+"""`coversearch train`, `classify`, `evaluate`, `models` and `split`: genre models from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coversearch.cli.app import app, make_app, print_json, state
+from coversearch.cli.progress import progress_bar
+from coversearch.classify.model import TrainedModel, latest_default_model, list_cards
+from coversearch.classify.recipes import RECIPES
+from coversearch.classify.registry import METHODS
+from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, DEFAULT_SPLIT, load_split, make_split
+from coversearch.classify.train import (
+    classify_images,
+    evaluate_model,
+    expand_image_paths,
+    resolve_recipe,
+    train_model,
+)
+from coversearch.cli.params import parse_params
+from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.errors import CoverSearchError
+from coversearch.features.registry import parse_feature_list
+from coversearch.store import Store
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    method: str = typer.Option(None, "--method", "-m", help=f"One of: {', '.join(METHODS)}."),
+    feature: str = typer.Option(None, "--feature", "-f", help="Feature set(s), comma-separated and concatenated: vgg16,hsv."),
+    recipe: str = typer.Option(None, "--recipe", help=f"A named recipe: {', '.join(RECIPES)}."),
+    name: str = typer.Option(None, "--name", help="Model name (default: the recipe's, or METHOD-FEATURES)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Estimator parameter key=value (repeatable), e.g. -p k=15."),
+    split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Stored split to train on (made on first use)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    json_out: bool = typer.Option(False, "--json", help="Print the model card and test evaluation as JSON."),
+) -> None:
+    """Train a genre model on the store's train split and evaluate it on the test split.
+
+    With no --method/--feature/--recipe, trains the default (best) recipe.
+    """
+    features = parse_feature_list(feature) if feature else None
+    chosen = resolve_recipe(recipe, method, features, parse_params(param))
+    bar = _ProgressAdapter(quiet)
+    with Store.open(state(ctx).db) as store:
+        try:
+            model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False)
+        finally:
+            bar.close()
+        evaluation = evaluate_model(store, model, state(ctx).model_dir / model.card.name)
+    if json_out:
+        print_json({"card": model.card.to_json(), "evaluation": evaluation.result})
+    elif not quiet:
+        Console().print(
+            f"trained [bold]{model.card.name}[/] ({model.card.method} on {'+'.join(model.card.feature_names)}) in "
+            f"{model.card.train_seconds:.1f}s; test accuracy [bold]{evaluation.result['accuracy']:.1%}[/] "
+            f"on {evaluation.result['albums']} albums -> {state(ctx).model_dir / model.card.name}"
+        )
+
+
+class _ProgressAdapter:
+    """Feeds (done, total) callbacks from estimators into a rich bar whose total is learned late."""
+
+    def __init__(self, quiet: bool):
+        self._quiet = quiet
+        self._cm = None
+        self._advance = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._quiet:
+            return
+        if self._cm is None:
+            self._cm = progress_bar("training", total, "epoch")
+            self._advance = self._cm.__enter__()
+        if done > self._done:
+            self._advance(done - self._done)
+            self._done = done
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+
+
+def _model_name(ctx: typer.Context, name: str | None) -> str:
+    return name or latest_default_model(state(ctx).model_dir)
+
+
+@app.command("classify")
+def classify_command(
+    ctx: typer.Context,
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    model: str = typer.Option(None, "--model", help="Model name (default: the latest default model)."),
+    top: int = typer.Option(5, "--top", min=1, help="Genres to show per image."),
+    vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 weights (or env {VGG16_WEIGHTS_ENV})."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Rank genres for each image with one loaded model (images are classified in batches)."""
+    paths = expand_image_paths(images)
+    trained = TrainedModel.load(state(ctx).model_dir, _model_name(ctx, model))
+    with Store.open(state(ctx).db, read_only=True) as store, progress_bar("classify", len(paths), "img", quiet=quiet or len(paths) < 2) as advance:
+        results = classify_images(store, trained, paths, vgg16_weights=vgg16_weights, on_batch=advance)
+    failed = [r for r in results if r.error]
+    if json_out:
+        print_json({
+            "model": trained.card.name,
+            "results": [
+                {"path": str(r.path), "genres": [{"genre": g, "probability": round(p, 4)} for g, p in (r.genres or [])[:top]],
+                 "error": r.error}
+                for r in results
+            ],
+        })
+    else:
+        table = Table(title=f"genres by model {trained.card.name}")
+        table.add_column("image")
+        table.add_column("genres (probability)")
+        for r in results:
+            text = r.error and f"[red]error: {r.error}[/]" or ", ".join(f"{g} {p:.0%}" for g, p in r.genres[:top])
+            table.add_row(str(r.path), text)
+        Console().print(table)
+    if failed:
+        raise CoverSearchError(f"{len(failed)} of {len(results)} images could not be classified (first: {failed[0].path}: {failed[0].error})")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    model: str = typer.Option(None, "--model", help="Model name (default: the latest default model)."),
+    png: Path = typer.Option(None, "--png", help="Also write the confusion heat map here."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Test accuracy, per-genre recall and the confusion matrix (also saved as a PNG heat map)."""
+    name = _model_name(ctx, model)
+    trained = TrainedModel.load(state(ctx).model_dir, name)
+    folder = state(ctx).model_dir / name
+    with Store.open(state(ctx).db, read_only=True) as store:
+        evaluation = evaluate_model(store, trained, folder)
+    if png is not None:
+        from coversearch.classify.evaluate import plot_confusion
+
+        plot_confusion(evaluation.result, name, png)
+    result = evaluation.result
+    if json_out:
+        print_json({**result, "confusion_png": str(png or evaluation.confusion_png)})
+        return
+    console = Console()
+    console.print(f"model [bold]{name}[/]: test accuracy [bold]{result['accuracy']:.1%}[/] on {result['albums']} albums "
+                  f"({result['predict_ms_per_image']:.2f} ms per image)")
+    recall = Table(title="per-genre recall")
+    recall.add_column("genre")
+    recall.add_column("recall", justify="right")
+    for genre, value in result["per_genre_recall"].items():
+        recall.add_row(genre, "-" if value is None else f"{value:.1%}")
+    console.print(recall)
+    confusion = Table(title="confusion (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for c in result["classes"]:
+        confusion.add_column(c, justify="right")
+    for c, row in zip(result["classes"], result["confusion"]):
+        confusion.add_row(c, *map(str, row))
+    console.print(confusion)
+    console.print(f"heat map: {png or evaluation.confusion_png}")
+
+
+models_app = make_app("Trained genre models.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Models in the model folder, newest first."""
+    cards = sorted(list_cards(state(ctx).model_dir), key=lambda c: c.trained_at, reverse=True)
+    if json_out:
+        print_json([c.to_json() for c in cards])
+        return
+    table = Table(title=f"models in {state(ctx).model_dir}")
+    for col in ("name", "recipe", "method", "features", "trained", "train s"):
+        table.add_column(col)
+    for c in cards:
+        table.add_row(c.name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}")
+    Console().print(table)
+
+
+split_app = make_app("The stored train / validation / test split.")
+app.add_typer(split_app, name="split")
+
+
+@split_app.command("show")
+def split_show_command(ctx: typer.Context, name: str = typer.Option(DEFAULT_SPLIT, "--name"),
+                       json_out: bool = typer.Option(False, "--json")) -> None:
+    """Albums per side of a stored split."""
+    with Store.open(state(ctx).db, read_only=True) as store:
+        split = load_split(store, name)
+    if split is None:
+        raise CoverSearchError(f"the store has no split {name!r}; `coversearch train` or `coversearch split make` makes it")
+    data = {"name": split.name, "seed": split.seed, "fractions": split.fractions, "albums": split.counts()}
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"split {split.name} (seed {split.seed}, fractions {split.fractions}): {split.counts()}")
+
+
+@split_app.command("make")
+def split_make_command(
+    ctx: typer.Context,
+    name: str = typer.Option(DEFAULT_SPLIT, "--name"),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed"),
+    fractions: str = typer.Option(",".join(map(str, DEFAULT_FRACTIONS)), "--fractions", help="train,val,test"),
+    replace: bool = typer.Option(False, "--replace", help="Redo an existing split (models trained on it become stale)."),
+) -> None:
+    """Make (or with --replace, remake) a stratified split of the store's albums."""
+    try:
+        parts = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise CoverSearchError(f"--fractions must be three numbers like 0.7,0.1,0.2, not {fractions!r}") from None
+    with Store.open(state(ctx).db) as store:
+        split = make_split(store, name, seed, parts, replace=replace)
+    typer.echo(f"split {split.name}: {split.counts()}")

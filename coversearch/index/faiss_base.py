@@ -1,0 +1,131 @@
+"""What the FAISS kinds share: squared-L2 indexes over prepared vectors, filters, save and load.
+
+Every FAISS kind indexes prepared vectors (unit rows for cosine) under ``METRIC_L2`` and labels
+them with their row number, so the id filter is an ``IDSelectorBatch`` of rows passed through the
+kind's ``SearchParameters``.  Approximate kinds may return fewer than k hits under a tight filter
+(the graph or the probed lists run out of allowed vectors); the search is then repeated for those
+queries with a wider setting (``_search_parameters(..., widen)``) and, as a last resort, answered
+exactly from the vectors the index can reconstruct.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from coversearch.index import metrics
+from coversearch.index.base import IndexFileError, VectorIndex
+
+
+class FaissIndex(VectorIndex):
+    native_file = "index.faiss"
+    max_widen: int = 0  # how many times a short answer may be retried with a wider search
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.faiss_index: faiss.Index | None = None
+
+    # -- for subclasses --------------------------------------------------------------------------
+    @abstractmethod
+    def _new_faiss_index(self, n: int) -> faiss.Index:
+        """An empty (untrained) FAISS index for n vectors with the build parameters."""
+
+    @abstractmethod
+    def _search_parameters(self, k: int, selector: faiss.IDSelector | None, widen: int) -> faiss.SearchParameters:
+        """Query parameters; ``widen`` > 0 asks for a wider (slower, more complete) search."""
+
+    def _expected_type(self) -> type:
+        return faiss.Index
+
+    # -- VectorIndex -----------------------------------------------------------------------------
+    def _fit(self, x: np.ndarray) -> None:
+        index = self._new_faiss_index(len(x))
+        if not index.is_trained:
+            index.train(x)
+        index.add(x)
+        self.faiss_index = index
+
+    def _add(self, x: np.ndarray) -> None:
+        self._built().add(x)
+
+    def _search_rows(self, q: np.ndarray, k: int, allowed_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        index = self._built()
+        selector = faiss.IDSelectorBatch(allowed_rows) if allowed_rows is not None else None
+        want = min(k, index.ntotal if allowed_rows is None else len(allowed_rows))
+        squared, rows = index.search(q, k, params=self._search_parameters(k, selector, 0))
+        for widen in range(1, self.max_widen + 1):
+            short = np.flatnonzero((rows >= 0).sum(axis=1) < want)
+            if len(short) == 0:
+                break
+            squared[short], rows[short] = index.search(q[short], k, params=self._search_parameters(k, selector, widen))
+        short = np.flatnonzero((rows >= 0).sum(axis=1) < want)
+        if len(short):
+            squared[short], rows[short] = self._exhaustive(q[short], k, allowed_rows)
+        return rows, metrics.from_squared_l2(squared, self.metric)
+
+    def _exhaustive(self, q: np.ndarray, k: int, allowed_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the vectors the index holds (the filter's rows, or all)."""
+        index = self._built()
+        rows = np.arange(index.ntotal, dtype=np.int64) if allowed_rows is None else allowed_rows
+        try:
+            vectors = index.reconstruct_batch(rows)
+        except RuntimeError:  # an IVF index needs its id -> list map to give vectors back
+            faiss.extract_index_ivf(index).make_direct_map()
+            vectors = index.reconstruct_batch(rows)
+        flat = faiss.IndexFlatL2(self.dim)
+        flat.add(vectors)
+        squared, positions = flat.search(q, min(k, len(rows)))
+        found = np.full((len(q), k), -1, dtype=np.int64)
+        distances = np.full((len(q), k), np.inf, dtype=np.float32)
+        found[:, : positions.shape[1]] = np.where(positions >= 0, rows[np.clip(positions, 0, None)], -1)
+        distances[:, : positions.shape[1]] = squared
+        return distances, found
+
+    def _save_native(self, path: Path) -> None:
+        faiss.write_index(self._built(), str(path))
+
+    def _load_native(self, path: Path) -> None:
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()
+            detail = next((line for line in reason if "Error" in line or "error" in line), reason[0] if reason else "")
+            raise IndexFileError(f"index file {path} is corrupt or truncated ({detail.strip()[:160]})") from None
+        if not isinstance(index, self._expected_type()) or index.d != self.dim:
+            raise IndexFileError(
+                f"index file {path} holds a {type(index).__name__} of dimension {index.d}, "
+                f"not a {self.kind} index of dimension {self.dim}"
+            )
+        self.faiss_index = index
+
+    def _native_count(self) -> int:
+        return int(self._built().ntotal)
+
+    def memory_bytes(self) -> int:
+        return int(faiss.serialize_index(self._built()).nbytes) if self.faiss_index is not None else 0
+
+    def _built(self) -> faiss.Index:
+        if self.faiss_index is None:
+            raise RuntimeError(f"the {self.kind} index is not built yet; call fit() first")
+        return self.faiss_index
+
+
+def resolve_nlist(n: int, rules: dict) -> int:
+    """nlist = nlist_per_sqrt_n * sqrt(n), at most nlist_max and n / min_points_per_list."""
+    by_sqrt = int(round(rules["nlist_per_sqrt_n"] * np.sqrt(n)))
+    cap = min(int(rules["nlist_max"]), n // int(rules["min_points_per_list"]))
+    return max(1, min(by_sqrt, cap))
+
+
+def resolve_nprobe(nlist: int, rules: dict) -> int:
+    """nprobe = nprobe_fraction * nlist, at least nprobe_min, at most nlist."""
+    return max(1, min(nlist, max(int(rules["nprobe_min"]), int(np.ceil(nlist * rules["nprobe_fraction"])))))
+
+
+def quiet_clustering(clustering_parameters) -> None:
+    """We size nlist and nbits to the data ourselves; FAISS's 'please provide at least N training
+    points' warning (printed straight to stderr) would only repeat that on every small store."""
+    clustering_parameters.min_points_per_centroid = 1

@@ -1,0 +1,282 @@
+"""Find the covers nearest to a query image (or to a stored album) in one feature space.
+
+``SimilarSearcher.open`` picks the index (the one named, else the newest built for the feature,
+else an exact FAISS scan built on the fly) and checks it against the store; its ``search_*``
+methods answer queries with plain ``SimilarResult`` objects.  ``find_similar`` does both for one
+query.
+
+A query image is embedded by the same extractor as the store's feature set, and refused when the
+extractor would differ from the one that made the stored vectors (another model fingerprint,
+version or parameters): distances between vectors of different models mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coversearch.errors import CoverSearchError, FeatureError, ImageError
+from coversearch.features.base import FeatureExtractor, extract_images
+from coversearch.features.images import decode_image, read_bytes
+from coversearch.features.registry import FEATURE_NAMES, get_extractor
+from coversearch.index import metrics
+from coversearch.index.base import VectorIndex
+from coversearch.index.catalog import indexes_for_feature, open_index
+from coversearch.index.exact import ExactIndex
+from coversearch.index.manifest import IndexManifest
+from coversearch.store import FeatureSet, Store
+
+DEFAULT_FEATURE = "vgg16"
+DEFAULT_K = 10
+
+
+@dataclass(frozen=True)
+class SimilarHit:
+    rank: int  # 1 = nearest
+    album_id: int
+    distance: float  # in the result's metric: 1 - cos for cosine, L2 for euclidean
+    genres: list[str]
+    path: str | None
+    artist: str | None = None
+    title: str | None = None
+
+
+@dataclass
+class SimilarResult:
+    query: str  # the image path, or "album <id>"
+    feature: str  # feature set label, e.g. "vgg16 v1"
+    metric: str
+    kind: str  # the index kind that answered
+    index_name: str | None  # None: exact search built on the fly
+    k: int
+    genre: str | None
+    hits: list[SimilarHit]
+    notes: list[str] = field(default_factory=list)  # things the user should know (stderr in the CLI)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["results"] = data.pop("hits")
+        return data
+
+
+class SimilarSearcher:
+    """One feature set of one store and the index that searches it, ready for many queries."""
+
+    def __init__(
+        self,
+        store: Store,
+        feature_set: FeatureSet,
+        index: VectorIndex,
+        manifest: IndexManifest | None = None,
+        notes: list[str] | None = None,
+    ):
+        self.store = store
+        self.feature_set = feature_set
+        self.index = index
+        self.manifest = manifest
+        self.notes = list(notes or [])
+        self._extractor: FeatureExtractor | None = None
+
+    # -- choosing the index ----------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        store: Store,
+        *,
+        feature: str | None = None,
+        index_dir: str | os.PathLike | None = None,
+        index_name: str | None = None,
+        metric: str | None = None,
+        refresh: bool = False,
+    ) -> "SimilarSearcher":
+        """Use ``index_name``, else the newest index built for ``feature`` (and ``metric``), else exact search."""
+        if feature is not None and feature not in FEATURE_NAMES:
+            raise FeatureError(f"unknown feature {feature!r}; choose from {', '.join(FEATURE_NAMES)}")
+        if metric is not None:
+            metrics.check_metric(metric)
+        index_dir = Path(index_dir) if index_dir is not None else None
+        if index_name is None and index_dir is not None:
+            candidates = indexes_for_feature(index_dir, feature or DEFAULT_FEATURE, metric)
+            if candidates:
+                index_name = candidates[0].name
+        if index_name is not None:
+            if index_dir is None:
+                raise CoverSearchError(f"no index folder given to look for index {index_name!r} in")
+            opened = open_index(store, index_dir, index_name, refresh=refresh)
+            manifest = opened.manifest
+            if feature is not None and feature != manifest.feature:
+                raise CoverSearchError(f"index {manifest.name!r} is over {manifest.feature} vectors, not {feature}")
+            if metric is not None and metric != manifest.metric:
+                raise CoverSearchError(f"index {manifest.name!r} uses the {manifest.metric} metric, not {metric}")
+            return cls(store, opened.feature_set, opened.index, manifest, opened.notes)
+        return cls.exact(store, feature or DEFAULT_FEATURE, metric, index_dir)
+
+    @classmethod
+    def exact(
+        cls, store: Store, feature: str, metric: str | None = None, index_dir: Path | None = None
+    ) -> "SimilarSearcher":
+        """Brute force over the store's vectors with a FAISS flat index built in memory now."""
+        fs = store.feature_set(feature)
+        metric = metric or metrics.default_metric(feature)
+        ids, vectors = store.load_embeddings(fs)
+        if len(ids) == 0:
+            raise CoverSearchError(f"the store has no {fs.label} vectors to search; run `coversearch ingest --features {feature}`")
+        index = ExactIndex(metric, fs.dim).fit(vectors, ids)
+        where = f" in {index_dir}" if index_dir is not None else ""
+        note = (
+            f"no {feature} index{where}: exact search over {len(ids)} vectors "
+            f"(build one with `coversearch index build --feature {feature} --kind faiss-hnsw`)"
+        )
+        return cls(store, fs, index, None, [note])
+
+    # -- queries ---------------------------------------------------------------------------------
+    def extractor(self, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
+        """The extractor for query images, checked against the one that made the stored vectors."""
+        if self._extractor is None:
+            self._extractor = get_extractor(self.feature_set.name, vgg16_weights=vgg16_weights)
+            check_extractor_matches(self._extractor, self.feature_set)
+        return self._extractor
+
+    def use_extractor(self, extractor: FeatureExtractor) -> None:
+        """Reuse an already-loaded extractor (e.g. a VGG16 model) for query images."""
+        check_extractor_matches(extractor, self.feature_set)
+        self._extractor = extractor
+
+    def vector_for_image(self, image: str | os.PathLike, *, vgg16_weights: str | os.PathLike | None = None) -> np.ndarray:
+        extractor = self.extractor(vgg16_weights=vgg16_weights)  # checked before the image is even read
+        try:
+            rgb = decode_image(read_bytes(image)).rgb
+        except ImageError as exc:
+            raise CoverSearchError(f"cannot use query image {image}: {exc}") from None
+        return extract_images(extractor, [rgb])[0]
+
+    def vector_for_album(self, album_id: int) -> np.ndarray:
+        ids, vectors = self.store.load_embeddings(self.feature_set, [int(album_id)])
+        if len(ids) == 0:
+            if not self.store.albums([int(album_id)]):
+                raise CoverSearchError(f"no album with id {album_id} in the store")
+            raise CoverSearchError(f"album {album_id} has no {self.feature_set.label} vector")
+        return vectors[0]
+
+    def search_image(
+        self, image: str | os.PathLike, k: int = DEFAULT_K, genre: str | None = None, *, vgg16_weights=None
+    ) -> SimilarResult:
+        allowed = self._allowed_ids(genre, k)
+        return self._search(self.vector_for_image(image, vgg16_weights=vgg16_weights), k, genre, allowed, str(image))
+
+    def search_album(self, album_id: int, k: int = DEFAULT_K, genre: str | None = None) -> SimilarResult:
+        allowed = self._allowed_ids(genre, k)
+        # The album itself is not excluded: its own vector is at distance 0, so it comes first.
+        return self._search(self.vector_for_album(album_id), k, genre, allowed, f"album {album_id}")
+
+    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K, genre: str | None = None, label: str = "vector") -> SimilarResult:
+        return self._search(vector, k, genre, self._allowed_ids(genre, k), label)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _index_label(self) -> str:
+        return f"index {self.manifest.name!r}" if self.manifest else "the store"
+
+    def _allowed_ids(self, genre: str | None, k: int) -> np.ndarray | None:
+        """Album ids of ``genre`` in the index (None: no filter); checks k against what is there."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise CoverSearchError(f"k must be at least 1, not {k}")
+        if genre is None:
+            if k > len(self.index):
+                raise CoverSearchError(
+                    f"k={k} is more than the {len(self.index)} {self.feature_set.name} vectors in {self._index_label()}"
+                )
+            return None
+        rows = self.store.con.execute("SELECT DISTINCT album_id FROM album_genres WHERE genre = ?", [genre]).fetchnumpy()
+        of_genre = np.asarray(rows["album_id"], dtype=np.int64)
+        if len(of_genre) == 0:
+            known = [g for (g,) in self.store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
+            raise CoverSearchError(f"no album of genre {genre!r} in the store (genres: {', '.join(known) or 'none'})")
+        allowed = of_genre[np.isin(of_genre, self.index.ids)]
+        if k > len(allowed):
+            raise CoverSearchError(
+                f"k={k} is more than the {len(allowed)} albums of genre {genre!r} with {self.feature_set.name} "
+                f"vectors in {self._index_label()}"
+            )
+        return allowed
+
+    def _search(self, vector: np.ndarray, k: int, genre: str | None, allowed: np.ndarray | None, label: str) -> SimilarResult:
+        found = self.index.search(vector, k, allowed)
+        albums = self.store.albums(found.ids.tolist()) if len(found) else {}
+        hits = []
+        for rank, (album_id, distance) in enumerate(zip(found.ids.tolist(), found.distances.tolist()), start=1):
+            album = albums.get(album_id, {})
+            hits.append(
+                SimilarHit(
+                    rank=rank,
+                    album_id=album_id,
+                    distance=float(distance),
+                    genres=list(album.get("genres") or []),
+                    path=album.get("path"),
+                    artist=album.get("artist"),
+                    title=album.get("title"),
+                )
+            )
+        return SimilarResult(
+            query=label,
+            feature=self.feature_set.label,
+            metric=self.index.metric,
+            kind=self.index.kind,
+            index_name=self.manifest.name if self.manifest else None,
+            k=k,
+            genre=genre,
+            hits=hits,
+            notes=list(self.notes),
+        )
+
+
+def check_extractor_matches(extractor: FeatureExtractor, fs: FeatureSet) -> None:
+    """Refuse to embed queries with another model than the store's vectors were made with."""
+    if extractor.name != fs.name or extractor.version != fs.version:
+        raise FeatureError(
+            f"the store's vectors are {fs.label}; this coversearch computes {extractor.name} v{extractor.version}: "
+            "re-ingest, or use a matching coversearch"
+        )
+    fingerprint = extractor.model_fingerprint()
+    if fingerprint != fs.model_fingerprint:
+        raise FeatureError(
+            f"the store's {fs.label} vectors were made with model {fs.model_fingerprint}, but the query would use "
+            f"{fingerprint}: pass the same weights with --vgg16-weights (or COVERSEARCH_VGG16_WEIGHTS)"
+        )
+    if extractor.params() != fs.params:
+        raise FeatureError(f"the store's {fs.label} vectors were made with params {fs.params}, not {extractor.params()}")
+
+
+def find_similar(
+    store: Store,
+    *,
+    image: str | os.PathLike | None = None,
+    album_id: int | None = None,
+    feature: str | None = None,
+    k: int = DEFAULT_K,
+    genre: str | None = None,
+    index_dir: str | os.PathLike | None = None,
+    index_name: str | None = None,
+    metric: str | None = None,
+    refresh: bool = False,
+    vgg16_weights: str | os.PathLike | None = None,
+    extractor: FeatureExtractor | None = None,
+) -> SimilarResult:
+    """The k covers nearest to ``image`` (a file) or to stored album ``album_id``."""
+    if (image is None) == (album_id is None):
+        raise CoverSearchError("give a query IMAGE or --album ID (exactly one)")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise CoverSearchError(f"k must be at least 1, not {k}")
+    if image is not None and not Path(image).is_file():
+        raise CoverSearchError(f"cannot use query image {image}: no such file")
+    searcher = SimilarSearcher.open(
+        store, feature=feature, index_dir=index_dir, index_name=index_name, metric=metric, refresh=refresh
+    )
+    if album_id is not None:
+        return searcher.search_album(album_id, k, genre)
+    if extractor is not None:
+        searcher.use_extractor(extractor)
+    return searcher.search_image(image, k, genre, vgg16_weights=vgg16_weights)

@@ -1,0 +1,234 @@
+"""Genre classifiers: the split's invariants, each method's save/load, refusals and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from conftest import copy_covers
+from coversearch.classify.data import load_labelled
+from coversearch.classify.model import ModelError, TrainedModel
+from coversearch.classify.recipes import Recipe
+from coversearch.classify.split import assign_sides, load_split, make_split
+from coversearch.classify.train import train_model
+from coversearch.errors import CoverSearchError
+from coversearch.features.registry import get_extractor
+from coversearch.ingest.pipeline import ingest
+from coversearch.ingest.readers import read_folder
+from coversearch.store import Store
+
+
+# -- the split -----------------------------------------------------------------------------------
+def synthetic_albums(n_per_genre=200, multi=60):
+    genres = ["Country", "Electronic", "HipHop", "Pop", "Rock"]
+    albums = [(i, hashlib.sha256(f"a{i}".encode()).hexdigest(), (genres[i % 5],)) for i in range(5 * n_per_genre)]
+    start = len(albums)
+    albums += [(start + j, hashlib.sha256(f"m{j}".encode()).hexdigest(), ("Electronic", "Pop")) for j in range(multi)]
+    return albums
+
+
+def test_split_is_stratified_by_genre_set():
+    albums = synthetic_albums()
+    sides = assign_sides(albums, seed=1, fractions=(0.7, 0.1, 0.2))
+    for stratum in {a[2] for a in albums}:
+        members = [a[0] for a in albums if a[2] == stratum]
+        counts = Counter(sides[m] for m in members)
+        n = len(members)
+        assert counts["train"] == round(0.7 * n) and counts["test"] == n - round(0.8 * n), (stratum, counts)
+
+
+def test_split_is_reproducible_from_its_seed_whatever_the_order():
+    albums = synthetic_albums()
+    a = assign_sides(albums, seed=7)
+    b = assign_sides(list(reversed(albums)), seed=7)
+    c = assign_sides(albums, seed=8)
+    assert a == b
+    assert a != c and Counter(a.values()) == Counter(c.values())
+
+
+def test_split_rejects_bad_fractions():
+    with pytest.raises(CoverSearchError, match="fractions"):
+        assign_sides(synthetic_albums(10, 0), seed=1, fractions=(0.5, 0.1, 0.1))
+
+
+@pytest.fixture(scope="module")
+def hsv_store(tmp_path_factory, covers5_dir, cross_genre_duplicates):
+    """A real store: 24 covers per genre plus cross-genre duplicate files, hsv only, with its split."""
+    root = copy_covers(covers5_dir, tmp_path_factory.mktemp("covers") / "covers", per_genre=24, offset=100)
+    for electronic, pop in cross_genre_duplicates:
+        shutil.copy(electronic, root / "Electronic" / electronic.name)
+        shutil.copy(pop, root / "Pop" / pop.name)
+    path = tmp_path_factory.mktemp("store") / "store.duckdb"
+    with Store.open(path) as store:
+        ingest(store, read_folder(root), [get_extractor("hsv")])
+        make_split(store)
+    return path, root
+
+
+def test_every_copy_of_the_same_bytes_is_on_one_side(hsv_store):
+    path, root = hsv_store
+    with Store.open(path, read_only=True) as store:
+        split = load_split(store)
+        files = store.known_files()
+    side_of_bytes: dict[str, set[str]] = {}
+    for file_path, album_id in files.items():
+        digest = hashlib.sha256(open(file_path, "rb").read()).hexdigest()
+        side_of_bytes.setdefault(digest, set()).add(split.sides[album_id])
+    assert all(len(sides) == 1 for sides in side_of_bytes.values())
+    assert sum(1 for p in files if "Electronic" in p or "Pop" in p) > len({a for p, a in files.items() if "Electronic" in p or "Pop" in p})
+    assert split.counts()["train"] > split.counts()["test"] > split.counts()["val"] > 0
+
+
+def test_an_existing_split_is_not_silently_redone(hsv_store):
+    path, _ = hsv_store
+    with Store.open(path) as store:
+        with pytest.raises(CoverSearchError, match="already exists"):
+            make_split(store)
+
+
+# -- methods: fit, save, load ----------------------------------------------------------------------
+METHOD_CASES = [
+    Recipe("t-knn-annoy", "knn", ("hsv",), {"k": 5, "index_kind": "annoy"}),
+    Recipe("t-knn-exact", "knn", ("hsv",), {"k": 5, "index_kind": "exact"}),
+    Recipe("t-knn-hnsw", "knn", ("hsv",), {"k": 5, "index_kind": "faiss-hnsw"}),
+    Recipe("t-xgboost", "xgboost", ("hsv",), {"n_estimators": 20}),
+    Recipe("t-dense", "dense", ("hsv",), {"epochs": 30, "patience": 5}),
+]
+
+
+@pytest.mark.parametrize("recipe", METHOD_CASES, ids=lambda r: r.name)
+def test_each_method_saves_and_loads_to_the_same_predictions(hsv_store, tmp_path, recipe):
+    path, _ = hsv_store
+    with Store.open(path, read_only=True) as store:
+        model = train_model(store, tmp_path, recipe, name=recipe.name)
+        split = load_split(store)
+        test = load_labelled(store, [store.feature_set("hsv")], split.album_ids("test"))
+        before = model.predict_proba(test.X)
+        loaded = TrainedModel.load(tmp_path, recipe.name)
+        after = loaded.predict_proba(test.X)
+        loaded.check_store(store)
+    assert before.shape == (len(test.X), 5)
+    np.testing.assert_allclose(before.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert list(loaded.estimator.classes_) == ["Country", "Electronic", "HipHop", "Pop", "Rock"]
+    evaluation = json.loads((tmp_path / recipe.name / "evaluation.json").read_text())
+    assert 0.0 <= evaluation["accuracy"] <= 1.0 and evaluation["albums"] == len(test.X)
+    assert (tmp_path / recipe.name / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_knn_votes_follow_the_neighbours(hsv_store, tmp_path):
+    """On training covers themselves, 1-NN through an exact index must return their own genre."""
+    path, _ = hsv_store
+    with Store.open(path, read_only=True) as store:
+        model = train_model(store, tmp_path, Recipe("nn1", "knn", ("hsv",), {"k": 1, "index_kind": "exact"}), evaluate=False)
+        train = load_labelled(store, [store.feature_set("hsv")], load_split(store).album_ids("train"))
+    predicted = model.estimator.predict(train.X)
+    assert all(p in gs for p, gs in zip(predicted, train.genres))
+
+
+def test_a_model_refuses_a_store_that_changed(hsv_store, tmp_path, covers5_dir):
+    path, _ = hsv_store
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(path, copy)
+    with Store.open(copy) as store:
+        model = train_model(store, tmp_path / "models", Recipe("x", "xgboost", ("hsv",), {"n_estimators": 5}), evaluate=False)
+        extra = copy_covers(covers5_dir, tmp_path / "extra", per_genre=1, genres=("Rock",), offset=700)
+        ingest(store, read_folder(extra), [get_extractor("hsv")])
+        with pytest.raises(ModelError, match="another store state"):
+            model.check_store(store)
+
+
+def test_training_needs_two_genres_and_a_non_empty_split(tmp_path, covers5_dir):
+    one_genre = copy_covers(covers5_dir, tmp_path / "one", per_genre=6, genres=("Rock",))
+    with Store.open(tmp_path / "one.duckdb") as store:
+        ingest(store, read_folder(one_genre), [get_extractor("hsv")])
+        with pytest.raises(CoverSearchError, match="at least 2 genres"):
+            train_model(store, tmp_path / "m", Recipe("r", "xgboost", ("hsv",)))
+        make_split(store, "all-test", fractions=(0.0, 0.0, 1.0))
+        with pytest.raises(CoverSearchError, match="train split is empty"):
+            train_model(store, tmp_path / "m", Recipe("r", "xgboost", ("hsv",)), split_name="all-test")
+
+
+# -- the CLI -----------------------------------------------------------------------------------------
+def one_line_error(result, *needles):
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def trained_cli(cli, hsv_store, tmp_path):
+    path, root = hsv_store
+    shutil.copy(path, cli.db)
+    result = cli("train", "--method", "xgboost", "--feature", "hsv", "--name", "xgb", "-p", "n_estimators=10", "--json")
+    assert result.exit_code == 0, result.stderr
+    return cli, root, json.loads(result.stdout)
+
+
+def test_train_evaluate_classify_through_the_cli(trained_cli, tmp_path, covers5_dir):
+    cli, root, trained = trained_cli
+    assert trained["card"]["method"] == "xgboost" and trained["card"]["features"][0]["name"] == "hsv"
+    evaluation = json.loads(cli("evaluate", "--model", "xgb", "--json", "--png", tmp_path / "cm.png").stdout)
+    assert evaluation["accuracy"] == trained["evaluation"]["accuracy"]
+    assert len(evaluation["confusion"]) == 5 and sum(map(sum, evaluation["confusion"])) == evaluation["albums"]
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+    # One or more images and folders, one model load, genres ranked with probabilities.
+    folder = copy_covers(covers5_dir, tmp_path / "new", per_genre=1, offset=900)
+    result = cli("classify", folder, sorted((covers5_dir / "Rock").iterdir())[901], "--model", "xgb", "--json", "--top", "3")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)["results"]
+    assert len(out) == 6
+    for item in out:
+        probs = [g["probability"] for g in item["genres"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and item["error"] is None
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["name"] for m in listed] == ["xgb"]
+
+
+def test_classify_reports_undecodable_images_and_exits_non_zero(trained_cli, tmp_path, covers5_dir):
+    cli, _, _ = trained_cli
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"<html>not an image</html>")
+    good = sorted((covers5_dir / "Pop").iterdir())[950]
+    result = cli("classify", good, bad, "--model", "xgb", "--json")
+    assert result.exit_code == 1
+    results = {r["path"]: r for r in json.loads(result.stdout)["results"]}
+    assert results[str(good)]["error"] is None and results[str(bad)]["error"].startswith("not-an-image")
+    assert "could not be classified" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["classify", "{img}", "--model", "nope"], ["no model named 'nope'"]),
+        (["evaluate", "--model", "nope"], ["no model named 'nope'"]),
+        (["train", "--method", "svm", "--feature", "hsv"], ["unknown method 'svm'"]),
+        (["train", "--recipe", "magic"], ["unknown recipe 'magic'"]),
+        (["train", "--method", "knn", "--feature", "hsv", "-p", "index_kind=duckdb"], ["duckdb"]),
+        (["train", "--method", "xgboost", "--feature", "hsv", "-p", "depth=3"], ["bad parameter"]),
+        (["train", "--method", "xgboost", "--feature", "vgg16"], ["no 'vgg16' embeddings"]),
+        (["classify", "{tmp}/missing.jpg", "--model", "xgb"], ["could not be classified"]),
+    ],
+)
+def test_bad_input_is_one_clear_line(trained_cli, tmp_path, covers5_dir, args, needles):
+    cli, _, _ = trained_cli
+    img = sorted((covers5_dir / "Pop").iterdir())[951]
+    one_line_error(cli(*[a.format(img=img, tmp=tmp_path) for a in args]), *needles)
+
+
+def test_a_model_trained_on_another_store_is_refused(trained_cli, tmp_path, covers5_dir):
+    cli, _, _ = trained_cli
+    other = copy_covers(covers5_dir, tmp_path / "other", per_genre=3, offset=500)
+    from coversearch.cli.main import app
+
+    other_db = tmp_path / "other.duckdb"
+    cli.runner.invoke(app, ["--db", str(other_db), "ingest", str(other), "--features", "hsv", "--quiet"])
+    result = cli.runner.invoke(app, ["--db", str(other_db), "--model-dir", str(cli.model_dir), "evaluate", "--model", "xgb"])
+    one_line_error(result, "another store state")
