@@ -70,6 +70,12 @@ def bench_vgg16(covers: Path, workdir: Path, n: int, weights: Path) -> dict:
     started = time.perf_counter()
     model.predict(batch, batch_size=32, verbose=0)
     bare_seconds = time.perf_counter() - started
+    # The ingest calls predict_on_batch (no tf.data pipeline per call); time that bare too, so the
+    # ratio below is against the faster of the two and measures only what overlapping costs.
+    started = time.perf_counter()
+    for start in range(0, len(batch), 32):
+        model.predict_on_batch(batch[start : start + 32])
+    on_batch_seconds = time.perf_counter() - started
 
     # Full ingest of the same files into a fresh store: read, hash, decode, resize, predict, write.
     with Store.open(workdir / "vgg16.duckdb") as store:
@@ -79,6 +85,8 @@ def bench_vgg16(covers: Path, workdir: Path, n: int, weights: Path) -> dict:
         "images": n,
         "bare_seconds": bare_seconds,
         "bare_rate": n / bare_seconds,
+        "on_batch_seconds": on_batch_seconds,
+        "on_batch_rate": n / on_batch_seconds,
         "ingest_seconds": summary.seconds,
         "ingest_rate": n / summary.seconds,
     }
@@ -95,14 +103,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hsv = bench_hsv(args.covers, Path(tmp))
         vgg = bench_vgg16(args.covers, Path(tmp), args.vgg_images, args.weights)
-    ratio = vgg["ingest_rate"] / vgg["bare_rate"]
+    ratio = vgg["ingest_rate"] / max(vgg["bare_rate"], vgg["on_batch_rate"])
     table = "\n".join(
         [
             "| measurement | images | seconds | images/s | target | met |",
             "|---|---:|---:|---:|---|---|",
             f"| HSV ingest, all of covers5 | {hsv['images']} | {hsv['seconds']:.1f} | {hsv['rate']:.0f} | >= 400 | {'yes' if hsv['rate'] >= 400 else 'NO'} |",
             f"| VGG16 bare `model.predict` (preloaded arrays) | {vgg['images']} | {vgg['bare_seconds']:.1f} | {vgg['bare_rate']:.1f} | | |",
-            f"| VGG16 ingest (read, hash, decode, predict, write) | {vgg['images']} | {vgg['ingest_seconds']:.1f} | {vgg['ingest_rate']:.1f} | >= 90% of bare | {ratio:.0%} {'yes' if ratio >= 0.9 else 'NO'} |",
+            f"| VGG16 bare `model.predict_on_batch`, batches of 32 (preloaded arrays) | {vgg['images']} | {vgg['on_batch_seconds']:.1f} | {vgg['on_batch_rate']:.1f} | | |",
+            f"| VGG16 ingest (read, hash, decode, predict, write) | {vgg['images']} | {vgg['ingest_seconds']:.1f} | {vgg['ingest_rate']:.1f} | >= 90% of the faster bare row | {ratio:.0%} {'yes' if ratio >= 0.9 else 'NO'} |",
         ]
     )
     block = (

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.report
+from benchmarks.report import replace_block  # noqa: E402
 from coversearch.features.base import extract_images
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
@@ -44,7 +46,8 @@ from coversearch.query.similar import SimilarSearcher
 from coversearch.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DB = Path("/tmp/setup/covers5_full.duckdb")
+# The covers5 store with hsv + vgg16 (bench_classify.py builds it with the product if missing).
+DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "models" / "vgg16_imagenet_notop.weights.h5"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "similar.md"
 SYNTHETIC_KINDS = ["faiss-hnsw", "annoy", "faiss-ivf", "faiss-ivfpq"]
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n\n".join(["\n".join(header), part_a, part_b, part_c]) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
+    replace_block(REPO / "benchmarks" / "README.md", "similar", report.split("\n", 1)[1].replace("\n## ", "\n### "))
     print(report)
     log(f"wrote {args.out}")
     return 0

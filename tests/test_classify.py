@@ -98,6 +98,11 @@ METHOD_CASES = [
     Recipe("t-knn-hnsw", "knn", ("hsv",), {"k": 5, "index_kind": "faiss-hnsw"}),
     Recipe("t-xgboost", "xgboost", ("hsv",), {"n_estimators": 20}),
     Recipe("t-dense", "dense", ("hsv",), {"epochs": 30, "patience": 5}),
+    Recipe("t-ensemble", "ensemble", ("hsv",), {"members": [
+        {"method": "dense", "params": {"epochs": 20}, "columns": [0, 512]},
+        {"method": "xgboost", "params": {"n_estimators": 10}, "columns": [0, 512]},
+        {"method": "knn", "params": {"k": 5, "index_kind": "exact"}, "columns": [256, 512]},
+    ]}),
 ]
 
 
@@ -232,3 +237,36 @@ def test_a_model_trained_on_another_store_is_refused(trained_cli, tmp_path, cove
     cli.runner.invoke(app, ["--db", str(other_db), "ingest", str(other), "--features", "hsv", "--quiet"])
     result = cli.runner.invoke(app, ["--db", str(other_db), "--model-dir", str(cli.model_dir), "evaluate", "--model", "xgb"])
     one_line_error(result, "another store state")
+
+
+def test_default_recipe_is_trained_with_no_options_and_used_by_classify_and_evaluate(
+    cli, tmp_path, covers5_dir, vgg16_weights
+):
+    root = copy_covers(covers5_dir, tmp_path / "covers", per_genre=8, offset=40)
+    env = {"COVERSEARCH_VGG16_WEIGHTS": str(vgg16_weights)}
+    assert cli("ingest", root, "--quiet", env=env).exit_code == 0  # hsv + vgg16, the default features
+    trained = cli("train", "--json", "--quiet", env=env)
+    assert trained.exit_code == 0, trained.stderr
+    card = json.loads(trained.stdout)["card"]
+    assert (card["recipe"], card["method"], [f["name"] for f in card["features"]]) == ("default", "ensemble", ["vgg16", "hsv"])
+    evaluation = json.loads(cli("evaluate", "--json", env=env).stdout)
+    assert evaluation["model"] == "default" and evaluation["recipe"] == "default"
+    image = sorted((covers5_dir / "HipHop").iterdir())[990]
+    result = cli("classify", image, "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["model"] == "default"
+    genres = out["results"][0]["genres"]
+    assert sorted(g["genre"] for g in genres) == ["Country", "Electronic", "HipHop", "Pop", "Rock"]
+    assert abs(sum(g["probability"] for g in genres) - 1) < 1e-3
+    # A query model other than the one the store was built with is refused.
+    other = tmp_path / "other.weights.h5"
+    shutil.copyfile(vgg16_weights, other)
+    with open(other, "ab") as fh:
+        fh.write(b"\0")
+    one_line_error(cli("classify", image, "--vgg16-weights", other), "needs vgg16 v1 from sha256:a2f51117")
+
+
+def test_classify_and_evaluate_with_no_default_model_say_what_to_do(cli, hsv_store):
+    shutil.copy(hsv_store[0], cli.db)
+    one_line_error(cli("evaluate"), "no default model", "coversearch train")

@@ -26,20 +26,13 @@ from coversearch.index.threads import available_cores, faiss_threads
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.store import Store
+from conftest import GENRES, link_covers
 
-GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
 ALL_KINDS = list(INDEX_KINDS)
 APPROXIMATE_KINDS = ["faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "annoy"]
 FAISS_ADD_KINDS = ["exact", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq"]
 
 
-def link_covers(covers5_dir: Path, dest: Path, per_genre: int, offset: int = 0) -> Path:
-    """dest/<genre>/<file> symlinks to real covers5 files (cheaper than copying)."""
-    for genre in GENRES:
-        (dest / genre).mkdir(parents=True, exist_ok=True)
-        for path in sorted((covers5_dir / genre).iterdir())[offset : offset + per_genre]:
-            (dest / genre / path.name).symlink_to(path)
-    return dest
 
 
 def ingest_hsv(db: Path, folder: Path) -> None:

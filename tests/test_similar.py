@@ -22,18 +22,11 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.query.similar import find_similar
 from coversearch.store import Store
+from conftest import GENRES, link_covers
 
-GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
 KINDS = list(INDEX_KINDS)
 
 
-def link_covers(covers5_dir: Path, dest: Path, per_genre: int, offset: int = 0) -> Path:
-    """dest/<genre>/<file> symlinks to real covers5 files."""
-    for genre in GENRES:
-        (dest / genre).mkdir(parents=True, exist_ok=True)
-        for path in sorted((covers5_dir / genre).iterdir())[offset : offset + per_genre]:
-            (dest / genre / path.name).symlink_to(path)
-    return dest
 
 
 def ingest_features(db: Path, folder: Path, extractors) -> None:

@@ -9,9 +9,6 @@ features differ from the ones it learned from.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import numpy as np
 
 from coversearch.classify.base import GenreClassifier
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import staged_folder
 from coversearch.store import FeatureSet, Store
 
 CARD = "card.json"
@@ -117,26 +115,11 @@ class TrainedModel:
 
     def save(self, models_dir: Path) -> Path:
         """Write atomically: build in a temporary folder, then swap it in under the model's name."""
-        models_dir = Path(models_dir)
-        models_dir.mkdir(parents=True, exist_ok=True)
-        final = models_dir / self.card.name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.card.name}.", dir=models_dir))
-        try:
-            (tmp / ESTIMATOR).mkdir()
-            self.estimator.save(tmp / ESTIMATOR)
-            (tmp / CARD).write_text(json.dumps(self.card.to_json(), indent=2, default=str))
-            if final.exists():
-                old = models_dir / f".{self.card.name}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        with staged_folder(models_dir, self.card.name) as staging:
+            (staging / ESTIMATOR).mkdir()
+            self.estimator.save(staging / ESTIMATOR)
+            (staging / CARD).write_text(json.dumps(self.card.to_json(), indent=2, default=str))
+        return Path(models_dir) / self.card.name
 
     @classmethod
     def load(cls, models_dir: Path, name: str) -> "TrainedModel":

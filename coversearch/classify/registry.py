@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from coversearch.errors import CoverSearchError
 
-METHODS = ("knn", "xgboost", "dense")
+METHODS = ("knn", "xgboost", "dense", "ensemble")
 
 
 def method_class(method: str):
@@ -20,6 +20,10 @@ def method_class(method: str):
         from coversearch.classify.dense import DenseGenre
 
         return DenseGenre
+    if method == "ensemble":
+        from coversearch.classify.ensemble import EnsembleGenre
+
+        return EnsembleGenre
     raise CoverSearchError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 

@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import staged_folder
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex, load_ids
 from coversearch.index.duckdb_index import DuckDBIndex
@@ -167,45 +165,14 @@ def _target_folder(index_dir: Path, name: str) -> Path:
 def _write_index(index_dir: Path, index: VectorIndex, manifest: IndexManifest) -> IndexManifest:
     """Save into a temporary folder, then rename it over ``<index_dir>/<name>``."""
     final = _target_folder(index_dir, manifest.name)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}.building-", dir=index_dir))
-    try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; an index folder is not
+    with staged_folder(index_dir, manifest.name) as staging:
         written = index.save(staging)
         manifest.files = {name: file_record(staging / name) for name in written}
         manifest.size_bytes = sum(record.bytes for record in manifest.files.values())
         manifest.vectors = len(index)
         write_manifest(staging, manifest)
-        _fsync_folder(staging)
-        if final.exists():
-            # Two renames: the old index moves aside whole, the new one moves in whole.
-            retired = index_dir / f".{manifest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(final, retired)
-            try:
-                os.rename(staging, final)
-            except BaseException:
-                os.rename(retired, final)  # put the old index back
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     manifest.folder = final
     return manifest
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _fsync_folder(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
 
 
 # -- reading --------------------------------------------------------------------------------------

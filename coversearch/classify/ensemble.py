@@ -1,0 +1,75 @@
+"""Soft-voting ensemble: several estimators, each on its own columns, probabilities averaged.
+
+Each member is ``{"method": ..., "params": {...}, "columns": [start, stop]}`` where the columns
+index the model's concatenated features (e.g. vgg16 is [0, 512) and hsv [512, 1024) when the
+features are vgg16,hsv).  Members make different kinds of mistakes (a dense head, boosted trees,
+nearest neighbours), so their averaged probabilities are better than any one of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coversearch.classify.base import ClassifierBase, ProgressFn
+from coversearch.errors import CoverSearchError
+
+
+class EnsembleGenre(ClassifierBase):
+    method = "ensemble"
+
+    def __init__(self, members: list[dict[str, Any]] | None = None):
+        if not members:
+            raise CoverSearchError("an ensemble needs members: [{method, params, columns: [start, stop]}, ...]")
+        for member in members:
+            if member.get("method") == "ensemble" or len(member.get("columns", ())) != 2:
+                raise CoverSearchError(f"bad ensemble member {member!r}: needs a method other than ensemble and columns [start, stop]")
+        self.members = [dict(m) for m in members]
+
+    def get_params(self) -> dict[str, Any]:
+        return {"members": self.members}
+
+    def _columns(self, X: np.ndarray, member: dict) -> np.ndarray:
+        start, stop = member["columns"]
+        if stop > X.shape[1]:
+            raise CoverSearchError(f"ensemble member {member['method']} wants columns up to {stop}; the features have {X.shape[1]}")
+        return X[:, start:stop]
+
+    def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "EnsembleGenre":
+        from coversearch.classify.registry import make_estimator
+
+        self._set_classes(np.asarray(y))
+        self.estimators_ = []
+        for i, member in enumerate(self.members):
+            estimator = make_estimator(member["method"], member.get("params", {}))
+            val = self._columns(X_val, member) if X_val is not None else None
+            estimator.fit(self._columns(X, member), y, val, y_val)
+            if list(estimator.classes_) != list(self.classes_):
+                raise CoverSearchError("ensemble members disagree on the genres")
+            self.estimators_.append(estimator)
+            if progress:
+                progress(i + 1, len(self.members))
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return np.mean([est.predict_proba(self._columns(X, m)) for est, m in zip(self.estimators_, self.members)], axis=0)
+
+    def save(self, folder: Path) -> None:
+        for i, estimator in enumerate(self.estimators_):
+            (folder / f"member-{i}").mkdir()
+            estimator.save(folder / f"member-{i}")
+        (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist()}))
+
+    @classmethod
+    def load(cls, folder: Path) -> "EnsembleGenre":
+        from coversearch.classify.registry import method_class
+
+        meta = json.loads((folder / "estimator.json").read_text())
+        self = cls(**meta["params"])
+        self.classes_ = np.array(meta["classes"])
+        self.estimators_ = [method_class(m["method"]).load(folder / f"member-{i}") for i, m in enumerate(self.members)]
+        return self
