@@ -171,3 +171,14 @@ def test_source_errors(tmp_path):
         read_source(bad_header)
     with pytest.raises(CoverSearchError, match="either --manifest or --links"):
         read_source(tmp_path, manifest=bad_header, links=bad_header)
+
+
+def test_stored_paths_do_not_depend_on_the_working_folder(tmp_path, small_covers, monkeypatch):
+    monkeypatch.chdir(small_covers.parent)
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest(store, read_source(type(small_covers)(small_covers.name)), [get_extractor("hsv")])
+        first = store.known_files()
+        monkeypatch.chdir(small_covers / "Pop")
+        again = ingest(store, read_source(type(small_covers)("../../" + small_covers.name)), [get_extractor("hsv")])
+        assert again.counts.files == 0 and store.known_files() == first
+    assert all(p.startswith("/") and "/../" not in p for p in first)

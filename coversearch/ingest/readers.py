@@ -7,11 +7,17 @@ original study's links file (``url<TAB>genre/file.jpg``) resolved under a root f
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from coversearch.errors import CoverSearchError
+
+
+def absolute(path: Path) -> Path:
+    """Absolute and without '..', symlinks kept: stored paths must not depend on where ingest ran."""
+    return Path(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class SourceListing:
 
 def read_folder(root: Path) -> SourceListing:
     """Every non-hidden file below ``root/<genre>/``, sorted; files directly in root have no genre."""
+    root = absolute(root)
     if not root.is_dir():
         raise CoverSearchError(f"not a folder: {root}")
     items: list[SourceItem] = []
@@ -71,7 +78,7 @@ def read_manifest(manifest: Path, root: Path | None = None) -> SourceListing:
     """CSV with a header: ``path`` and ``genre`` or ``genres`` (separated by ; | or ,), optional
     ``artist``, ``title``, ``url``.  Relative paths are resolved against ``root`` or the
     manifest's own folder."""
-    base = root if root is not None else manifest.parent
+    base = absolute(root if root is not None else manifest.parent)
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
@@ -114,6 +121,7 @@ def read_links(links: Path, root: Path) -> SourceListing:
 
 def listing_from_links(root: Path, entries: Iterable) -> SourceListing:
     """Items for link entries already resolved (e.g. the files a download left under root)."""
+    root = absolute(root)
     return SourceListing([SourceItem(path=root / e.relpath, genres=(e.genre,), url=e.url) for e in entries], [])
 
 
