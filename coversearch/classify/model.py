@@ -109,6 +109,14 @@ class TrainedModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.estimator.predict_proba(X)
 
+    def features_matrix(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        """Per-feature vectors ({name: (n, dim) or (dim,)}) concatenated in the model's order."""
+        return np.hstack([np.atleast_2d(vectors[ref.name]) for ref in self.card.features])
+
+    def rank_genres(self, X: np.ndarray) -> list[list[tuple[str, float]]]:
+        """For each row, every genre with its probability, most likely first."""
+        return [[(self.classes[i], float(row[i])) for i in np.argsort(-row)] for row in self.predict_proba(X)]
+
     @property
     def classes(self) -> list[str]:
         return list(self.card.classes)

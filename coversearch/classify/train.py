@@ -188,11 +188,9 @@ def classify_images(
             except ImageError as exc:
                 results.append(Classification(path, None, f"{exc.reason}: {exc.detail}"))
         if images:
-            X = np.hstack([ex.extract([ex.prepare(rgb) for rgb in images]) for ex in extractors])
-            proba = model.predict_proba(X)
-            for path, row in zip(good, proba):
-                order = np.argsort(-row)
-                results.append(Classification(path, [(model.classes[i], float(row[i])) for i in order]))
+            vectors = {ex.name: ex.extract([ex.prepare(rgb) for rgb in images]) for ex in extractors}
+            for path, ranked in zip(good, model.rank_genres(model.features_matrix(vectors))):
+                results.append(Classification(path, ranked))
         if on_batch:
             on_batch(len(batch))
     order = {p: i for i, p in enumerate(paths)}

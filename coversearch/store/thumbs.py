@@ -1,0 +1,106 @@
+"""Small JPEG thumbnails of stored covers, made once and cached beside the store.
+
+The cache is ``<store file>.thumbs/<sha256>.jpg``: keyed by the album's bytes (its identity), so a
+rebuilt store never shows another album's picture.  Each file is written to a temporary name and
+renamed into place, so a crash never leaves half a thumbnail.  A cover whose file cannot be found
+or decoded gets a grey placeholder (not cached) so that pages still render.
+
+It depends only on the store and the image decoder; the report and the web page both use it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from coversearch.errors import ImageError
+from coversearch.features.images import decode_image, read_bytes
+from coversearch.store import Store
+
+THUMB_SIZE = 160
+QUALITY = 82
+
+
+def thumbs_dir(store: Store) -> Path:
+    return Path(str(store.path) + ".thumbs")
+
+
+def candidate_paths(store: Store, album: dict[str, Any]) -> list[Path]:
+    """Where the album's file may be: every recorded path, as given and relative to the store's folders."""
+    paths = [album.get("path")]
+    paths += [p for (p,) in store.con.execute("SELECT path FROM album_files WHERE album_id = ? ORDER BY path", [album["id"]]).fetchall()]
+    out: list[Path] = []
+    store_dir = Path(store.path).resolve().parent
+    for raw in dict.fromkeys(p for p in paths if p):
+        path = Path(raw)
+        if path.is_absolute():
+            out.append(path)
+            continue
+        out.append(Path.cwd() / path)
+        # Paths are recorded relative to where `ingest` ran: often the store's folder or one above it.
+        out.extend(parent / path for parent in (store_dir, *store_dir.parents))
+    return out
+
+
+def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes:
+    img = Image.fromarray(decode_image(data).rgb)
+    img.thumbnail((size, size), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=QUALITY)
+    return buf.getvalue()
+
+
+def placeholder(text: str = "missing", size: int = THUMB_SIZE) -> bytes:
+    img = Image.new("RGB", (size, size), (200, 200, 200))
+    ImageDraw.Draw(img).text((10, size // 2 - 6), text, fill=(60, 60, 60))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=QUALITY)
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def album_thumbnail(store: Store, album: dict[str, Any]) -> bytes:
+    """JPEG bytes of the album's thumbnail (cached; a placeholder when its file is gone or bad)."""
+    cached = thumbs_dir(store) / f"{album['sha256']}.jpg"
+    try:
+        return cached.read_bytes()
+    except OSError:
+        pass
+    for path in candidate_paths(store, album):
+        if not path.is_file():
+            continue
+        try:
+            data = make_thumbnail(read_bytes(path))
+        except ImageError:
+            continue
+        try:
+            _write_atomic(cached, data)
+        except OSError:
+            pass  # a read-only folder: still show it, just do not cache
+        return data
+    return placeholder()
+
+
+def thumbnails(store: Store, album_ids: list[int]) -> dict[int, bytes]:
+    albums = store.albums(album_ids)
+    return {album_id: album_thumbnail(store, albums[album_id]) for album_id in album_ids if album_id in albums}

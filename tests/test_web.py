@@ -1,0 +1,261 @@
+"""`coversearch serve`: the real Flask app on 127.0.0.1 over a small real store (hsv + vgg16, two
+quick models), driven by a real headless Chromium through the page, and by HTTP through its JSON
+API, whose answers must equal the library's (`find_similar`, `classify_images`)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from coversearch.classify.model import TrainedModel
+from coversearch.classify.recipes import Recipe
+from coversearch.classify.train import classify_images, train_model
+from coversearch.features.registry import get_extractor
+from coversearch.ingest.pipeline import ingest
+from coversearch.ingest.readers import read_source
+from coversearch.query.similar import find_similar
+from coversearch.store import Store
+from conftest import GENRES, link_covers
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PER_GENRE = 8
+
+
+# -- shared with test_report.py ----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """A real headless Chromium (Debian's chromium + chromium-driver), driven by Selenium."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        # Fail, never skip: the page and the report are only tested in a real browser.
+        pytest.fail(f"missing {', '.join(missing)}: install them with `apt-get install -y chromium chromium-driver`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def web_store(tmp_path_factory, covers5_dir, vgg16_extractor):
+    """A small real store (8 covers per genre, hsv + vgg16) and a model folder with two quick models."""
+    root = link_covers(covers5_dir, tmp_path_factory.mktemp("web-covers"), per_genre=PER_GENRE, offset=300)
+    base = tmp_path_factory.mktemp("web-store")
+    db, models = base / "store.duckdb", base / "models"
+    with Store.open(db) as store:
+        ingest(store, read_source(root), [get_extractor("hsv"), vgg16_extractor])
+        train_model(store, models, Recipe("xgb-hsv", "xgboost", ("hsv",), {"n_estimators": 5}), name="xgb-hsv")
+        train_model(store, models, Recipe("knn-vgg16", "knn", ("vgg16",), {"k": 3, "index_kind": "exact", "metric": "cosine"}),
+                    name="knn-vgg16")
+    return db, models, root
+
+
+def images_loaded(driver, selector: str) -> tuple[int, list[str]]:
+    """(how many <img> match, the src starts of those not loaded: complete with naturalWidth > 0)."""
+    return driver.execute_script(
+        "const imgs = [...document.querySelectorAll(arguments[0])];"
+        "return [imgs.length, imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60))];",
+        selector,
+    )
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+# -- the server --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(web_store, vgg16_extractor, tmp_path_factory):
+    from werkzeug.serving import make_server
+
+    from coversearch.web import create_app
+
+    db, models, _ = web_store
+    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_extractor=vgg16_extractor)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}", app.extensions["coversearch"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        app.extensions["coversearch"].close()
+
+
+def a_cover(covers5_dir: Path, genre: str = "Rock", i: int = 0) -> Path:
+    """A real cover that is not in the small store (the store holds files 300..307 of each genre)."""
+    return sorted((covers5_dir / genre).iterdir())[i]
+
+
+def post(url: str, path: Path, **form) -> requests.Response:
+    with open(path, "rb") as fh:
+        return requests.post(f"{url}/api/query", files={"image": (path.name, fh)}, data=form, timeout=60)
+
+
+def upload_in_page(driver, url: str, path: Path, feature: str | None = None) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(url + "/")
+    if feature:
+        Select(driver.find_element(By.ID, "feature")).select_by_value(feature)
+    field = driver.find_element(By.ID, "file")
+    driver.execute_script("arguments[0].style.display = 'block';", field)
+    field.send_keys(str(path))
+
+
+# -- the page in a real browser ----------------------------------------------------------------------
+@pytest.mark.parametrize("feature", ["vgg16", "hsv"])
+def test_page_shows_genres_and_similar_thumbnails(browser, server, covers5_dir, feature):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    upload_in_page(browser, url, a_cover(covers5_dir, "HipHop", 3), feature)
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#similar img")) == 10 or browser.find_element(By.ID, "error").text,
+             what="results")
+    assert browser.find_element(By.ID, "error").text == ""
+    wait_for(lambda: not images_loaded(browser, "#similar img, #preview")[1], what="thumbnails to load")
+    count, broken = images_loaded(browser, "#similar img, #preview")
+    assert count == 11 and broken == []
+    rows = browser.find_elements(By.CSS_SELECTOR, "#genres .genre")
+    assert sorted(r.get_attribute("data-genre") for r in rows) == sorted(GENRES)
+    assert all(r.text.strip().endswith("%") for r in rows)
+    assert "10 similar covers by " + feature in browser.find_element(By.ID, "status").text
+
+
+def test_page_shows_a_clear_error_for_a_non_image(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image at all\n")
+    upload_in_page(browser, url, text)
+    message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
+    assert message == "error: notes.jpg is not a usable image (not-an-image: not a recognised image format)"
+    assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
+
+
+def test_page_refuses_an_oversized_upload(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff" * (11 * 1024 * 1024))
+    upload_in_page(browser, url, big)
+    message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
+    assert "larger than the 10 MB limit" in message
+    assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
+
+
+# -- the JSON API --------------------------------------------------------------------------------------
+def test_api_refuses_an_oversized_upload_with_413(server, tmp_path):
+    url, _ = server
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff" * (11 * 1024 * 1024))
+    response = post(url, big)
+    assert response.status_code == 413
+    assert response.json()["error"] == "the upload is larger than the 10 MB limit for an image"
+
+
+@pytest.mark.parametrize("feature,genre", [("vgg16", None), ("hsv", None), ("vgg16", "Pop"), ("hsv", "Country")])
+def test_api_answers_like_find_similar(server, web_store, covers5_dir, vgg16_extractor, feature, genre):
+    url, _ = server
+    db, _, _ = web_store
+    image = a_cover(covers5_dir, "Electronic", 5)
+    form = {"feature": feature, "k": "5", **({"genre": genre} if genre else {})}
+    response = post(url, image, **form)
+    assert response.status_code == 200, response.text
+    got = response.json()["similar"]
+    with Store.open(db, read_only=True) as store:
+        want = find_similar(store, image=image, feature=feature, k=5, genre=genre, extractor=vgg16_extractor if feature == "vgg16" else None)
+    assert [h["album_id"] for h in got["results"]] == [h.album_id for h in want.hits]
+    assert [h["distance"] for h in got["results"]] == pytest.approx([h.distance for h in want.hits], abs=1e-5)
+    assert [h["genres"] for h in got["results"]] == [h.genres for h in want.hits]
+    assert got["feature"] == want.feature and got["metric"] == want.metric
+    if genre:
+        assert all(genre in h["genres"] for h in got["results"])
+    thumb = requests.get(url + got["results"][0]["thumb"], timeout=30)
+    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("model", ["xgb-hsv", "knn-vgg16"])
+def test_api_genres_equal_classify_images(server, web_store, covers5_dir, vgg16_weights, model):
+    url, _ = server
+    db, models, _ = web_store
+    image = a_cover(covers5_dir, "Country", 2)
+    response = post(url, image, model=model, feature="hsv")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == model
+    with Store.open(db, read_only=True) as store:
+        (want,) = classify_images(store, TrainedModel.load(models, model), [image], vgg16_weights=vgg16_weights)
+    assert [g["genre"] for g in answer["genres"]] == [g for g, _ in want.genres]
+    assert [g["probability"] for g in answer["genres"]] == pytest.approx([p for _, p in want.genres], abs=1e-5)
+
+
+def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):
+    url, engine = server
+    cover = a_cover(covers5_dir)
+    text = tmp_path / "a.png"
+    text.write_bytes(b"")
+    cases = [
+        (post(url, text), 400, "a.png is not a usable image (empty-file"),
+        (requests.post(f"{url}/api/query", data={"k": "3"}, timeout=30), 400, "no image"),
+        (post(url, cover, feature="colour"), 400, "unknown feature 'colour'"),
+        (post(url, cover, genre="Jazz"), 400, "unknown genre 'Jazz'"),
+        (post(url, cover, k="0"), 400, "k must be a whole number from 1 to 50"),
+        (post(url, cover, k="ten"), 400, "k must be a whole number"),
+        (post(url, cover, model="nope"), 400, "no model named 'nope'"),
+        (post(url, cover, genre="Rock", k="9"), 400, "k=9 is more than the 8 albums of genre 'Rock'"),
+        (requests.get(f"{url}/api/query", timeout=30), 405, "GET is not allowed"),
+        (requests.get(f"{url}/thumb/999999.jpg", timeout=30), 404, "no album with id 999999"),
+    ]
+    for response, status, fragment in cases:
+        assert response.status_code == status, (fragment, response.text)
+        assert fragment in response.json()["error"], response.json()
+    info = requests.get(f"{url}/api/info", timeout=30).json()
+    assert info["models"] == ["knn-vgg16", "xgb-hsv"] and set(info["features"]) == {"hsv", "vgg16"}
+    assert info["max_upload_bytes"] == 10 * 1024 * 1024
+
+
+def test_serve_binds_to_localhost_by_default():
+    from typer.testing import CliRunner
+
+    from coversearch.cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "127.0.0.1" in result.output
+
+
+def test_serve_refuses_a_missing_store(tmp_path):
+    from typer.testing import CliRunner
+
+    from coversearch.cli.main import app
+
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "none.duckdb"), "--model-dir", str(tmp_path), "serve"])
+    assert result.exit_code != 0 and "error: no store at" in result.stderr
