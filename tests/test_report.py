@@ -92,3 +92,21 @@ def test_report_on_a_missing_store_is_one_error_line(tmp_path):
     assert result.exit_code != 0
     assert result.stderr.strip().startswith("error: no store at") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_says_when_covers_cannot_be_read_at_their_stored_paths(covers5_dir, tmp_path):
+    from conftest import copy_covers
+    from coversearch.features.registry import get_extractor
+    from coversearch.ingest.pipeline import ingest
+    from coversearch.ingest.readers import read_folder
+    from coversearch.store import Store
+
+    root = copy_covers(covers5_dir, tmp_path / "covers", per_genre=2, offset=800)
+    db = tmp_path / "store.duckdb"
+    with Store.open(db) as store:
+        ingest(store, read_folder(root), [get_extractor("hsv")])
+    root.rename(tmp_path / "moved")  # the data moved after ingest; no thumbnail cached yet
+    result = report(db, tmp_path / "models", tmp_path / "r.html", "--bench-dir", str(tmp_path / "none"))
+    assert result.exit_code == 0, result.output
+    assert "could not be read at their stored paths" in result.output
+    assert "could not be read at their stored paths" in (tmp_path / "r.html").read_text()

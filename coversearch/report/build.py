@@ -25,11 +25,10 @@ from coversearch.classify.model import list_cards
 from coversearch.classify.train import CONFUSION_PNG, EVALUATION
 from coversearch.errors import CoverSearchError
 from coversearch.query.similar import SimilarSearcher
-from coversearch.store.thumbs import album_thumbnail
+from coversearch.store.thumbs import find_thumbnail, placeholder
 from coversearch.store import Store
 
 DEFAULT_BENCH_DIR = Path("benchmarks/results/search")
-DEFAULT_BENCH_README = Path("benchmarks/README.md")
 SECTIONS = ("store", "covers", "similar", "classifiers", "search-benchmark")
 
 
@@ -57,9 +56,17 @@ class _Page:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.images = 0
+        self.missing_covers = 0  # stored covers whose files could not be read for a thumbnail
 
     def add(self, text: str) -> None:
         self.parts.append(text)
+
+    def cover(self, store: Store, album: dict, alt: str) -> str:
+        data = find_thumbnail(store, album)
+        if data is None:
+            self.missing_covers += 1
+            data = placeholder()
+        return self.img(data, "image/jpeg", alt, "thumb")
 
     def img(self, data: bytes, mime: str, alt: str, cls: str = "") -> str:
         self.images += 1
@@ -129,7 +136,7 @@ def _covers_section(page: _Page, store: Store, rng: random.Random, per_genre: in
         cells = []
         for album_id in picked:
             album = albums[album_id]
-            cells.append(f'<figure>{page.img(album_thumbnail(store, album), "image/jpeg", _label(album), "thumb")}'
+            cells.append(f'<figure>{page.cover(store, album, _label(album))}'
                          f"<figcaption>{_e(_label(album))}</figcaption></figure>")
         page.add(f'<div class="genre-row"><h3>{_e(genre)}</h3><div class="grid">{"".join(cells)}</div></div>')
     page.add("</section>")
@@ -158,7 +165,7 @@ def _similar_section(page: _Page, store: Store, rng: random.Random, queries: int
     for album_id in picked:
         album = store.albums([album_id])[album_id]
         page.add('<div class="query">')
-        page.add(f'<figure class="q">{page.img(album_thumbnail(store, album), "image/jpeg", _label(album), "thumb")}'
+        page.add(f'<figure class="q">{page.cover(store, album, _label(album))}'
                  f"<figcaption>query {_e(_label(album))}</figcaption></figure>")
         for name, searcher in searchers.items():
             kk = min(k + 1, len(searcher.index))
@@ -168,7 +175,7 @@ def _similar_section(page: _Page, store: Store, rng: random.Random, queries: int
             cells = []
             for h in hits:
                 a = found[h.album_id]
-                cells.append(f'<figure>{page.img(album_thumbnail(store, a), "image/jpeg", _label(a), "thumb")}'
+                cells.append(f'<figure>{page.cover(store, a, _label(a))}'
                              f"<figcaption>{h.rank - 1}. d={h.distance:.4f}<br>{_e(', '.join(h.genres) or '-')}</figcaption></figure>")
             page.add(f'<div class="feature"><h4>{_e(result.feature)} ({_e(result.metric)})</h4><div class="grid">{"".join(cells)}</div></div>')
         page.add("</div>")
@@ -254,7 +261,7 @@ def _markdown_tables(text: str) -> list[list[list[str]]]:
     return tables
 
 
-def _bench_section(page: _Page, bench_dir: Path, bench_readme: Path | None, notes: list[str]) -> None:
+def _bench_section(page: _Page, bench_dir: Path, notes: list[str]) -> None:
     page.add('<section id="search-benchmark"><h2>Search benchmark</h2>')
     shown = False
     results = bench_dir / "results.json"
@@ -297,14 +304,6 @@ def _bench_section(page: _Page, bench_dir: Path, bench_readme: Path | None, note
     for png in sorted(bench_dir.glob("*.png")) if bench_dir.is_dir() else []:
         page.add(f'<figure>{page.img(png.read_bytes(), "image/png", png.stem, "plot")}<figcaption>{_e(png.name)}</figcaption></figure>')
         shown = True
-    if not shown and bench_readme is not None and bench_readme.is_file():
-        text = bench_readme.read_text()
-        start, end = "<!-- search:start -->", "<!-- search:end -->"
-        if start in text and end in text:
-            block = text.split(start, 1)[1].split(end, 1)[0]
-            for rows in _markdown_tables(block):
-                page.add(_table(rows[0], rows[1:], "bench"))
-                shown = True
     if not shown:
         page.add(f"<p>No search benchmark results yet ({_e(results)} is missing); run <code>coversearch bench search</code>.</p>")
         notes.append("no search benchmark results: that section says so")
@@ -336,7 +335,6 @@ def build_report(
     queries: int = 3,
     k: int = 5,
     bench_dir: Path | None = None,
-    bench_readme: Path | None = None,
 ) -> ReportSummary:
     """Write the report for the store at ``store_path`` to ``out`` (atomically) and say what is in it."""
     started = time.perf_counter()
@@ -344,7 +342,6 @@ def build_report(
     notes: list[str] = []
     page = _Page()
     bench_dir = Path(bench_dir) if bench_dir is not None else DEFAULT_BENCH_DIR
-    bench_readme = Path(bench_readme) if bench_readme is not None else DEFAULT_BENCH_README
     with Store.open(store_path, read_only=True) as store:
         stats = store.stats()
         if stats["albums"] == 0:
@@ -352,8 +349,11 @@ def build_report(
         _store_section(page, store, stats)
         _covers_section(page, store, rng, covers_per_genre)
         _similar_section(page, store, rng, queries, k, notes)
+    if page.missing_covers:
+        notes.append(f"{page.missing_covers} covers could not be read at their stored paths (shown grey): "
+                     "was the data moved since ingest?")
     _classifier_section(page, Path(model_dir), notes)
-    _bench_section(page, bench_dir, bench_readme, notes)
+    _bench_section(page, bench_dir, notes)
     seconds = time.perf_counter() - started
     head = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>coversearch report: {_e(Path(store_path).name)}</title>"
             f"<style>{STYLE}</style></head><body><h1>coversearch report</h1>"

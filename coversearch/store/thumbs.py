@@ -81,6 +81,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def album_thumbnail(store: Store, album: dict[str, Any]) -> bytes:
     """JPEG bytes of the album's thumbnail (cached; a placeholder when its file is gone or bad)."""
+    return find_thumbnail(store, album) or placeholder()
+
+
+def find_thumbnail(store: Store, album: dict[str, Any]) -> bytes | None:
+    """JPEG bytes of the album's thumbnail (cached), or None when its file is gone or bad."""
     cached = thumbs_dir(store) / f"{album['sha256']}.jpg"
     try:
         return cached.read_bytes()
@@ -98,7 +103,7 @@ def album_thumbnail(store: Store, album: dict[str, Any]) -> bytes:
         except OSError:
             pass  # a read-only folder: still show it, just do not cache
         return data
-    return placeholder()
+    return None
 
 
 def thumbnails(store: Store, album_ids: list[int]) -> dict[int, bytes]:
