@@ -34,6 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.report
 from benchmarks.report import replace_block  # noqa: E402
+from coversearch.bench.datasets import median_nn_distance, synthetic_vectors  # the shared construction
 from coversearch.features.base import extract_images
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
@@ -172,32 +173,6 @@ def bench_identification(db: Path, weights: Path, sample: int, seed: int) -> tup
 
 
 # -- (b) synthetic 100k x 512 -------------------------------------------------------------------
-def median_nn_distance(real: np.ndarray) -> float:
-    """Median L2 distance from each real vector (unit length) to its nearest other real vector."""
-    unit = metrics.prepare(real, metrics.COSINE)
-    truth = ground_truth(unit, unit, 2, metrics.EUCLIDEAN)
-    nn = np.where(truth.distances[:, 0] < 1e-6, truth.distances[:, 1], truth.distances[:, 0])
-    return float(np.median(nn))
-
-
-def synthetic_vectors(
-    real: np.ndarray, n: int, n_queries: int, noise_norm: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(base (n, dim), queries, each query's source row in ``real``, noise sigma per dimension).
-
-    Row i of base is real vector i mod len(real) (unit length) plus Gaussian noise of expected
-    norm ``noise_norm``; queries are fresh noisy copies of random real vectors.
-    """
-    unit = metrics.prepare(real, metrics.COSINE)
-    dim = unit.shape[1]
-    sigma = noise_norm / np.sqrt(dim)
-    rng = np.random.default_rng(seed)
-    base = unit[np.arange(n) % len(unit)] + rng.normal(0.0, sigma, size=(n, dim)).astype(np.float32)
-    sources = rng.integers(0, len(unit), size=n_queries)
-    queries = unit[sources] + rng.normal(0.0, sigma, size=(n_queries, dim)).astype(np.float32)
-    return base.astype(np.float32), queries.astype(np.float32), sources, sigma
-
-
 def bench_synthetic(
     real: np.ndarray, n: int, n_queries: int, seed: int, kinds: list[str], noise_scales: list[float]
 ) -> tuple[str, np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from coversearch.plots import pyplot, save_figure
 
 
 def evaluate_predictions(classes: Sequence[str], proba: np.ndarray, genres: Sequence[tuple[str, ...]]) -> dict:
@@ -37,10 +38,7 @@ def evaluate_predictions(classes: Sequence[str], proba: np.ndarray, genres: Sequ
 
 
 def plot_confusion(result: dict, title: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     matrix = np.array(result["confusion"])
     classes = result["classes"]
@@ -58,9 +56,4 @@ def plot_confusion(result: dict, title: str, path: Path) -> Path:
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set_title(f"{title}\naccuracy {result['accuracy']:.1%} on {result['albums']} test albums", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
