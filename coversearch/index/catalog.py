@@ -14,7 +14,6 @@ is always current.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -241,32 +240,10 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
         f"(index {len(index_ids)}, store {len(store_ids)})"
     )
     # Adding is enough only if every indexed vector is still exactly as it was.
-    can_add = removed == 0 and _rows_fingerprint(store, fs, index_ids) == manifest.store_fingerprint
+    can_add = removed == 0 and store.embedding_fingerprint(fs, index_ids) == manifest.store_fingerprint
     if removed == 0 and len(added) == 0:
         reason = f"the store's {fs.label} vectors changed since the build (same albums, different vectors)"
     return Freshness(False, reason, added, removed, can_add and len(added) > 0)
-
-
-def _rows_fingerprint(store: Store, fs: FeatureSet, album_ids: np.ndarray) -> str | None:
-    """``Store.embedding_fingerprint`` restricted to ``album_ids`` (None if the formula drifted).
-
-    It repeats the store's formula over a subset; it is first checked against the store's own
-    value over all rows, so a change to that formula turns refreshes into rebuilds, never into
-    wrong additions.
-    """
-
-    def fingerprint(where: str, params: list) -> str:
-        count, id_hash, vec_hash = store.con.execute(
-            "SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
-            f"FROM {fs.table} {where}",
-            params,
-        ).fetchone()
-        text = f"{fs.name}:{fs.version}:{fs.model_fingerprint}:{count}:{id_hash}:{vec_hash}"
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-    if fingerprint("", []) != store.embedding_fingerprint(fs):
-        return None
-    return fingerprint("WHERE album_id IN (SELECT unnest($1))", [np.asarray(album_ids, dtype=np.int64)])
 
 
 # -- opening --------------------------------------------------------------------------------------

@@ -187,12 +187,21 @@ class Store:
             return ids, np.zeros((0, fs.dim), dtype=np.float32)
         return ids, np.stack(cols["vector"]).astype(np.float32, copy=False)
 
-    def embedding_fingerprint(self, fs: FeatureSet) -> str:
-        """Changes whenever the set's vectors change: albums added or removed, or a new model."""
-        count, id_hash, vec_hash = self.con.execute(
-            f"SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
+    def embedding_fingerprint(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> str:
+        """Changes whenever the set's vectors change: albums added or removed, or a new model.
+
+        With ``album_ids``, the same fingerprint over those albums only (an index built from them
+        can then tell whether its vectors are still exactly the store's).
+        """
+        sql = (
+            "SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
             f"FROM {fs.table}"
-        ).fetchone()
+        )
+        params: list[Any] = []
+        if album_ids is not None:
+            sql += " WHERE album_id IN (SELECT unnest($1))"
+            params = [np.asarray(album_ids, dtype=np.int64)]
+        count, id_hash, vec_hash = self.con.execute(sql, params).fetchone()
         text = f"{fs.name}:{fs.version}:{fs.model_fingerprint}:{count}:{id_hash}:{vec_hash}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
