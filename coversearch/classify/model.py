@@ -87,10 +87,9 @@ class TrainedModel:
     def check_store(self, store: Store) -> list[FeatureSet]:
         """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
         sets = []
+        available = {(fs.name, fs.version): fs for fs in store.feature_sets()}
         for ref in self.card.features:
-            fs = store.feature_set(ref.name, ref.version) if any(
-                f.name == ref.name and f.version == ref.version for f in store.feature_sets()
-            ) else None
+            fs = available.get((ref.name, ref.version))
             if fs is None:
                 raise ModelError(f"model {self.card.name!r} was trained on {ref.name} v{ref.version}, which this store does not have")
             if fs.model_fingerprint != ref.model_fingerprint:
