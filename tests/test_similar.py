@@ -22,7 +22,7 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.query.similar import find_similar
 from coversearch.store import Store
-from conftest import GENRES, link_covers
+from conftest import link_covers
 
 KINDS = list(INDEX_KINDS)
 

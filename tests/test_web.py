@@ -4,7 +4,6 @@ API, whose answers must equal the library's (`find_similar`, `classify_images`).
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
