@@ -166,7 +166,12 @@ def test_http_failure_modes(tmp_path):
         assert srv.hits["/missing.jpg"] == 1 and srv.hits["/cut.jpg"] == 1 and srv.hits["/page.jpg"] == 1
         assert srv.hits["/big.jpg"] == 1 and srv.hits["/endless.jpg"] == 1 and srv.hits["/redirect.jpg"] == 1
         assert srv.hits["/flaky.jpg"] == 2
-        assert srv.hits["/slow.jpg"] == 3 and srv.hits["/short.jpg"] == 3  # 1 + 2 retries
+        # 1 + 2 retries, counted by the fetcher itself: under load an attempt can time out before
+        # the server's handler sees it, so the server's count may be lower, never higher.
+        details = {f.relpath: f.detail for f in summary.failures}
+        for rel, path in (("g/slow.jpg", "/slow.jpg"), ("g/short.jpg", "/short.jpg")):
+            assert details[rel].endswith("(after 3 attempts)"), details[rel]
+            assert 1 <= srv.hits[path] <= 3
         busy = srv.requests_to("/busy.jpg")
         assert busy[1].at - busy[0].at >= 0.9  # Retry-After: 1 honoured (backoff alone is 0.01 s)
         capped = srv.requests_to("/capped.jpg")
