@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_classify.py [--db benchmarks/results/covers5.duckdb]
 
-The store is built from ../shared/data/covers5 (hsv + vgg16) if it does not exist yet.  Each
+The store is built from ../shared/data/covers5 (hsv, vgg16, vgg16-layers) where it lacks them.  Each
 recipe is trained on the stored train split (validation for early stopping) and scored on the
 test split it never saw.  kNN runs through exact search and through each approximate index kind,
 so the accuracy cost of approximation is visible.  The table goes to stdout and between the
@@ -23,7 +23,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import machine_line, replace_block  # noqa: E402
-from coversearch.classify.recipes import DEFAULT_RECIPE, RECIPES, STUDY_RECIPES, Recipe  # noqa: E402
+from coversearch.classify.recipes import DEFAULT_RECIPE, FIRST_DEFAULT, RECIPES, STUDY_RECIPES, TUNED_XGBOOST, Recipe  # noqa: E402
 from coversearch.classify.split import get_or_make_split  # noqa: E402
 from coversearch.classify.train import evaluate_model, train_model  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
@@ -44,6 +44,11 @@ def recipes() -> list[Recipe]:
     out += [
         Recipe("xgboost-vgg16", "xgboost", ("vgg16",), {}),
         Recipe("dense-vgg16+hsv", "dense", ("vgg16", "hsv"), {}),
+        FIRST_DEFAULT,
+        # The default's parts, alone.
+        Recipe("xgboost-tuned-vgg16", "xgboost", ("vgg16",), TUNED_XGBOOST),
+        Recipe("xgboost-tuned-vgg16-layers", "xgboost", ("vgg16-layers",), TUNED_XGBOOST),
+        Recipe("dense-sqrt-vgg16-layers", "dense", ("vgg16-layers",), {"hidden": 512, "dropout": 0.6, "power": 0.5}),
         RECIPES[DEFAULT_RECIPE],
     ]
     return out

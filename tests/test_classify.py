@@ -98,6 +98,7 @@ METHOD_CASES = [
     Recipe("t-knn-hnsw", "knn", ("hsv",), {"k": 5, "index_kind": "faiss-hnsw"}),
     Recipe("t-xgboost", "xgboost", ("hsv",), {"n_estimators": 20}),
     Recipe("t-dense", "dense", ("hsv",), {"epochs": 30, "patience": 5}),
+    Recipe("t-dense-sqrt", "dense", ("hsv",), {"epochs": 30, "patience": 5, "power": 0.5}),
     Recipe("t-ensemble", "ensemble", ("hsv",), {"members": [
         {"method": "dense", "params": {"epochs": 20}, "columns": [0, 512]},
         {"method": "xgboost", "params": {"n_estimators": 10}, "columns": [0, 512]},
@@ -244,11 +245,11 @@ def test_default_recipe_is_trained_with_no_options_and_used_by_classify_and_eval
 ):
     root = copy_covers(covers5_dir, tmp_path / "covers", per_genre=8, offset=40)
     env = {"COVERSEARCH_VGG16_WEIGHTS": str(vgg16_weights)}
-    assert cli("ingest", root, "--quiet", env=env).exit_code == 0  # hsv + vgg16, the default features
+    assert cli("ingest", root, "--quiet", env=env).exit_code == 0  # hsv, vgg16, vgg16-layers: the default features
     trained = cli("train", "--json", "--quiet", env=env)
     assert trained.exit_code == 0, trained.stderr
     card = json.loads(trained.stdout)["card"]
-    assert (card["recipe"], card["method"], [f["name"] for f in card["features"]]) == ("default", "ensemble", ["vgg16", "hsv"])
+    assert (card["recipe"], card["method"], [f["name"] for f in card["features"]]) == ("default", "ensemble", ["vgg16-layers"])
     evaluation = json.loads(cli("evaluate", "--json", env=env).stdout)
     assert evaluation["model"] == "default" and evaluation["recipe"] == "default"
     image = sorted((covers5_dir / "HipHop").iterdir())[990]
@@ -264,7 +265,7 @@ def test_default_recipe_is_trained_with_no_options_and_used_by_classify_and_eval
     shutil.copyfile(vgg16_weights, other)
     with open(other, "ab") as fh:
         fh.write(b"\0")
-    one_line_error(cli("classify", image, "--vgg16-weights", other), "needs vgg16 v1 from sha256:a2f51117")
+    one_line_error(cli("classify", image, "--vgg16-weights", other), "needs vgg16-layers v1 from sha256:a2f51117")
 
 
 def test_classify_and_evaluate_with_no_default_model_say_what_to_do(cli, hsv_store):

@@ -16,7 +16,7 @@ from coversearch.features.base import extract_images
 from coversearch.features.hsv import HSVHistogram
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor, parse_feature_list
-from coversearch.features.vgg16 import VGG16Features
+from coversearch.features.vgg16 import VGG16Features, VGG16LayerStats, import_keras
 from coversearch.store import Store
 
 
@@ -96,6 +96,30 @@ def test_vgg16_mirror_is_closer_than_any_other_cover(covers5_dir, vgg16_extracto
     np.testing.assert_allclose(again, vectors[0], rtol=1e-4, atol=1e-4)
 
 
+def test_vgg16_layer_statistics_are_block_means_and_stds(covers5_dir, vgg16_weights, vgg16_extractor):
+    """One pass gives block 3-5 channel means then stds; the block5 means are the study's vgg16 vector."""
+    paths = _distinct(covers5_dir, ("Country", "HipHop", "Rock", "Electronic"))
+    images = [decode_image(read_bytes(p)).rgb for p in paths]
+    layers = VGG16LayerStats(vgg16_weights)
+    stats = extract_images(layers, images)
+    assert stats.shape == (4, 2560) and stats.dtype == np.float32 and layers.dim == 2560
+    np.testing.assert_allclose(stats[:, 768:1280], extract_images(vgg16_extractor, images), rtol=1e-4, atol=1e-4)
+    means, stds = stats[:, :1280], stats[:, 1280:]
+    assert (means >= 0).all() and (stds >= 0).all()  # statistics of ReLU/max-pool outputs
+    # A cover's activations vary over its positions: the stds carry information, per cover.
+    assert (stds.sum(axis=1) > 0).all() and not np.allclose(stds[0], stds[1])
+    # block3 means come straight from the network: check one cover against a Keras model built here.
+    keras = import_keras()
+    from keras.applications.vgg16 import preprocess_input
+
+    block3 = keras.Model(layers.model().input, layers.model().get_layer("block3_pool").output)
+    maps = np.asarray(block3.predict_on_batch(preprocess_input(np.stack([layers.prepare(images[0])]))))
+    np.testing.assert_allclose(stats[0, :256], maps[0].mean(axis=(0, 1)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats[0, 1280:1536], maps[0].std(axis=(0, 1)), rtol=1e-3, atol=1e-3)
+    assert layers.model_fingerprint() == vgg16_extractor.model_fingerprint()
+    assert layers.params()["layers"] == ["block3_pool", "block4_pool", "block5_pool"]
+
+
 def test_vgg16_fingerprint_is_the_weights_file_hash(vgg16_weights):
     fp = VGG16Features(vgg16_weights).model_fingerprint()
     assert fp == "sha256:a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"
@@ -132,6 +156,7 @@ def test_a_store_refuses_embeddings_from_other_weights(tmp_path, vgg16_weights):
 
 def test_feature_lists():
     assert parse_feature_list("hsv, vgg16,hsv") == ["hsv", "vgg16"]
+    assert parse_feature_list("vgg16-layers") == ["vgg16-layers"]
     with pytest.raises(FeatureError, match="unknown feature"):
         parse_feature_list("hsv,colour")
     with pytest.raises(FeatureError):

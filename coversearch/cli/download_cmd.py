@@ -26,7 +26,7 @@ from rich.text import Text
 from coversearch.cli.app import app, err_console, print_json
 from coversearch.cli.ingest_cmd import run_ingest
 from coversearch.config import VGG16_WEIGHTS_ENV
-from coversearch.features.registry import parse_feature_list
+from coversearch.features.registry import DEFAULT_FEATURES, parse_feature_list
 from coversearch.ingest.readers import listing_from_links
 from coversearch.download import (
     DEFAULT_MAX_BYTES,
@@ -157,7 +157,7 @@ def download_command(
     as_json: bool = typer.Option(False, "--json", help="Print the plan or summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr."),
     then_ingest: bool = typer.Option(False, "--ingest", help="Then ingest the files now present, with the links' genres and URLs."),
-    features: str = typer.Option("hsv,vgg16", "--features", "-f", help="With --ingest: features to compute."),
+    features: str = typer.Option(DEFAULT_FEATURES, "--features", "-f", help="With --ingest: features to compute."),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"With --ingest: VGG16 weights (or env {VGG16_WEIGHTS_ENV})."),
 ) -> None:
     """Download a cover dataset from a links file, safely and resumably (reruns skip valid files)."""

@@ -11,7 +11,7 @@ from rich.table import Table
 from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
-from coversearch.features.registry import get_extractor, parse_feature_list
+from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
 from coversearch.store import Store
@@ -21,7 +21,7 @@ from coversearch.store import Store
 def ingest_command(
     ctx: typer.Context,
     root: Path = typer.Argument(..., help="Folder ROOT/<genre>/<image>, a manifest .csv, or a links .tsv."),
-    features: str = typer.Option("hsv,vgg16", "--features", "-f", help="Comma-separated: hsv, vgg16."),
+    features: str = typer.Option(DEFAULT_FEATURES, "--features", "-f", help=f"Comma-separated, from: {', '.join(FEATURE_NAMES)}."),
     manifest: Path = typer.Option(None, "--manifest", help="CSV: path, genre|genres[, artist, title, url]; paths under ROOT."),
     links: Path = typer.Option(None, "--links", help="Links file url<TAB>genre/file.jpg; files looked up under ROOT."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N files of the listing."),

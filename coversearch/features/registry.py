@@ -7,7 +7,11 @@ import os
 from coversearch.errors import FeatureError
 from coversearch.features.base import FeatureExtractor
 
-FEATURE_NAMES = ("hsv", "vgg16")
+FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers")
+# Features computed by the VGG16 network: they need its weights (--vgg16-weights).
+VGG16_FEATURES = ("vgg16", "vgg16-layers")
+# What `ingest` computes unless told otherwise: search (hsv, vgg16) and the default classifier's input.
+DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers"
 
 
 def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
@@ -19,6 +23,10 @@ def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) 
         from coversearch.features.vgg16 import VGG16Features
 
         return VGG16Features(vgg16_weights)
+    if name == "vgg16-layers":
+        from coversearch.features.vgg16 import VGG16LayerStats
+
+        return VGG16LayerStats(vgg16_weights)
     raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
 
 

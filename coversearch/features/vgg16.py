@@ -1,4 +1,4 @@
-"""VGG16 ImageNet conv-base features: 224x224 input, global average pooling, 512 floats.
+"""VGG16 ImageNet conv-base features (224x224 input): the study's block5 average, and block statistics.
 
 Keras and TensorFlow are imported only when a model is first needed, so commands that use only
 the histogram feature start in a fraction of a second.
@@ -65,10 +65,16 @@ def resolve_weights(weights: str | os.PathLike | None) -> str | Path:
     return chosen
 
 
-class VGG16Features:
-    name = "vgg16"
-    version = 1
-    dim = 512
+class VGG16Network:
+    """What every VGG16 feature shares: the weights, their fingerprint, the 224 px input, batching.
+
+    A subclass says which network it runs (``_build``, usually on ``_conv_base``) and how its
+    outputs become one vector each (``_vectors``); the network is built lazily, once per extractor.
+    """
+
+    name: str
+    version: int
+    dim: int
 
     def __init__(self, weights: str | os.PathLike | None = None):
         self._weights = resolve_weights(weights)
@@ -77,13 +83,7 @@ class VGG16Features:
         self._fingerprint: str | None = None
 
     def params(self) -> dict[str, Any]:
-        return {
-            "input_size": INPUT_SIZE,
-            "resize": "bilinear",
-            "preprocess": "keras.applications.vgg16.preprocess_input",
-            "layer": "block5_pool",
-            "pooling": "avg",
-        }
+        return {"input_size": INPUT_SIZE, "resize": "bilinear", "preprocess": "keras.applications.vgg16.preprocess_input"}
 
     def model_fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -106,7 +106,7 @@ class VGG16Features:
         out = []
         for start in range(0, len(prepared), BATCH_SIZE):
             batch = preprocess_input(np.stack(prepared[start : start + BATCH_SIZE]))
-            out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+            out.append(self._vectors(model.predict_on_batch(batch)))
         return np.concatenate(out)
 
     def model(self):
@@ -116,6 +116,12 @@ class VGG16Features:
             return self._model
 
     def _build(self):
+        raise NotImplementedError
+
+    def _vectors(self, outputs) -> np.ndarray:
+        raise NotImplementedError
+
+    def _conv_base(self, **kwargs):
         keras = import_keras()
 
         weights = str(self._weights)
@@ -123,10 +129,7 @@ class VGG16Features:
             # Keras prints "Downloading data from ..." itself; the outcome is reported by us.
             with contextlib.redirect_stdout(io.StringIO()):
                 return keras.applications.VGG16(
-                    include_top=False,
-                    weights=weights,
-                    input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
-                    pooling="avg",
+                    include_top=False, weights=weights, input_shape=(INPUT_SIZE, INPUT_SIZE, 3), **kwargs
                 )
         except Exception as exc:  # Keras raises bare Exception for a failed download
             if self._weights == IMAGENET:
@@ -135,3 +138,50 @@ class VGG16Features:
                     f"({type(exc).__name__}); pass --vgg16-weights PATH or set {VGG16_WEIGHTS_ENV}"
                 ) from None
             raise FeatureError(f"cannot load VGG16 weights from {weights}: {exc}") from None
+
+
+class VGG16Features(VGG16Network):
+    """The study's feature: the last pooling layer, averaged over positions (512 floats)."""
+
+    name = "vgg16"
+    version = 1
+    dim = 512
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "layer": "block5_pool", "pooling": "avg"}
+
+    def _build(self):
+        return self._conv_base(pooling="avg")
+
+    def _vectors(self, outputs) -> np.ndarray:
+        return np.asarray(outputs, dtype=np.float32)
+
+
+# Mid-level blocks describe texture, line and colour style rather than objects, which is much of
+# what a cover's genre shows; see benchmarks/README.md ("Beating the study") for the comparison.
+LAYER_STATS_LAYERS = ("block3_pool", "block4_pool", "block5_pool")
+LAYER_STATS_DIM = 2 * (256 + 512 + 512)
+
+
+class VGG16LayerStats(VGG16Network):
+    """Per-channel mean and standard deviation of three VGG16 blocks (2,560 floats).
+
+    One forward pass, the same cost as ``vgg16``: [mean(block3), mean(block4), mean(block5),
+    std(block3), std(block4), std(block5)] over spatial positions.
+    """
+
+    name = "vgg16-layers"
+    version = 1
+    dim = LAYER_STATS_DIM
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "layers": list(LAYER_STATS_LAYERS), "statistics": ["mean", "std"]}
+
+    def _build(self):
+        keras = import_keras()
+        conv_base = self._conv_base()
+        return keras.Model(conv_base.input, [conv_base.get_layer(name).output for name in LAYER_STATS_LAYERS])
+
+    def _vectors(self, outputs) -> np.ndarray:
+        maps = [np.asarray(m, dtype=np.float32) for m in outputs]
+        return np.hstack([m.mean(axis=(1, 2)) for m in maps] + [m.std(axis=(1, 2)) for m in maps])

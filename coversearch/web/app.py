@@ -25,7 +25,7 @@ from coversearch.classify.model import TrainedModel, latest_default_model, list_
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.images import decode_image
-from coversearch.features.registry import FEATURE_NAMES, get_extractor
+from coversearch.features.registry import FEATURE_NAMES, VGG16_FEATURES, get_extractor
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
 from coversearch.store.thumbs import album_thumbnail
 from coversearch.store import Store
@@ -90,13 +90,18 @@ class Engine:
         if not self.models:
             self.notes.append(f"no usable model in {self.model_dir}: genres are not predicted (train one with `coversearch train`)")
 
-        needs_vgg16 = "vgg16" in names or any("vgg16" in m.card.feature_names for m in self.models.values())
-        self.extractors: dict[str, FeatureExtractor] = {"hsv": get_extractor("hsv")}
-        if needs_vgg16:
-            vgg16 = vgg16_extractor or get_extractor("vgg16", vgg16_weights=vgg16_weights)
-            vgg16.model()  # build the network now, not on the first upload
-            extract_images(vgg16, [np.zeros((32, 32, 3), dtype=np.uint8)])  # and run it once (first call is slow)
-            self.extractors["vgg16"] = vgg16
+        wanted = ["hsv", *names, *(f for m in self.models.values() for f in m.card.feature_names)]
+        needed = dict.fromkeys(f for f in wanted if f in FEATURE_NAMES)  # others make their model unusable below
+        self.extractors: dict[str, FeatureExtractor] = {}
+        for feature in needed:
+            if feature == "vgg16" and vgg16_extractor is not None:
+                extractor = vgg16_extractor
+            else:
+                extractor = get_extractor(feature, vgg16_weights=vgg16_weights)
+            if feature in VGG16_FEATURES:
+                # Build and run the network now (the first call is slow), not on the first upload.
+                extract_images(extractor, [np.zeros((32, 32, 3), dtype=np.uint8)])
+            self.extractors[feature] = extractor
 
         self.searchers: dict[str, SimilarSearcher] = {}
         for name in names:
