@@ -53,16 +53,18 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def web_store(tmp_path_factory, covers5_dir, vgg16_extractor):
-    """A small real store (8 covers per genre, hsv + vgg16) and a model folder with two quick models."""
+def web_store(tmp_path_factory, covers5_dir, vgg16_extractor, vgg16_weights):
+    """A small real store (8 covers per genre, hsv, vgg16, vgg16-layers) and a folder of three quick models."""
     root = link_covers(covers5_dir, tmp_path_factory.mktemp("web-covers"), per_genre=PER_GENRE, offset=300)
     base = tmp_path_factory.mktemp("web-store")
     db, models = base / "store.duckdb", base / "models"
     with Store.open(db) as store:
-        ingest(store, read_source(root), [get_extractor("hsv"), vgg16_extractor])
+        ingest(store, read_source(root), [get_extractor("hsv"), vgg16_extractor, get_extractor("vgg16-layers", vgg16_weights=vgg16_weights)])
         train_model(store, models, Recipe("xgb-hsv", "xgboost", ("hsv",), {"n_estimators": 5}), name="xgb-hsv")
         train_model(store, models, Recipe("knn-vgg16", "knn", ("vgg16",), {"k": 3, "index_kind": "exact", "metric": "cosine"}),
                     name="knn-vgg16")
+        # A feature the page never searches, only classifies with (as the default model does).
+        train_model(store, models, Recipe("xgb-layers", "xgboost", ("vgg16-layers",), {"n_estimators": 5}), name="xgb-layers")
     return db, models, root
 
 
@@ -88,13 +90,13 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
 
 # -- the server --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server(web_store, vgg16_extractor, tmp_path_factory):
+def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
     from werkzeug.serving import make_server
 
     from coversearch.web import create_app
 
     db, models, _ = web_store
-    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_extractor=vgg16_extractor)
+    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights, vgg16_extractor=vgg16_extractor)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -202,7 +204,7 @@ def test_api_answers_like_find_similar(server, web_store, covers5_dir, vgg16_ext
     assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
 
 
-@pytest.mark.parametrize("model", ["xgb-hsv", "knn-vgg16"])
+@pytest.mark.parametrize("model", ["xgb-hsv", "knn-vgg16", "xgb-layers"])
 def test_api_genres_equal_classify_images(server, web_store, covers5_dir, vgg16_weights, model):
     url, _ = server
     db, models, _ = web_store
@@ -238,7 +240,7 @@ def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):
         assert response.status_code == status, (fragment, response.text)
         assert fragment in response.json()["error"], response.json()
     info = requests.get(f"{url}/api/info", timeout=30).json()
-    assert info["models"] == ["knn-vgg16", "xgb-hsv"] and set(info["features"]) == {"hsv", "vgg16"}
+    assert info["models"] == ["knn-vgg16", "xgb-hsv", "xgb-layers"] and set(info["features"]) == {"hsv", "vgg16", "vgg16-layers"}
     assert info["max_upload_bytes"] == 10 * 1024 * 1024
 
 

@@ -158,7 +158,7 @@ class VGG16Features(VGG16Network):
 
 
 # Mid-level blocks describe texture, line and colour style rather than objects, which is much of
-# what a cover's genre shows; see benchmarks/README.md ("Beating the study") for the comparison.
+# what a cover's genre shows; README.md ("Beating the study") and benchmarks/README.md compare them.
 LAYER_STATS_LAYERS = ("block3_pool", "block4_pool", "block5_pool")
 LAYER_STATS_DIM = 2 * (256 + 512 + 512)
 
