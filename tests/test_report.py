@@ -1,4 +1,4 @@
-"""`coversearch report` through the real CLI on a small real store with two quick trained models,
+"""`coversearch report` through the real CLI on a small real store with three quick trained models,
 opened in a real headless Chromium: every section is there and every <img> actually loads."""
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def test_report_opens_in_a_browser_with_every_section_and_image(browser, web_sto
     for section in SECTIONS:
         assert browser.find_elements(By.ID, section), f"section {section} is missing"
     count, broken = images_loaded(browser, "img")
-    # 5 genres x 5 covers, 3 queries x (1 + 2 x 5), 3 plots, 2 confusion matrices
-    assert count == 25 + 33 + 3 + 2 and broken == [], broken
+    # 5 genres x 5 covers, 3 queries x (1 + 2 x 5), 3 plots, 3 confusion matrices (one per model)
+    assert count == 25 + 33 + 3 + 3 and broken == [], broken
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#covers .genre-row")
     assert [r.find_element(By.TAG_NAME, "h3").text for r in rows] == list(GENRES)
@@ -60,7 +60,7 @@ def test_report_opens_in_a_browser_with_every_section_and_image(browser, web_sto
         captions = [c.text for c in q.find_elements(By.CSS_SELECTOR, ".feature figcaption")]
         assert len(captions) == 10 and all(re.match(r"\d\. d=\d\.\d{4}", c) for c in captions)
     models_table = browser.find_element(By.CSS_SELECTOR, "#classifiers table").text
-    assert "knn-vgg16" in models_table and "xgb-hsv" in models_table and "%" in models_table
+    assert all(name in models_table for name in ("knn-vgg16", "xgb-hsv", "xgb-layers")) and "%" in models_table
     bench = browser.find_element(By.ID, "search-benchmark").text
     assert "faiss-hnsw" in bench and "ef=64" in bench and "0.99" in bench
     assert "Country" in browser.find_element(By.ID, "store").text
