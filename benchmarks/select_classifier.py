@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.report import machine_line, replace_block  # noqa: E402
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled  # noqa: E402
-from coversearch.classify.recipes import DEFAULT, FIRST_DEFAULT, TUNED_XGBOOST  # noqa: E402
+from coversearch.classify.recipes import DEFAULT, FIRST_DEFAULT, LAYERS_ALL, LAYERS_BLOCK4_5_MEANS, TUNED_XGBOOST  # noqa: E402
 from coversearch.classify.registry import make_estimator  # noqa: E402
 from coversearch.classify.split import load_split  # noqa: E402
 from coversearch.store import Store  # noqa: E402
@@ -58,7 +58,7 @@ CANDIDATES = [
     Candidate("dense sqrt vgg16-layers block3-5 means", "dense", "vgg16-layers", SQRT_DENSE, (0, 1280)),
     Candidate("dense sqrt vgg16-layers", "dense", "vgg16-layers", SQRT_DENSE),
     Candidate("xgboost tuned vgg16-layers", "xgboost", "vgg16-layers", {**TUNED_XGBOOST, "seed": 0}),
-    Candidate("xgboost tuned vgg16-layers block4-5 means", "xgboost", "vgg16-layers", {**TUNED_XGBOOST, "seed": 1}, (256, 1280)),
+    Candidate("xgboost tuned vgg16-layers block4-5 means", "xgboost", "vgg16-layers", {**TUNED_XGBOOST, "seed": 1}, tuple(LAYERS_BLOCK4_5_MEANS)),
 ]
 ENSEMBLES = {
     f"{FIRST_DEFAULT.name} (first default)": ["dense vgg16", "xgboost vgg16+hsv", "knn10 cosine vgg16"],
@@ -74,7 +74,7 @@ def check_default_matches() -> None:
     for member, cand in zip(DEFAULT.params["members"], chosen, strict=True):
         columns = tuple(member["columns"])
         assert member["method"] == cand.method and member["params"] == cand.params, (member, cand)
-        assert columns == (cand.columns or (0, 2560)), (member, cand)
+        assert columns == (cand.columns or tuple(LAYERS_ALL)), (member, cand)
 
 
 def load_features(store: Store, album_ids: np.ndarray) -> dict[str, LabelledAlbums]:

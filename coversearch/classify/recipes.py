@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coversearch.errors import CoverSearchError
+from coversearch.features.vgg16 import LAYER_STATS_CHANNELS, LAYER_STATS_DIM
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ DEFAULT_RECIPE = "default"
 # random 30% of the columns (XGBoost's defaults overfit 2,560 correlated activations).
 TUNED_XGBOOST = {"n_estimators": 400, "max_depth": 4, "learning_rate": 0.05, "subsample": 0.8, "colsample_bytree": 0.3}
 
-# Column ranges inside the vgg16-layers vector (see features/vgg16.py).
-LAYERS_ALL = [0, 2560]
-LAYERS_BLOCK4_5_MEANS = [256, 1280]
+# Column ranges inside the vgg16-layers vector: [means of block3, 4, 5 | stds of block3, 4, 5].
+LAYERS_ALL = [0, LAYER_STATS_DIM]
+LAYERS_BLOCK4_5_MEANS = [LAYER_STATS_CHANNELS[0], sum(LAYER_STATS_CHANNELS)]
 
 # The first default (issue 4, first session): a soft vote over the study's vgg16 feature + hsv.
 FIRST_DEFAULT = Recipe(
@@ -58,7 +59,7 @@ FIRST_DEFAULT = Recipe(
 
 # Our default: a soft vote over VGG16 block 3-5 channel statistics (one forward pass, like vgg16).
 # Chosen by 5-fold cross-validation on the train+validation albums only; the test split was
-# scored once, afterwards.  See benchmarks/README.md, "Beating the study".
+# scored once, afterwards.  See README.md, "Beating the study", and benchmarks/select_classifier.py.
 DEFAULT = Recipe(
     DEFAULT_RECIPE,
     "ensemble",

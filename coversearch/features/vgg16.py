@@ -160,7 +160,8 @@ class VGG16Features(VGG16Network):
 # Mid-level blocks describe texture, line and colour style rather than objects, which is much of
 # what a cover's genre shows; README.md ("Beating the study") and benchmarks/README.md compare them.
 LAYER_STATS_LAYERS = ("block3_pool", "block4_pool", "block5_pool")
-LAYER_STATS_DIM = 2 * (256 + 512 + 512)
+LAYER_STATS_CHANNELS = (256, 512, 512)  # of those layers
+LAYER_STATS_DIM = 2 * sum(LAYER_STATS_CHANNELS)
 
 
 class VGG16LayerStats(VGG16Network):
