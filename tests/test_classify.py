@@ -15,7 +15,10 @@ from coversearch.classify.data import load_labelled
 from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.classify.recipes import Recipe
 from coversearch.classify.split import assign_sides, load_split, make_split
-from coversearch.classify.train import train_model
+from coversearch.classify.dense import DenseGenre
+from coversearch.classify.knn import KNNVote
+from coversearch.classify.train import resolve_recipe, train_model
+from coversearch.classify.xgboost_clf import XGBoostGenre
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
@@ -104,6 +107,10 @@ METHOD_CASES = [
         {"method": "xgboost", "params": {"n_estimators": 10}, "columns": [0, 512]},
         {"method": "knn", "params": {"k": 5, "index_kind": "exact"}, "columns": [256, 512]},
     ]}),
+    Recipe("t-ensemble-refit", "ensemble", ("hsv",), {"members": [
+        {"method": "dense", "params": {"epochs": 40, "patience": 3}, "columns": [0, 512]},
+        {"method": "xgboost", "params": {"n_estimators": 60, "early_stopping_rounds": 3}, "columns": [0, 512]},
+    ]}, refit=True),
 ]
 
 
@@ -125,6 +132,71 @@ def test_each_method_saves_and_loads_to_the_same_predictions(hsv_store, tmp_path
     evaluation = json.loads((tmp_path / recipe.name / "evaluation.json").read_text())
     assert 0.0 <= evaluation["accuracy"] <= 1.0 and evaluation["albums"] == len(test.X)
     assert (tmp_path / recipe.name / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- refitting on train + validation (fit_final) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def hsv_sides(hsv_store):
+    path, _ = hsv_store
+    with Store.open(path, read_only=True) as store:
+        split, fs = load_split(store), [store.feature_set("hsv")]
+        return [load_labelled(store, fs, split.album_ids(side)).expanded() for side in ("train", "val")]
+
+
+def test_refit_xgboost_keeps_the_rounds_validation_chose_and_fits_on_both_sides(hsv_sides):
+    (X, y), (X_val, y_val) = hsv_sides
+    params = {"n_estimators": 300, "learning_rate": 0.3, "early_stopping_rounds": 5}
+    probe = XGBoostGenre(**params).fit(X, y, X_val, y_val)
+    chosen = probe.booster_.best_iteration + 1
+    assert chosen < 300  # validation did stop it
+    final = XGBoostGenre(**params).fit_final(X, y, X_val, y_val)
+    assert final.get_params()["n_estimators"] == chosen and final.early_stopping_rounds is None
+    assert final.booster_.num_boosted_rounds() == chosen
+    by_hand = XGBoostGenre(**{**params, "n_estimators": chosen, "early_stopping_rounds": None})
+    by_hand.fit(np.vstack([X, X_val]), np.concatenate([y, y_val]))
+    np.testing.assert_allclose(final.predict_proba(X_val), by_hand.predict_proba(X_val), atol=1e-6)
+
+
+def test_refit_dense_runs_the_chosen_epochs_on_both_sides(hsv_sides):
+    (X, y), (X_val, y_val) = hsv_sides
+    probe = DenseGenre(epochs=200, patience=3).fit(X, y, X_val, y_val)
+    assert probe.epochs_run_ < 200 and probe.best_epoch_ == probe.epochs_run_ - probe.patience  # restored weights
+    final = DenseGenre(epochs=200, patience=3).fit_final(X, y, X_val, y_val)
+    assert 1 <= final.epochs < 200 and final.epochs_run_ == final.epochs  # no early stopping in the final fit
+    np.testing.assert_allclose(final.scaler_.mean_, np.vstack([X, X_val]).mean(axis=0), atol=1e-5)
+
+
+def test_refit_of_a_method_without_validation_is_one_fit_on_both_sides(hsv_sides):
+    (X, y), (X_val, y_val) = hsv_sides
+    knn = KNNVote(k=3, index_kind="exact").fit_final(X, y, X_val, y_val)
+    assert len(knn.index_) == len(X) + len(X_val)
+    plain = XGBoostGenre(n_estimators=10)
+    assert not plain.uses_validation
+    plain.fit_final(X, y, X_val, y_val)
+    assert plain.n_estimators == 10 and plain.booster_.num_boosted_rounds() == 10
+
+
+def test_a_refit_model_records_it_and_its_members_choices(hsv_store, tmp_path):
+    path, _ = hsv_store
+    recipe = METHOD_CASES[-1]
+    with Store.open(path, read_only=True) as store:
+        model = train_model(store, tmp_path, recipe, name="r", evaluate=False)
+        split = load_split(store)
+        rows = [len(load_labelled(store, [store.feature_set("hsv")], split.album_ids(s)).expanded()[1]) for s in ("train", "val")]
+    card = json.loads((tmp_path / "r" / "card.json").read_text())
+    assert card["refit"] is True and card["train_rows"] == sum(rows) and card["val_rows"] == rows[1]
+    dense, xgb = card["params"]["members"]
+    assert dense["params"]["epochs"] == model.estimator.estimators_[0].epochs_run_ <= 40
+    assert xgb["params"]["early_stopping_rounds"] is None
+    assert xgb["params"]["n_estimators"] == model.estimator.estimators_[1].booster_.num_boosted_rounds() <= 60
+
+
+def test_the_default_recipe_refits_unless_told_not_to():
+    assert resolve_recipe(None, None, None, None).refit is True
+    assert resolve_recipe(None, None, None, None, refit=False).refit is False
+    assert resolve_recipe("study-dense-vgg16", None, None, None).refit is False  # the study's recipe, faithfully
+    custom = resolve_recipe(None, "xgboost", ["hsv"], {"n_estimators": 5}, refit=True)
+    assert (custom.name, custom.refit, custom.params) == ("custom", True, {"n_estimators": 5})
 
 
 def test_knn_votes_follow_the_neighbours(hsv_store, tmp_path):
@@ -250,13 +322,19 @@ def test_default_recipe_is_trained_with_no_options_and_used_by_classify_and_eval
     assert trained.exit_code == 0, trained.stderr
     card = json.loads(trained.stdout)["card"]
     assert (card["recipe"], card["method"], [f["name"] for f in card["features"]]) == ("default", "ensemble", ["vgg16-layers"])
+    assert card["refit"] is True and card["train_rows"] > card["val_rows"] > 0
     evaluation = json.loads(cli("evaluate", "--json", env=env).stdout)
     assert evaluation["model"] == "default" and evaluation["recipe"] == "default"
+    # Trained later, the train-only fit becomes the latest default model that evaluate picks.
+    not_refit = cli("train", "--no-refit", "--name", "default-train-only", "--json", "--quiet", env=env)
+    assert json.loads(not_refit.stdout)["card"]["refit"] is False
+    evaluation = json.loads(cli("evaluate", "--json", env=env).stdout)
+    assert (evaluation["model"], evaluation["refit"]) == ("default-train-only", False)
     image = sorted((covers5_dir / "HipHop").iterdir())[990]
     result = cli("classify", image, "--json", env=env)
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["model"] == "default"
+    assert out["model"] == "default-train-only"
     genres = out["results"][0]["genres"]
     assert sorted(g["genre"] for g in genres) == ["Country", "Electronic", "HipHop", "Pop", "Rock"]
     assert abs(sum(g["probability"] for g in genres) - 1) < 1e-3

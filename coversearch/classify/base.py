@@ -1,7 +1,8 @@
 """The estimator interface every genre classifier implements (scikit-learn's contract).
 
 ``fit(X, y, X_val, y_val)`` returns self and leaves learned state in attributes ending in ``_``;
-``classes_`` holds the genre names in column order of ``predict_proba``.  ``save``/``load`` put
+``classes_`` holds the genre names in column order of ``predict_proba``.  ``fit_final`` fits the
+model that ships on train + validation rows together (see there).  ``save``/``load`` put
 the learned state in a folder; provenance (features, store fingerprint) is the job of
 ``model.TrainedModel``, not of the estimator.
 """
@@ -38,9 +39,39 @@ class GenreClassifier(Protocol):
 
 
 class ClassifierBase:
-    """Shared plumbing: label encoding and ``predict`` from ``predict_proba``."""
+    """Shared plumbing: label encoding, ``predict`` from ``predict_proba``, ``set_params``, ``fit_final``."""
 
     classes_: np.ndarray
+
+    # Whether ``fit`` lets validation rows steer training (early stopping); see ``fit_final``.
+    uses_validation: bool = False
+
+    def set_params(self, **params: Any) -> "ClassifierBase":
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"{type(self).__name__} has no parameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    def validation_choices(self) -> dict[str, Any]:
+        """Parameters that fix what validation chose in the last ``fit`` (epochs, boosting rounds)."""
+        return {}
+
+    def fit_final(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+                  progress: ProgressFn | None = None) -> "ClassifierBase":
+        """Fit on train and validation rows together: the model that ships sees all the labelled data.
+
+        Where validation steers training (early stopping), a first fit on the train rows alone lets
+        it choose as usual; the choice becomes a fixed parameter (``validation_choices``) and the
+        final fit, without validation, runs on everything.  ``get_params`` then describes the final
+        fit exactly.
+        """
+        if X_val is None or not len(X_val):
+            return self.fit(X, y, progress=progress)
+        if self.uses_validation:
+            self.fit(X, y, X_val, y_val)
+            self.set_params(**self.validation_choices())
+        return self.fit(np.vstack([X, X_val]), np.concatenate([y, y_val]), progress=progress)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes_)}

@@ -20,6 +20,7 @@ from coversearch.features.vgg16 import import_keras
 
 class DenseGenre(ClassifierBase):
     method = "dense"
+    uses_validation = True  # early stopping on validation loss
 
     def __init__(self, hidden: int = 256, dropout: float = 0.5, learning_rate: float = 1e-4, epochs: int = 200,
                  batch_size: int = 32, patience: int = 15, l2: float = 0.0, standardize: bool = True,
@@ -79,9 +80,15 @@ class DenseGenre(ClassifierBase):
         history = self.model_.fit(self._inputs(X), one_hot[labels], validation_data=validation, epochs=self.epochs,
                                   batch_size=self.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
         self.epochs_run_ = len(history.history["loss"])
+        # Early stopping restores the weights of the best validation epoch, but only when it stopped.
+        stopped = validation is not None and self.epochs_run_ < self.epochs
+        self.best_epoch_ = int(np.argmin(history.history["val_loss"])) + 1 if stopped else self.epochs_run_
         if progress:
             progress(self.epochs, self.epochs)  # early stopping ends the bar too
         return self
+
+    def validation_choices(self) -> dict[str, Any]:
+        return {"epochs": self.best_epoch_}
 
     def predict_proba(self, X) -> np.ndarray:
         return np.asarray(self.model_.predict(self._inputs(X), batch_size=256, verbose=0))
@@ -91,7 +98,7 @@ class DenseGenre(ClassifierBase):
         if self.scaler_ is not None:
             np.savez(folder / "scaler.npz", **self.scaler_.state())
         (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist(),
-                                                           "epochs_run": self.epochs_run_}))
+                                                           "epochs_run": self.epochs_run_, "best_epoch": self.best_epoch_}))
 
     @classmethod
     def load(cls, folder: Path) -> "DenseGenre":
@@ -100,6 +107,7 @@ class DenseGenre(ClassifierBase):
         self = cls(**meta["params"])
         self.classes_ = np.array(meta["classes"])
         self.epochs_run_ = meta["epochs_run"]
+        self.best_epoch_ = meta.get("best_epoch", self.epochs_run_)  # absent from models saved before refitting existed
         self.model_ = keras.models.load_model(folder / "head.keras")
         self.scaler_ = Standardizer.from_state(np.load(folder / "scaler.npz")) if (folder / "scaler.npz").exists() else None
         return self

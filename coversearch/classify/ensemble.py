@@ -39,14 +39,27 @@ class EnsembleGenre(ClassifierBase):
         return X[:, start:stop]
 
     def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "EnsembleGenre":
+        return self._fit_members(X, y, X_val, y_val, progress, final=False)
+
+    def fit_final(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "EnsembleGenre":
+        """Each member fits its own final model (see ``ClassifierBase.fit_final``); the members'
+        parameters then record what validation chose for them, so the saved model says how it was fitted."""
+        return self._fit_members(X, y, X_val, y_val, progress, final=True)
+
+    def _fit_members(self, X, y, X_val, y_val, progress: ProgressFn | None, final: bool) -> "EnsembleGenre":
         from coversearch.classify.registry import make_estimator
 
-        self._set_classes(np.asarray(y))
+        if final and X_val is not None:
+            self._set_classes(np.concatenate([np.asarray(y), np.asarray(y_val)]))
+        else:
+            self._set_classes(np.asarray(y))
         self.estimators_ = []
         for i, member in enumerate(self.members):
             estimator = make_estimator(member["method"], member.get("params", {}))
             val = self._columns(X_val, member) if X_val is not None else None
-            estimator.fit(self._columns(X, member), y, val, y_val)
+            (estimator.fit_final if final else estimator.fit)(self._columns(X, member), y, val, y_val)
+            if final:
+                self.members[i] = {**member, "params": estimator.get_params()}
             if list(estimator.classes_) != list(self.classes_):
                 raise CoverSearchError("ensemble members disagree on the genres")
             self.estimators_.append(estimator)

@@ -54,8 +54,9 @@ class ModelCard:
     store: str
     trained_at: str
     train_seconds: float
-    train_rows: int
+    train_rows: int  # rows of the final fit: train, plus validation when refit
     val_rows: int
+    refit: bool = False  # fitted on train + validation after validation chose (ClassifierBase.fit_final)
     format: int = MODEL_FORMAT
     notes: dict[str, Any] = field(default_factory=dict)
 

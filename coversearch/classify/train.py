@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,20 +27,19 @@ EVALUATION = "evaluation.json"
 CONFUSION_PNG = "confusion.png"
 
 
-def resolve_recipe(recipe: str | None, method: str | None, features: Sequence[str] | None, params: dict | None) -> Recipe:
-    """--recipe, or --method/--feature, or nothing at all (the default recipe)."""
+def resolve_recipe(recipe: str | None, method: str | None, features: Sequence[str] | None, params: dict | None,
+                   refit: bool | None = None) -> Recipe:
+    """--recipe, or --method/--feature, or nothing at all (the default recipe); ``refit`` None keeps the recipe's."""
     if recipe is not None:
         if method is not None or features:
             raise CoverSearchError("give either --recipe or --method/--feature, not both")
         chosen = get_recipe(recipe)
-        return Recipe(chosen.name, chosen.method, chosen.features, {**chosen.params, **(params or {})}, chosen.description)
-    if method is None and not features:
+    elif method is None and not features:
+        chosen = get_recipe(DEFAULT_RECIPE)
+    else:
         default = get_recipe(DEFAULT_RECIPE)
-        return Recipe(default.name, default.method, default.features, {**default.params, **(params or {})}, default.description)
-    if method is None or not features:
-        default = get_recipe(DEFAULT_RECIPE)
-        method, features = method or default.method, features or default.features
-    return Recipe(name="custom", method=method, features=tuple(features), params=dict(params or {}))
+        chosen = Recipe(name="custom", method=method or default.method, features=tuple(features or default.features))
+    return replace(chosen, params={**chosen.params, **(params or {})}, refit=chosen.refit if refit is None else refit)
 
 
 def train_model(
@@ -69,7 +68,10 @@ def train_model(
 
     estimator = make_estimator(recipe.method, recipe.params)
     started = time.perf_counter()
-    estimator.fit(X, y, X_val, y_val, progress=progress)
+    if recipe.refit:
+        estimator.fit_final(X, y, X_val, y_val, progress=progress)
+    else:
+        estimator.fit(X, y, X_val, y_val, progress=progress)
     seconds = time.perf_counter() - started
 
     name = name or (recipe.name if recipe.name != "custom" else f"{recipe.method}-{'+'.join(recipe.features)}")
@@ -84,8 +86,9 @@ def train_model(
         store=str(store.path),
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         train_seconds=round(seconds, 2),
-        train_rows=int(len(X)),
+        train_rows=int(len(X)) + (int(len(X_val)) if recipe.refit and X_val is not None else 0),
         val_rows=int(len(X_val)) if X_val is not None else 0,
+        refit=recipe.refit,
     )
     model = TrainedModel(card, estimator)
     folder = model.save(models_dir)
@@ -123,6 +126,7 @@ def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None
         features=model.card.feature_names,
         split=split.name,
         train_seconds=model.card.train_seconds,
+        refit=model.card.refit,
         predict_ms_per_image=round(1000 * predict_seconds / len(test.album_ids), 4),
     )
     if folder is not None:

@@ -72,6 +72,14 @@ class XGBoostGenre(ClassifierBase):
         )
         return self
 
+    @property
+    def uses_validation(self) -> bool:
+        return self.early_stopping_rounds is not None
+
+    def validation_choices(self) -> dict[str, Any]:
+        best = getattr(self.booster_, "best_iteration", None) if self.early_stopping_rounds else None
+        return {} if best is None else {"n_estimators": best + 1, "early_stopping_rounds": None}
+
     def predict_proba(self, X) -> np.ndarray:
         matrix = xgb.DMatrix(np.asarray(X, dtype=np.float32))
         if getattr(self.booster_, "best_iteration", None) is not None and self.early_stopping_rounds:

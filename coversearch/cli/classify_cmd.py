@@ -37,6 +37,10 @@ def train_command(
     name: str = typer.Option(None, "--name", help="Model name (default: the recipe's, or METHOD-FEATURES)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Estimator parameter key=value (repeatable), e.g. -p k=15."),
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Stored split to train on (made on first use)."),
+    refit: bool = typer.Option(
+        None, "--refit/--no-refit",
+        help="Refit on train + validation once validation has chosen epochs/rounds (default: the recipe's; on for the default recipe).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     json_out: bool = typer.Option(False, "--json", help="Print the model card and test evaluation as JSON."),
 ) -> None:
@@ -45,7 +49,7 @@ def train_command(
     With no --method/--feature/--recipe, trains the default (best) recipe.
     """
     features = parse_feature_list(feature) if feature else None
-    chosen = resolve_recipe(recipe, method, features, parse_params(param))
+    chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
     bar = _ProgressAdapter(quiet)
     with Store.open(state(ctx).db) as store:
         try:
