@@ -49,10 +49,8 @@ class EnsembleGenre(ClassifierBase):
     def _fit_members(self, X, y, X_val, y_val, progress: ProgressFn | None, final: bool) -> "EnsembleGenre":
         from coversearch.classify.registry import make_estimator
 
-        if final and X_val is not None:
-            self._set_classes(np.concatenate([np.asarray(y), np.asarray(y_val)]))
-        else:
-            self._set_classes(np.asarray(y))
+        # A final fit also learns from the validation rows, so their genres count too.
+        self._set_classes(np.concatenate([y, y_val]) if final and X_val is not None else np.asarray(y))
         self.estimators_ = []
         for i, member in enumerate(self.members):
             estimator = make_estimator(member["method"], member.get("params", {}))

@@ -74,17 +74,21 @@ class XGBoostGenre(ClassifierBase):
 
     @property
     def uses_validation(self) -> bool:
-        return self.early_stopping_rounds is not None
+        return bool(self.early_stopping_rounds)  # the same test as fit's
+
+    def _chosen_rounds(self) -> int | None:
+        """The rounds early stopping kept in the last fit, or None when it did not run."""
+        best = getattr(self.booster_, "best_iteration", None) if self.early_stopping_rounds else None
+        return None if best is None else best + 1
 
     def validation_choices(self) -> dict[str, Any]:
-        best = getattr(self.booster_, "best_iteration", None) if self.early_stopping_rounds else None
-        return {} if best is None else {"n_estimators": best + 1, "early_stopping_rounds": None}
+        rounds = self._chosen_rounds()
+        return {} if rounds is None else {"n_estimators": rounds, "early_stopping_rounds": None}
 
     def predict_proba(self, X) -> np.ndarray:
         matrix = xgb.DMatrix(np.asarray(X, dtype=np.float32))
-        if getattr(self.booster_, "best_iteration", None) is not None and self.early_stopping_rounds:
-            return self.booster_.predict(matrix, iteration_range=(0, self.booster_.best_iteration + 1))
-        return self.booster_.predict(matrix)
+        rounds = self._chosen_rounds()
+        return self.booster_.predict(matrix) if rounds is None else self.booster_.predict(matrix, iteration_range=(0, rounds))
 
     def save(self, folder: Path) -> None:
         self.booster_.save_model(folder / "booster.ubj")
