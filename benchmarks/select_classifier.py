@@ -51,7 +51,7 @@ class Candidate:
 
 # Single models: every member of both defaults, and the variants that led to the second one.
 CANDIDATES = [
-    Candidate("dense vgg16 (study)", "dense", "vgg16", {"standardize": False}),
+    Candidate("dense vgg16 (the study's head)", "dense", "vgg16", {"standardize": False}),
     Candidate("dense vgg16", "dense", "vgg16", {}),
     Candidate("dense sqrt vgg16", "dense", "vgg16", SQRT_DENSE),
     Candidate("xgboost vgg16", "xgboost", "vgg16", {}),

@@ -346,6 +346,25 @@ def test_default_recipe_is_trained_with_no_options_and_used_by_classify_and_eval
     one_line_error(cli("classify", image, "--vgg16-weights", other), "needs vgg16-layers v1 from sha256:a2f51117")
 
 
+def test_the_study_dense_recipe_trains_on_the_studys_own_vgg16_input(cli, tmp_path, covers5_dir, vgg16_weights):
+    """study-dense-vgg16 reads vgg16-study (150 px, flattened block5_pool), which ingest adds on request."""
+    root = copy_covers(covers5_dir, tmp_path / "covers", per_genre=6, offset=60)
+    env = {"COVERSEARCH_VGG16_WEIGHTS": str(vgg16_weights)}
+    assert cli("ingest", root, "--features", "hsv", "--quiet", env=env).exit_code == 0
+    one_line_error(cli("train", "--recipe", "study-dense-vgg16", env=env),
+                   "no 'vgg16-study' embeddings", "coversearch ingest --features vgg16-study")
+    assert cli("ingest", root, "--features", "vgg16-study", "--quiet", env=env).exit_code == 0
+    trained = cli("train", "--recipe", "study-dense-vgg16", "--json", "--quiet", env=env)
+    assert trained.exit_code == 0, trained.stderr
+    card = json.loads(trained.stdout)["card"]
+    assert [(f["name"], f["dim"]) for f in card["features"]] == [("vgg16-study", 8192)]
+    assert card["params"]["epochs"] == 20 and card["params"]["batch_size"] == 64 and card["refit"] is False
+    # Classifying a new cover computes the same 150 px input from the image.
+    result = cli("classify", sorted((covers5_dir / "Rock").iterdir())[970], "--model", "study-dense-vgg16", "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert abs(sum(g["probability"] for g in json.loads(result.stdout)["results"][0]["genres"]) - 1) < 1e-3
+
+
 def test_classify_and_evaluate_with_no_default_model_say_what_to_do(cli, hsv_store):
     shutil.copy(hsv_store[0], cli.db)
     one_line_error(cli("evaluate"), "no default model", "coversearch train")

@@ -16,7 +16,7 @@ from coversearch.features.base import extract_images
 from coversearch.features.hsv import HSVHistogram
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor, parse_feature_list
-from coversearch.features.vgg16 import VGG16Features, VGG16LayerStats, import_keras
+from coversearch.features.vgg16 import VGG16Features, VGG16LayerStats, VGG16StudyFeatures, import_keras
 from coversearch.store import Store
 
 
@@ -120,6 +120,25 @@ def test_vgg16_layer_statistics_are_block_means_and_stds(covers5_dir, vgg16_weig
     assert layers.params()["layers"] == ["block3_pool", "block4_pool", "block5_pool"]
 
 
+def test_vgg16_study_is_what_the_studys_keras_pipeline_computes(covers5_dir, vgg16_weights, vgg16_extractor):
+    """vgg16-study = the study's cnn.py input: Keras' load_img at 150 px, /255, block5_pool flattened."""
+    paths = _distinct(covers5_dir, ("Country", "Pop"))
+    study = VGG16StudyFeatures(vgg16_weights)
+    ours = extract_images(study, [decode_image(read_bytes(p)).rgb for p in paths])
+    assert ours.shape == (2, 8192) and study.dim == 8192 and ours.dtype == np.float32
+    keras = import_keras()
+    # The study's own way in: keras.utils.load_img (nearest resize), img_to_array, rescale 1/255.
+    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(150, 150))) for p in paths]) / 255.0
+    maps = np.asarray(study.model().predict_on_batch(pixels))
+    assert maps.shape == (2, 4, 4, 512)
+    np.testing.assert_allclose(ours, maps.reshape(2, -1), rtol=1e-4, atol=1e-5)
+    # Not our vgg16 feature in another shape: the study fed VGG16 unnormalised [0, 1] pixels.
+    averaged = maps.mean(axis=(1, 2))
+    assert not np.allclose(averaged, extract_images(vgg16_extractor, [decode_image(read_bytes(p)).rgb for p in paths]), rtol=0.1)
+    assert study.model_fingerprint() == vgg16_extractor.model_fingerprint()
+    assert study.params()["input_size"] == 150 and get_extractor("vgg16-study", vgg16_weights=vgg16_weights).name == "vgg16-study"
+
+
 def test_vgg16_fingerprint_is_the_weights_file_hash(vgg16_weights):
     fp = VGG16Features(vgg16_weights).model_fingerprint()
     assert fp == "sha256:a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"
@@ -156,7 +175,7 @@ def test_a_store_refuses_embeddings_from_other_weights(tmp_path, vgg16_weights):
 
 def test_feature_lists():
     assert parse_feature_list("hsv, vgg16,hsv") == ["hsv", "vgg16"]
-    assert parse_feature_list("vgg16-layers") == ["vgg16-layers"]
+    assert parse_feature_list("vgg16-layers,vgg16-study") == ["vgg16-layers", "vgg16-study"]
     with pytest.raises(FeatureError, match="unknown feature"):
         parse_feature_list("hsv,colour")
     with pytest.raises(FeatureError):

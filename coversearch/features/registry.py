@@ -7,10 +7,11 @@ import os
 from coversearch.errors import FeatureError
 from coversearch.features.base import FeatureExtractor
 
-FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers")
+FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers", "vgg16-study")
 # Features computed by the VGG16 network: they need its weights (--vgg16-weights).
-VGG16_FEATURES = ("vgg16", "vgg16-layers")
+VGG16_FEATURES = ("vgg16", "vgg16-layers", "vgg16-study")
 # What `ingest` computes unless told otherwise: search (hsv, vgg16) and the default classifier's input.
+# (vgg16-study, the study's own 150 px input, is asked for by name: only its recipe uses it.)
 DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers"
 
 
@@ -27,6 +28,10 @@ def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) 
         from coversearch.features.vgg16 import VGG16LayerStats
 
         return VGG16LayerStats(vgg16_weights)
+    if name == "vgg16-study":
+        from coversearch.features.vgg16 import VGG16StudyFeatures
+
+        return VGG16StudyFeatures(vgg16_weights)
     raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
 
 

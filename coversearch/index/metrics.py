@@ -23,7 +23,7 @@ EUCLIDEAN = "euclidean"
 METRICS = (COSINE, EUCLIDEAN)
 
 # The study's choices: colour histograms under Euclidean distance, CNN features under cosine.
-DEFAULT_METRIC_BY_FEATURE = {"hsv": EUCLIDEAN, "vgg16": COSINE, "vgg16-layers": COSINE}
+DEFAULT_METRIC_BY_FEATURE = {"hsv": EUCLIDEAN, "vgg16": COSINE, "vgg16-layers": COSINE, "vgg16-study": COSINE}
 
 
 def check_metric(metric: str) -> str:
