@@ -99,6 +99,8 @@ METHOD_CASES = [
     Recipe("t-knn-annoy", "knn", ("hsv",), {"k": 5, "index_kind": "annoy"}),
     Recipe("t-knn-exact", "knn", ("hsv",), {"k": 5, "index_kind": "exact"}),
     Recipe("t-knn-hnsw", "knn", ("hsv",), {"k": 5, "index_kind": "faiss-hnsw"}),
+    Recipe("t-knn-annoy-study", "knn", ("hsv",), {"k": 10, "index_kind": "annoy", "index_params": {"n_trees": 20},
+                                                  "query_params": {"search_k": -1}}),
     Recipe("t-xgboost", "xgboost", ("hsv",), {"n_estimators": 20}),
     Recipe("t-dense", "dense", ("hsv",), {"epochs": 30, "patience": 5}),
     Recipe("t-dense-sqrt", "dense", ("hsv",), {"epochs": 30, "patience": 5, "power": 0.5}),
@@ -129,6 +131,8 @@ def test_each_method_saves_and_loads_to_the_same_predictions(hsv_store, tmp_path
     np.testing.assert_allclose(before.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert list(loaded.estimator.classes_) == ["Country", "Electronic", "HipHop", "Pop", "Rock"]
+    if recipe.params.get("query_params"):  # index parameters reach the index and survive the reload
+        assert loaded.estimator.index_.build_params["n_trees"] == 20 and loaded.estimator.index_.query_params == {"search_k": -1}
     evaluation = json.loads((tmp_path / recipe.name / "evaluation.json").read_text())
     assert 0.0 <= evaluation["accuracy"] <= 1.0 and evaluation["albums"] == len(test.X)
     assert (tmp_path / recipe.name / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

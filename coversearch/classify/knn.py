@@ -25,7 +25,7 @@ class KNNVote(ClassifierBase):
     method = "knn"
 
     def __init__(self, k: int = 10, index_kind: str = "annoy", metric: str = "euclidean",
-                 index_params: dict[str, Any] | None = None):
+                 index_params: dict[str, Any] | None = None, query_params: dict[str, Any] | None = None):
         if index_kind == "duckdb":
             # That kind searches a store table; here the neighbours are training rows (use `exact`).
             raise CoverSearchError("knn cannot use the duckdb index kind (it searches the store, not training rows); use exact")
@@ -35,16 +35,18 @@ class KNNVote(ClassifierBase):
         self.k = k
         self.index_kind = index_kind
         self.metric = metric
-        self.index_params = dict(index_params or {})
+        self.index_params = dict(index_params or {})  # build parameters of the index kind
+        self.query_params = dict(query_params or {})  # its query parameters (e.g. annoy's search_k)
 
     def get_params(self) -> dict[str, Any]:
-        return {"k": self.k, "index_kind": self.index_kind, "metric": self.metric, "index_params": self.index_params}
+        return {"k": self.k, "index_kind": self.index_kind, "metric": self.metric, "index_params": self.index_params,
+                "query_params": self.query_params}
 
     def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "KNNVote":
         self.labels_ = self._set_classes(np.asarray(y))
         X = np.asarray(X, dtype=np.float32)
         # Rows, not albums, are the index's ids: an album with two genres is two rows.
-        self.index_ = create_index(self.index_kind, self.metric, X.shape[1], self.index_params).fit(X, np.arange(len(X)))
+        self.index_ = create_index(self.index_kind, self.metric, X.shape[1], self.index_params, self.query_params).fit(X, np.arange(len(X)))
         if progress:
             progress(1, 1)
         return self
