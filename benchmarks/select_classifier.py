@@ -29,7 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.report import machine_line, replace_block  # noqa: E402
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled  # noqa: E402
-from coversearch.classify.recipes import DEFAULT, FIRST_DEFAULT, LAYERS_ALL, LAYERS_BLOCK4_5_MEANS, TUNED_XGBOOST  # noqa: E402
+from coversearch.classify.recipes import (  # noqa: E402
+    DEFAULT, FIRST_DEFAULT, LAYERS_ALL, LAYERS_BLOCK4_5_MEANS, STUDY_HEAD, TUNED_XGBOOST,
+)
 from coversearch.classify.registry import make_estimator  # noqa: E402
 from coversearch.classify.split import load_split  # noqa: E402
 from coversearch.store import Store  # noqa: E402
@@ -51,7 +53,7 @@ class Candidate:
 
 # Single models: every member of both defaults, and the variants that led to the second one.
 CANDIDATES = [
-    Candidate("dense vgg16 (the study's head)", "dense", "vgg16", {"standardize": False}),
+    Candidate("dense vgg16 (the study's head)", "dense", "vgg16", STUDY_HEAD),
     Candidate("dense vgg16", "dense", "vgg16", {}),
     Candidate("dense sqrt vgg16", "dense", "vgg16", SQRT_DENSE),
     Candidate("xgboost vgg16", "xgboost", "vgg16", {}),

@@ -123,8 +123,9 @@ def test_vgg16_layer_statistics_are_block_means_and_stds(covers5_dir, vgg16_weig
 def test_vgg16_study_is_what_the_studys_keras_pipeline_computes(covers5_dir, vgg16_weights, vgg16_extractor):
     """vgg16-study = the study's cnn.py input: Keras' load_img at 150 px, /255, block5_pool flattened."""
     paths = _distinct(covers5_dir, ("Country", "Pop"))
+    images = [decode_image(read_bytes(p)).rgb for p in paths]
     study = VGG16StudyFeatures(vgg16_weights)
-    ours = extract_images(study, [decode_image(read_bytes(p)).rgb for p in paths])
+    ours = extract_images(study, images)
     assert ours.shape == (2, 8192) and study.dim == 8192 and ours.dtype == np.float32
     keras = import_keras()
     # The study's own way in: keras.utils.load_img (nearest resize), img_to_array, rescale 1/255.
@@ -134,7 +135,7 @@ def test_vgg16_study_is_what_the_studys_keras_pipeline_computes(covers5_dir, vgg
     np.testing.assert_allclose(ours, maps.reshape(2, -1), rtol=1e-4, atol=1e-5)
     # Not our vgg16 feature in another shape: the study fed VGG16 unnormalised [0, 1] pixels.
     averaged = maps.mean(axis=(1, 2))
-    assert not np.allclose(averaged, extract_images(vgg16_extractor, [decode_image(read_bytes(p)).rgb for p in paths]), rtol=0.1)
+    assert not np.allclose(averaged, extract_images(vgg16_extractor, images), rtol=0.1)
     assert study.model_fingerprint() == vgg16_extractor.model_fingerprint()
     assert study.params()["input_size"] == 150 and get_extractor("vgg16-study", vgg16_weights=vgg16_weights).name == "vgg16-study"
 

@@ -25,6 +25,9 @@ class Recipe:
     refit: bool = False
 
 
+# The study's dense head: 256 ReLU, dropout 0.5, RMSprop 1e-4, on raw (unstandardised) inputs.
+STUDY_HEAD = {"hidden": 256, "dropout": 0.5, "learning_rate": 1e-4, "standardize": False}
+
 STUDY_RECIPES = (
     # The study's nearest_neighbours.py: an Annoy forest of 20 trees, queried with Annoy's own
     # search_k (-1: n_trees * k candidates), 10 neighbours.
@@ -37,7 +40,7 @@ STUDY_RECIPES = (
     # RMSprop 1e-4, 20 epochs of batch 64 (we keep the best of them on validation, as for every
     # dense head).
     Recipe("study-dense-vgg16", "dense", ("vgg16-study",),
-           {"hidden": 256, "dropout": 0.5, "learning_rate": 1e-4, "standardize": False, "epochs": 20, "batch_size": 64},
+           {**STUDY_HEAD, "epochs": 20, "batch_size": 64},
            "VGG16 conv-base features as the study took them (150 px, flattened block5_pool), dense head 256 ReLU"
            " + dropout, RMSprop 1e-4 (study: ~33% of 10 genres)"),
 )
@@ -45,7 +48,7 @@ STUDY_RECIPES = (
 # The study's dense head on our own VGG16 feature (224 px, ImageNet preprocessing, block5_pool
 # averaged over positions): a stronger variant of the study's recipe, not the study's recipe.
 STUDY_HEAD_ON_VGG16 = Recipe(
-    "dense-vgg16", "dense", ("vgg16",), {"hidden": 256, "dropout": 0.5, "learning_rate": 1e-4, "standardize": False},
+    "dense-vgg16", "dense", ("vgg16",), STUDY_HEAD,
     "the study's dense head on our vgg16 feature (224 px, ImageNet preprocessing, average-pooled)",
 )
 
