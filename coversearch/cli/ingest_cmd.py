@@ -11,6 +11,7 @@ from rich.table import Table
 from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.features.embedder import Embedder
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
@@ -49,9 +50,7 @@ def run_ingest(
     """The ingest command's work on a listing; `download --ingest` calls it too."""
     names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
-    for extractor in extractors:
-        if hasattr(extractor, "model"):
-            extractor.model()  # load weights now: a missing or broken model fails before any work
+    Embedder(extractors).load()  # a missing or broken weights file fails before any work
     with Store.open(state(ctx).db) as store, progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
         summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n))
     result = summary.to_dict()
