@@ -8,13 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coversearch.cli.app import app, make_app, print_json, state
+from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.cli.progress import progress_bar
-from coversearch.classify.model import TrainedModel, latest_default_model, list_cards
+from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
 from coversearch.classify.registry import METHODS
 from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, DEFAULT_SPLIT, load_split, make_split
 from coversearch.classify.train import (
+    check_training,
     classify_images,
     evaluate_model,
     expand_image_paths,
@@ -25,6 +26,7 @@ from coversearch.cli.params import parse_params
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import parse_feature_list
+from coversearch.fsutil import leftovers
 from coversearch.store import Store
 
 
@@ -50,8 +52,9 @@ def train_command(
     """
     features = parse_feature_list(feature) if feature else None
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
+    check_training(chosen, name)  # method, parameters and name before the store is opened
     bar = _ProgressAdapter(quiet)
-    with Store.open(state(ctx).db) as store:
+    with Store.open(state(ctx).db, create=False) as store:
         try:
             model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False)
         finally:
@@ -178,17 +181,33 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("list")
 def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """Models in the model folder, newest first."""
-    cards = sorted(list_cards(state(ctx).model_dir), key=lambda c: c.trained_at, reverse=True)
+    """Models in the model folder (by folder name), newest first, each one's files checked."""
+    model_dir = state(ctx).model_dir
+    entries = list_models(model_dir, verify=True)
+    entries.sort(key=lambda e: e.card.trained_at if e.card else "", reverse=True)
+    left = leftovers(model_dir)
     if json_out:
-        print_json([c.to_json() for c in cards])
+        print_json({
+            "model_dir": str(model_dir),
+            "models": [{**(e.card.to_json() if e.card else {}), "name": e.folder, "card_name": e.card.name if e.card else None,
+                        "files": e.files} for e in entries],
+            "leftovers": [{"folder": lo.path.name, "model": lo.name, "stage": lo.stage, "held": lo.held} for lo in left],
+        })
         return
-    table = Table(title=f"models in {state(ctx).model_dir}")
-    for col in ("name", "recipe", "method", "features", "trained", "train s"):
+    table = Table(title=f"models in {model_dir}")
+    for col in ("name", "recipe", "method", "features", "trained", "train s", "files"):
         table.add_column(col)
-    for c in cards:
-        table.add_row(c.name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}")
+    for e in entries:
+        c = e.card
+        if c is None:
+            table.add_row(e.folder, "-", "-", "-", "-", "-", f"[red]{e.files}[/]")
+            continue
+        name = e.folder if c.name == e.folder else f"{e.folder} (card: {c.name})"
+        files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
+        table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}", files)
     Console().print(table)
+    for lo in left:
+        err_console.print(f"[yellow]leftover {lo.describe()}[/]")
 
 
 split_app = make_app("The stored train / validation / test split.")
@@ -223,6 +242,6 @@ def split_make_command(
         parts = tuple(float(x) for x in fractions.split(","))
     except ValueError:
         raise CoverSearchError(f"--fractions must be three numbers like 0.7,0.1,0.2, not {fractions!r}") from None
-    with Store.open(state(ctx).db) as store:
+    with Store.open(state(ctx).db, create=False) as store:
         split = make_split(store, name, seed, parts, replace=replace)
     typer.echo(f"split {split.name}: {split.counts()}")
