@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coversearch.cli.app import app, err_console, make_app, print_json, state
+from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
@@ -205,7 +206,7 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
         name = e.folder if c.name == e.folder else f"{e.folder} (card: {c.name})"
         files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
         table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}", files)
-    Console().print(table)
+    wide_console().print(table)
     for lo in left:
         err_console.print(f"[yellow]leftover {lo.describe()}[/]")
 

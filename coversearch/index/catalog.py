@@ -241,6 +241,11 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
 
 
 # -- opening --------------------------------------------------------------------------------------
+def _verify(manifest: IndexManifest) -> None:
+    native = index_class(manifest.kind).native_file
+    verify_files(manifest.folder, manifest, required=[native] if native else [])
+
+
 def load_index(manifest: IndexManifest, *, verify: bool = True) -> VectorIndex:
     """The index object of a manifest read from disk, its files checked first."""
     if manifest.folder is None:
