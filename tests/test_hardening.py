@@ -138,7 +138,7 @@ def test_edited_or_mixed_up_model_files_are_one_clear_error(cli_on, covers5_dir)
     np.save(labels, np.roll(stored, 1))  # same size, permuted
     one_line_error(cli_on("evaluate", "--model", "knn"), "estimator/labels.npy is corrupt")
 
-    listed = json.loads(cli_on("models", "list", "--json").stdout)["models"]
+    listed = json.loads(cli_on("models", "list", "--json").stdout)
     problems = {m["name"]: m["files"] for m in listed}
     assert "edited or damaged" in problems["xgb"] and "corrupt" in problems["knn"]
 
@@ -152,7 +152,7 @@ def test_a_model_saved_before_checksums_still_loads_as_unverified(cli_on, covers
     assert TrainedModel.load(cli_on.model_dir, "knn").verified is False
     result = cli_on("classify", a_cover(covers5_dir), "--model", "knn", "--json")
     assert result.exit_code == 0, result.stderr
-    listed = {m["name"]: m["files"] for m in json.loads(cli_on("models", "list", "--json").stdout)["models"]}
+    listed = {m["name"]: m["files"] for m in json.loads(cli_on("models", "list", "--json").stdout)}
     assert listed == {"knn": "unverified", "xgb": "verified"}
     # Half a record is not an old model but an edited one.
     card["files"] = {}
@@ -189,7 +189,7 @@ def test_classify_refuses_a_model_name_that_leaves_the_model_folder(cli_on, cove
 
 def test_models_list_names_the_folder_so_a_copy_is_its_own_model(cli_on, covers5_dir):
     shutil.copytree(cli_on.model_dir / "xgb", cli_on.model_dir / "xgb-copy")
-    listed = json.loads(cli_on("models", "list", "--json").stdout)["models"]
+    listed = json.loads(cli_on("models", "list", "--json").stdout)
     assert sorted(m["name"] for m in listed) == ["knn", "xgb", "xgb-copy"]
     assert {m["name"]: m["card_name"] for m in listed}["xgb-copy"] == "xgb"
     assert "xgb-copy (card: xgb)" in cli_on("models", "list").stdout
@@ -226,9 +226,11 @@ def test_leftovers_of_killed_builds_are_listed_then_cleaned_by_the_next_build(cl
     recent = models / ".knn.staging-abc123_x"  # as new as this process: maybe a build still running
     recent.mkdir()
 
-    listed = json.loads(cli_on("models", "list", "--json").stdout)["leftovers"]
-    assert {(lo["folder"], lo["held"]) for lo in listed} == {(dead_model.name, False), (recent.name, True)}
-    assert dead_model.name in cli_on("models", "list").stderr
+    shown = cli_on("models", "list", "--json").stderr.splitlines()
+    assert sorted(shown) == sorted([
+        f"leftover {dead_model.name}: unfinished build of 'xgb' (removed by the next build)",
+        f"leftover {recent.name}: unfinished build of 'knn' (held by a running process)",
+    ])
     listed = json.loads(cli_on("index", "list", "--json").stdout)["leftovers"]
     assert {lo["folder"] for lo in listed} == {dead_index.name, old.name}
 

@@ -186,14 +186,11 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
     model_dir = state(ctx).model_dir
     entries = list_models(model_dir, verify=True)
     entries.sort(key=lambda e: e.card.trained_at if e.card else "", reverse=True)
-    left = leftovers(model_dir)
+    for lo in leftovers(model_dir):  # stderr, also with --json: the JSON stays a list of models
+        err_console.print(f"[yellow]leftover {lo.describe()}[/]", soft_wrap=True)
     if json_out:
-        print_json({
-            "model_dir": str(model_dir),
-            "models": [{**(e.card.to_json() if e.card else {}), "name": e.folder, "card_name": e.card.name if e.card else None,
-                        "files": e.files} for e in entries],
-            "leftovers": [{"folder": lo.path.name, "model": lo.name, "stage": lo.stage, "held": lo.held} for lo in left],
-        })
+        print_json([{**(e.card.to_json() if e.card else {}), "name": e.folder, "card_name": e.card.name if e.card else None,
+                     "files": e.files} for e in entries])
         return
     table = Table(title=f"models in {model_dir}")
     for col in ("name", "recipe", "method", "features", "trained", "train s", "files"):
@@ -207,8 +204,6 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
         files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
         table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}", files)
     wide_console().print(table)
-    for lo in left:
-        err_console.print(f"[yellow]leftover {lo.describe()}[/]")
 
 
 split_app = make_app("The stored train / validation / test split.")

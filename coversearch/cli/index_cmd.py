@@ -111,7 +111,7 @@ def list_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--jso
         })
         return
     for lo in left:
-        err_console.print(f"[yellow]leftover {lo.describe()}[/]")
+        err_console.print(f"[yellow]leftover {lo.describe()}[/]", soft_wrap=True)
     if not rows and not problems:
         err_console.print(f"no indexes in {index_dir}; build one with `coversearch index build --feature vgg16 --kind faiss-hnsw`")
         return
