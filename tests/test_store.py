@@ -79,7 +79,7 @@ def test_a_store_held_by_another_process_is_a_clear_error(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreError, match=f"another process \\(PID {holder.pid}\\) is writing store"):
+        with pytest.raises(StoreError, match=f"in use by another process \\(PID {holder.pid}: .*python"):
             Store.open(path)
     finally:
         holder.kill()

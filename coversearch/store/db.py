@@ -61,14 +61,15 @@ def _lock_holder(message: str) -> tuple[int | None, str]:
 def _busy_message(path: Path, message: str, read_only: bool) -> str:
     """Who holds the store, and what to do, in one line."""
     pid, cmdline = _lock_holder(message)
-    args = cmdline.split()
-    if "coversearch" in cmdline and "ingest" in args:
+    if "coversearch" in cmdline and "ingest" in cmdline.split():
         holder = f"an ingest (PID {pid}) is writing store {path}"
     else:
-        holder = f"another process{f' (PID {pid})' if pid else ''} is writing store {path}"
+        # DuckDB does not say whether the holder reads or writes: name it as far as we can.
+        shown = f" (PID {pid}{': ' + cmdline[:80] if cmdline else ''})" if pid else ""
+        holder = f"store {path} is in use by another process{shown}"
     if read_only:
-        return f"{holder}; DuckDB lets no one read a store while it is written: retry when it finishes"
-    return f"{holder}; DuckDB allows one writing process at a time: retry when it finishes"
+        return f"{holder}; DuckDB lets no one read a store while another process writes it: retry when it finishes"
+    return f"{holder}; DuckDB allows one writing process at a time, and none while others read: retry when it is done"
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
