@@ -60,6 +60,16 @@ def process_start(pid: int) -> float | None:
 _STARTED = process_start(os.getpid()) or time.time()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class Leftover:
     path: Path
@@ -76,6 +86,8 @@ class Leftover:
             return self.modified >= _STARTED
         if self.pid == os.getpid():
             return True
+        if not Path("/proc/self/stat").exists():  # no start times to compare: any live PID holds it
+            return _alive(self.pid)
         started = process_start(self.pid)
         return started is not None and started <= self.modified + 1
 
