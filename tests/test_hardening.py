@@ -334,15 +334,16 @@ def test_pipes_devices_and_huge_files_become_error_rows_and_the_run_completes(tm
 def test_a_manifest_row_with_a_nul_byte_is_an_error_row_and_the_valid_rows_are_stored(tmp_path, covers5_dir):
     covers = sorted((covers5_dir / "Pop").iterdir())[:3]
     manifest = tmp_path / "covers.csv"
-    lines = ["path,genre", f"{covers[0]},Pop", f"{covers[1]}\0.jpg,Pop", f"{covers[2]},Pop"]
+    lines = ["path,genre", f"{covers[0]},Pop", f"{covers[1]}\0.jpg,Pop", f"{covers[2]},Pop", f"{covers5_dir / 'Pop'},Pop"]
     manifest.write_text("\n".join(lines) + "\n")
     cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
     result = cli("ingest", manifest, "--features", "hsv", "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["albums_added"] == 2 and summary["errors_by_reason"] == {"bad-manifest-line": 1}
+    assert summary["albums_added"] == 2 and summary["errors_by_reason"] == {"bad-manifest-line": 1, "not-a-file": 1}
     with Store.open(cli.db, read_only=True) as s:
-        assert s.con.execute("SELECT path, detail FROM ingest_errors").fetchall() == [(f"{manifest}:3", "NUL byte in the line")]
+        rows = set(s.con.execute("SELECT path, detail FROM ingest_errors").fetchall())
+    assert rows == {(str(covers5_dir / "Pop"), "a folder, not a regular file"), (f"{manifest}:3", "NUL byte in the line")}
 
 
 # -- 4: 16-bit images ------------------------------------------------------------------------------

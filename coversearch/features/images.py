@@ -21,7 +21,7 @@ from coversearch.errors import ImageError
 # decompression bomb rather than decoded, which would cost gigabytes of memory.
 MAX_PIXELS = 40_000_000
 # Files over this size are refused before a byte is read (a cover is well under 10 MB).
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MiB
 
 # Stable reason codes, stored in the ingest_errors table.
 EMPTY = "empty-file"
@@ -60,18 +60,24 @@ def read_bytes(path, max_bytes: int | None = MAX_FILE_BYTES) -> bytes:
         raise ImageError(UNREADABLE, exc.strerror or str(exc)) from None
     except ValueError as exc:  # e.g. a NUL byte in the path
         raise ImageError(UNREADABLE, str(exc)) from None
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageError(NOT_A_FILE, f"{_file_kind(info.st_mode)}, not a regular file")
-            if max_bytes is not None and info.st_size > max_bytes:
-                raise ImageError(TOO_LARGE, f"file is {info.st_size:,} bytes, over the {max_bytes:,} byte limit (--max-file-bytes)")
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise ImageError(UNREADABLE, exc.strerror or str(exc)) from None
-    if max_bytes is not None and len(data) > max_bytes:  # it grew after the check
-        raise ImageError(TOO_LARGE, f"file is over the {max_bytes:,} byte limit (--max-file-bytes)")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(NOT_A_FILE, f"{_file_kind(info.st_mode)}, not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageError(TOO_LARGE, f"file is {info.st_size:,} bytes, over the {max_bytes:,} byte limit (--max-file-bytes)")
+        with os.fdopen(fd, "rb") as fh:
+            fd = None  # closed with fh
+            data = fh.read(info.st_size + 1)  # the size fstat gave, and one byte more to notice growth
+            if len(data) > info.st_size:  # it grew since: read on, within the limit
+                data += fh.read(None if max_bytes is None else max_bytes + 1 - len(data))
+    except OSError as exc:
+        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(TOO_LARGE, f"file grew past the {max_bytes:,} byte limit (--max-file-bytes) while read")
     return data
 
 
