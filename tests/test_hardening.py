@@ -47,11 +47,22 @@ def one_line_error(result, *needles: str) -> str:
     return lines[0]
 
 
-def cli_subprocess(db: Path, model_dir: Path, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The real CLI in its own interpreter: a crash or a hang there cannot take the test run with it."""
+def cli_subprocess(db: Path, model_dir: Path, *args, timeout: float = 120, memory_gib: int | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in its own interpreter: a crash or a hang there cannot take the test run with it.
+
+    ``memory_gib`` caps its address space, so that a regression reading an endless file ends in a
+    MemoryError instead of exhausting a shared machine (few native threads keep the cap workable).
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    limit = None
+    if memory_gib is not None:
+        import resource
+
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+        cap = memory_gib * 1024**3
+        limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # noqa: E731
     argv = [sys.executable, "-m", "coversearch.cli.main", "--db", str(db), "--model-dir", str(model_dir), *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, preexec_fn=limit)
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +327,7 @@ def test_pipes_devices_and_huge_files_become_error_rows_and_the_run_completes(tm
     with open(root / "Country" / "huge.jpg", "wb") as fh:
         fh.truncate(200 * 1024 * 1024)  # sparse: 200 MB by stat, no disk used
     db = tmp_path / "store.duckdb"
-    run = cli_subprocess(db, tmp_path / "models", "ingest", root, "--features", "hsv", "--json", timeout=120)
+    run = cli_subprocess(db, tmp_path / "models", "ingest", root, "--features", "hsv", "--json", timeout=120, memory_gib=3)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout)
     assert summary["files_added"] == 10 and summary["errors_by_reason"] == {"not-a-file": 2, "too-large": 1}
