@@ -163,6 +163,7 @@ def test_a_model_saved_before_checksums_still_loads_as_unverified(cli_on, covers
     assert TrainedModel.load(cli_on.model_dir, "knn").verified is False
     result = cli_on("classify", a_cover(covers5_dir), "--model", "knn", "--json")
     assert result.exit_code == 0, result.stderr
+    assert "note: model 'knn' was saved before coversearch recorded file checksums" in result.stderr
     listed = {m["name"]: m["files"] for m in json.loads(cli_on("models", "list", "--json").stdout)}
     assert listed == {"knn": "unverified", "xgb": "verified"}
     # Half a record is not an old model but an edited one.

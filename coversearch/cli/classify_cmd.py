@@ -95,6 +95,12 @@ class _ProgressAdapter:
             self._cm.__exit__(None, None, None)
 
 
+def _note_unverified(model: TrainedModel) -> None:
+    if not model.verified:
+        typer.echo(f"note: model {model.card.name!r} was saved before coversearch recorded file checksums: its files are "
+                   "not verified (retrain it to add them)", err=True)
+
+
 def _model_name(ctx: typer.Context, name: str | None) -> str:
     return name or latest_default_model(state(ctx).model_dir)
 
@@ -112,6 +118,7 @@ def classify_command(
     """Rank genres for each image with one loaded model (images are classified in batches)."""
     paths = expand_image_paths(images)
     trained = TrainedModel.load(state(ctx).model_dir, _model_name(ctx, model))
+    _note_unverified(trained)
     with Store.open(state(ctx).db, read_only=True) as store, progress_bar("classify", len(paths), "img", quiet=quiet or len(paths) < 2) as advance:
         results = classify_images(store, trained, paths, vgg16_weights=vgg16_weights, on_batch=advance)
     failed = [r for r in results if r.error]
@@ -146,6 +153,7 @@ def evaluate_command(
     """Test accuracy, per-genre recall and the confusion matrix (also saved as a PNG heat map)."""
     name = _model_name(ctx, model)
     trained = TrainedModel.load(state(ctx).model_dir, name)
+    _note_unverified(trained)
     folder = state(ctx).model_dir / name
     with Store.open(state(ctx).db, read_only=True) as store:
         evaluation = evaluate_model(store, trained, folder)
