@@ -9,10 +9,13 @@ the learned state in a folder; provenance (features, store fingerprint) is the j
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
+
+from coversearch.errors import CoverSearchError
 
 # Called after each epoch / boosting round / block: (done, total).
 ProgressFn = Callable[[int, int], None]
@@ -36,6 +39,37 @@ class GenreClassifier(Protocol):
 
     @classmethod
     def load(cls, folder: Path) -> "GenreClassifier": ...
+
+
+class ParamError(CoverSearchError):
+    """An estimator parameter of the wrong type or out of its range."""
+
+
+def check_param(method: str, key: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
+                *, above: bool = False, below: bool = False, optional: bool = False) -> None:
+    """Refuse ``value`` unless it is a ``kind`` (int, float or bool) within [low, high]
+    (``above``: > low; ``below``: < high).
+
+    An int is accepted where a float is expected; a bool is never a number.
+    """
+    if value is None and optional:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+    expected = {bool: "true or false", int: "an integer", float: "a number"}[kind] + (" or null" if optional else "")
+    if not ok:
+        raise ParamError(f"bad {method} parameter {key}={value!r}: expected {expected}")
+    too_low = low is not None and (value <= low if above else value < low)
+    too_high = high is not None and (value >= high if below else value > high)
+    if too_low or too_high:
+        lower = None if low is None else (f"> {low}" if above else f">= {low}")
+        upper = None if high is None else (f"< {high}" if below else f"<= {high}")
+        bounds = " and ".join(b for b in (lower, upper) if b)
+        raise ParamError(f"bad {method} parameter {key}={value!r}: must be {bounds}")
 
 
 class ClassifierBase:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from coversearch.classify.base import ClassifierBase, ProgressFn, Standardizer
+from coversearch.classify.base import ClassifierBase, ProgressFn, Standardizer, check_param
 from coversearch.features.vgg16 import import_keras
 
 
@@ -25,6 +25,15 @@ class DenseGenre(ClassifierBase):
     def __init__(self, hidden: int = 256, dropout: float = 0.5, learning_rate: float = 1e-4, epochs: int = 200,
                  batch_size: int = 32, patience: int = 15, l2: float = 0.0, standardize: bool = True,
                  power: float = 1.0, seed: int = 0):
+        for key, value, kind, low, high, above in (
+            ("hidden", hidden, int, 1, None, False),
+            ("learning_rate", learning_rate, float, 0, None, True), ("epochs", epochs, int, 1, None, False),
+            ("batch_size", batch_size, int, 1, None, False), ("patience", patience, int, 0, None, False),
+            ("l2", l2, float, 0, None, False), ("power", power, float, 0, None, True), ("seed", seed, int, 0, None, False),
+        ):
+            check_param(self.method, key, value, kind, low, high, above=above)
+        check_param(self.method, "dropout", dropout, float, 0, 1, below=True)
+        check_param(self.method, "standardize", standardize, bool)
         self.hidden = hidden
         self.dropout = dropout
         self.learning_rate = learning_rate

@@ -24,9 +24,19 @@ class EnsembleGenre(ClassifierBase):
     def __init__(self, members: list[dict[str, Any]] | None = None):
         if not members:
             raise CoverSearchError("an ensemble needs members: [{method, params, columns: [start, stop]}, ...]")
+        from coversearch.classify.registry import make_estimator
+
+        if not isinstance(members, list):
+            raise CoverSearchError(f"bad ensemble parameter members={members!r}: expected a list of members")
         for member in members:
-            if member.get("method") == "ensemble" or len(member.get("columns", ())) != 2:
-                raise CoverSearchError(f"bad ensemble member {member!r}: needs a method other than ensemble and columns [start, stop]")
+            columns = member.get("columns", ()) if isinstance(member, dict) else ()
+            if (not isinstance(member, dict) or member.get("method") == "ensemble" or not isinstance(columns, (list, tuple))
+                    or len(columns) != 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in columns)
+                    or not 0 <= columns[0] < columns[1]):
+                raise CoverSearchError(
+                    f"bad ensemble member {member!r}: needs a method other than ensemble and columns [start, stop], 0 <= start < stop"
+                )
+            make_estimator(member["method"], member.get("params", {}))  # each member's parameters checked now, not after training
         self.members = [dict(m) for m in members]
 
     def get_params(self) -> dict[str, Any]:

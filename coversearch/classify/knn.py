@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from coversearch.classify.base import ClassifierBase, ProgressFn
+from coversearch.classify.base import ClassifierBase, ProgressFn, check_param
 from coversearch.errors import CoverSearchError
+from coversearch.index.metrics import check_metric
 from coversearch.index.registry import create_index, index_class
 
 INDEX_FOLDER = "index"
@@ -29,9 +30,12 @@ class KNNVote(ClassifierBase):
         if index_kind == "duckdb":
             # That kind searches a store table; here the neighbours are training rows (use `exact`).
             raise CoverSearchError("knn cannot use the duckdb index kind (it searches the store, not training rows); use exact")
-        if not isinstance(k, int) or k < 1:
-            raise CoverSearchError(f"knn needs k >= 1, not {k!r}")
+        check_param(self.method, "k", k, int, 1)
         index_class(index_kind)  # an unknown kind fails here, before training
+        check_metric(metric)
+        for key, value in (("index_params", index_params), ("query_params", query_params)):
+            if value is not None and not isinstance(value, dict):
+                raise CoverSearchError(f"bad knn parameter {key}={value!r}: expected a JSON object, e.g. {{\"n_trees\": 20}}")
         self.k = k
         self.index_kind = index_kind
         self.metric = metric

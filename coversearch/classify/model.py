@@ -2,12 +2,19 @@
 
 A model folder holds ``card.json`` (method, features with their versions and model
 fingerprints, the store's embedding fingerprints at training time, the split, classes,
-parameters, timings) and the estimator's own files.  A model refuses to run on a store whose
-features differ from the ones it learned from.
+parameters, timings) and the estimator's own files under ``estimator/``.  A model refuses to run
+on a store whose features differ from the ones it learned from.
+
+The card records the size and sha256 of every estimator file (``files``) and a sha256 of its own
+content (``card_sha256``).  Both are checked before XGBoost, Keras, annoy, FAISS or numpy read a
+byte, so a damaged or edited model is one clear error, never a crash or a silently wrong answer.
+Models saved before checksums were recorded have neither: they still load, as *unverified*
+(``TrainedModel.verified`` is False and ``models list`` says so); retraining adds the checksums.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from coversearch.checksums import FileRecord, record_tree, tree_files, verify_records
 from coversearch.classify.base import GenreClassifier
 from coversearch.errors import CoverSearchError
-from coversearch.fsutil import staged_folder
+from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.store import FeatureSet, Store
 
 CARD = "card.json"
 ESTIMATOR = "estimator"
 MODEL_FORMAT = 1
+CARD_CHECKSUM = "card_sha256"
 
 
 class ModelError(CoverSearchError):
@@ -59,6 +68,8 @@ class ModelCard:
     refit: bool = False  # fitted on train + validation after validation chose (ClassifierBase.fit_final)
     format: int = MODEL_FORMAT
     notes: dict[str, Any] = field(default_factory=dict)
+    # estimator file (relative to the model folder) -> {"bytes", "sha256"}; None: saved before checksums
+    files: dict[str, dict[str, Any]] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -70,8 +81,51 @@ class ModelCard:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelCard":
         data = dict(data)
+        data.pop(CARD_CHECKSUM, None)
         data["features"] = [FeatureRef(**f) for f in data["features"]]
         return cls(**data)
+
+
+def card_checksum(data: dict[str, Any]) -> str:
+    """sha256 of a card's content (its own checksum field left out), independent of key order."""
+    content = {k: v for k, v in data.items() if k != CARD_CHECKSUM}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_card(folder: Path, card: ModelCard) -> None:
+    data = card.to_json()
+    data[CARD_CHECKSUM] = card_checksum(json.loads(json.dumps(data, default=str)))
+    (Path(folder) / CARD).write_text(json.dumps(data, indent=2, default=str))
+
+
+def _read_card(folder: Path, label: str) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / CARD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{label} has an unreadable card: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{label} has an unreadable card: not a JSON object")
+    return data
+
+
+def verify_model_files(folder: Path, data: dict[str, Any], label: str) -> bool:
+    """Check a card's own checksum and every estimator file against it, before anything loads them.
+
+    True when verified; False for a model saved before checksums were recorded (neither field).
+    """
+    has_files, has_sum = data.get("files") is not None, CARD_CHECKSUM in data
+    if not has_files and not has_sum:
+        return False
+    fix = "retrain it with `coversearch train`"
+    if not has_files or not has_sum or data[CARD_CHECKSUM] != card_checksum(data):
+        raise ModelError(f"{label}: {CARD} was edited or damaged (its checksum does not match its content); {fix}")
+    try:
+        records = {name: FileRecord.from_json(rec) for name, rec in data["files"].items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ModelError(f"{label}: {CARD} has a malformed file list; {fix}") from None
+    present = [f"{ESTIMATOR}/{name}" for name in tree_files(folder / ESTIMATOR)] if (folder / ESTIMATOR).is_dir() else []
+    verify_records(folder, records, label, ModelError, required=present, fix=fix)
+    return True
 
 
 def _estimator_class(method: str):
@@ -84,6 +138,7 @@ def _estimator_class(method: str):
 class TrainedModel:
     card: ModelCard
     estimator: GenreClassifier
+    verified: bool = True  # False: saved before checksums were recorded, its files could not be checked
 
     def check_store(self, store: Store) -> list[FeatureSet]:
         """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
@@ -123,52 +178,92 @@ class TrainedModel:
 
     def save(self, models_dir: Path) -> Path:
         """Write atomically: build in a temporary folder, then swap it in under the model's name."""
+        check_folder_name(self.card.name, "model")
         with staged_folder(models_dir, self.card.name) as staging:
             (staging / ESTIMATOR).mkdir()
             self.estimator.save(staging / ESTIMATOR)
-            (staging / CARD).write_text(json.dumps(self.card.to_json(), indent=2, default=str))
+            records = record_tree(staging / ESTIMATOR)
+            self.card.files = {f"{ESTIMATOR}/{name}": rec.to_json() for name, rec in records.items()}
+            write_card(staging, self.card)
+        self.verified = True
         return Path(models_dir) / self.card.name
 
     @classmethod
     def load(cls, models_dir: Path, name: str) -> "TrainedModel":
+        """The model in folder ``name``: its card and files checked first, then the estimator loaded."""
+        check_folder_name(name, "model")
         folder = Path(models_dir) / name
         if not (folder / CARD).is_file():
             known = ", ".join(list_model_names(models_dir)) or "none"
             raise ModelError(f"no model named {name!r} in {models_dir} (models: {known}); train one with `coversearch train`")
+        label = f"model {name!r}"
+        data = _read_card(folder, label)
+        verified = verify_model_files(folder, data, label)
         try:
-            card = ModelCard.from_json(json.loads((folder / CARD).read_text()))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelError(f"model {name!r} has an unreadable card: {exc}") from None
+            card = ModelCard.from_json(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ModelError(f"{label} has an unreadable card: {exc}") from None
         if card.format != MODEL_FORMAT:
-            raise ModelError(f"model {name!r} has format {card.format}; this version reads format {MODEL_FORMAT}")
+            raise ModelError(f"{label} has format {card.format}; this version reads format {MODEL_FORMAT}")
         try:
             estimator = _estimator_class(card.method).load(folder / ESTIMATOR)
         except CoverSearchError:
             raise
         except Exception as exc:  # a damaged file from any of the libraries
-            raise ModelError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        return cls(card, estimator)
+            raise ModelError(f"{label} could not be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if [str(c) for c in getattr(estimator, "classes_", [])] != list(card.classes):
+            raise ModelError(f"{label}: the genres in {CARD} ({', '.join(card.classes)}) are not the estimator's; retrain it")
+        card.name = name  # the folder names the model (a copied folder is a model of its own)
+        return cls(card, estimator, verified)
 
 
 def list_model_names(models_dir: Path) -> list[str]:
+    """Model folder names (hidden staging folders left out)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
     return sorted(p.name for p in models_dir.iterdir() if (p / CARD).is_file() and not p.name.startswith("."))
 
 
-def list_cards(models_dir: Path) -> list[ModelCard]:
-    cards = []
+@dataclass
+class ModelEntry:
+    """One model folder as ``models list`` shows it: the folder's name is the model's name."""
+
+    folder: str
+    card: ModelCard | None
+    files: str  # "verified", "unverified" (saved before checksums) or the problem found
+
+
+def list_models(models_dir: Path, *, verify: bool = False) -> list[ModelEntry]:
+    """Every model folder with its card; with ``verify``, each one's files checked (no estimator loaded)."""
+    entries = []
     for name in list_model_names(models_dir):
+        folder = Path(models_dir) / name
         try:
-            cards.append(ModelCard.from_json(json.loads((Path(models_dir) / name / CARD).read_text())))
-        except (ValueError, TypeError, KeyError):
-            continue
+            data = _read_card(folder, f"model {name!r}")
+            status = "not checked"
+            if verify:
+                status = "verified" if verify_model_files(folder, data, f"model {name!r}") else "unverified"
+            entries.append(ModelEntry(name, ModelCard.from_json(data), status))
+        except ModelError as exc:
+            entries.append(ModelEntry(name, None, str(exc)))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            entries.append(ModelEntry(name, None, f"model {name!r} has an unreadable card: {exc}"))
+    return entries
+
+
+def list_cards(models_dir: Path) -> list[ModelCard]:
+    """The readable cards, each named after its folder (a copied folder is its own model)."""
+    cards = []
+    for entry in list_models(models_dir):
+        if entry.card is not None:
+            entry.card.name = entry.folder
+            cards.append(entry.card)
     return cards
 
 
 def latest_default_model(models_dir: Path) -> str:
-    """The most recently trained model of the default recipe."""
+    """The folder name of the most recently trained model of the default recipe."""
     from coversearch.classify.recipes import DEFAULT_RECIPE
 
     cards = [c for c in list_cards(models_dir) if c.recipe == DEFAULT_RECIPE]

@@ -22,6 +22,7 @@ from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
+from coversearch.fsutil import check_folder_name
 from coversearch.store import Store
 
 EVALUATION = "evaluation.json"
@@ -43,6 +44,14 @@ def resolve_recipe(recipe: str | None, method: str | None, features: Sequence[st
     return replace(chosen, params={**chosen.params, **(params or {})}, refit=chosen.refit if refit is None else refit)
 
 
+def check_training(recipe: Recipe, name: str | None = None) -> str:
+    """The model's name, once the method, its parameters and the name itself are known to be valid:
+    what the user typed is checked before any store or data is touched."""
+    make_estimator(recipe.method, recipe.params)
+    default = recipe.name if recipe.name != "custom" else f"{recipe.method}-{'+'.join(recipe.features)}"
+    return check_folder_name(name or default, "model")
+
+
 def train_model(
     store: Store,
     models_dir: Path,
@@ -53,6 +62,7 @@ def train_model(
     progress: ProgressFn | None = None,
     evaluate: bool = True,
 ) -> TrainedModel:
+    name = check_training(recipe, name)
     feature_sets = feature_sets_for(store, list(recipe.features))
     split = get_or_make_split(store, split_name)
     train = load_labelled(store, feature_sets, split.album_ids("train"))
@@ -75,7 +85,6 @@ def train_model(
         estimator.fit(X, y, X_val, y_val, progress=progress)
     seconds = time.perf_counter() - started
 
-    name = name or (recipe.name if recipe.name != "custom" else f"{recipe.method}-{'+'.join(recipe.features)}")
     card = ModelCard(
         name=name,
         method=recipe.method,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from coversearch.classify.base import ClassifierBase, ProgressFn
+from coversearch.classify.base import ClassifierBase, ProgressFn, check_param
 
 
 class _Progress(xgb.callback.TrainingCallback):
@@ -33,6 +33,13 @@ class XGBoostGenre(ClassifierBase):
                  subsample: float = 1.0, colsample_bytree: float = 1.0, early_stopping_rounds: int | None = None,
                  seed: int = 0):
         # Defaults are XGBoost's own, as the study used it; early stopping is off unless asked.
+        for key, value, kind, low, high, above in (
+            ("n_estimators", n_estimators, int, 1, None, False), ("max_depth", max_depth, int, 1, None, False),
+            ("learning_rate", learning_rate, float, 0, None, True), ("subsample", subsample, float, 0, 1, True),
+            ("colsample_bytree", colsample_bytree, float, 0, 1, True), ("seed", seed, int, 0, None, False),
+        ):
+            check_param(self.method, key, value, kind, low, high, above=above)
+        check_param(self.method, "early_stopping_rounds", early_stopping_rounds, int, 1, optional=True)
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate

@@ -8,13 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coversearch.cli.app import app, make_app, print_json, state
+from coversearch.cli.app import app, err_console, make_app, print_json, state
+from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
-from coversearch.classify.model import TrainedModel, latest_default_model, list_cards
+from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
 from coversearch.classify.registry import METHODS
 from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, DEFAULT_SPLIT, load_split, make_split
 from coversearch.classify.train import (
+    check_training,
     classify_images,
     evaluate_model,
     expand_image_paths,
@@ -25,6 +27,7 @@ from coversearch.cli.params import parse_params
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import parse_feature_list
+from coversearch.fsutil import leftovers
 from coversearch.store import Store
 
 
@@ -50,8 +53,9 @@ def train_command(
     """
     features = parse_feature_list(feature) if feature else None
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
+    check_training(chosen, name)  # method, parameters and name before the store is opened
     bar = _ProgressAdapter(quiet)
-    with Store.open(state(ctx).db) as store:
+    with Store.open(state(ctx).db, create=False) as store:
         try:
             model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False)
         finally:
@@ -91,6 +95,12 @@ class _ProgressAdapter:
             self._cm.__exit__(None, None, None)
 
 
+def _note_unverified(model: TrainedModel) -> None:
+    if not model.verified:
+        typer.echo(f"note: model {model.card.name!r} was saved before coversearch recorded file checksums: its files are "
+                   "not verified (retrain it to add them)", err=True)
+
+
 def _model_name(ctx: typer.Context, name: str | None) -> str:
     return name or latest_default_model(state(ctx).model_dir)
 
@@ -108,6 +118,7 @@ def classify_command(
     """Rank genres for each image with one loaded model (images are classified in batches)."""
     paths = expand_image_paths(images)
     trained = TrainedModel.load(state(ctx).model_dir, _model_name(ctx, model))
+    _note_unverified(trained)
     with Store.open(state(ctx).db, read_only=True) as store, progress_bar("classify", len(paths), "img", quiet=quiet or len(paths) < 2) as advance:
         results = classify_images(store, trained, paths, vgg16_weights=vgg16_weights, on_batch=advance)
     failed = [r for r in results if r.error]
@@ -142,6 +153,7 @@ def evaluate_command(
     """Test accuracy, per-genre recall and the confusion matrix (also saved as a PNG heat map)."""
     name = _model_name(ctx, model)
     trained = TrainedModel.load(state(ctx).model_dir, name)
+    _note_unverified(trained)
     folder = state(ctx).model_dir / name
     with Store.open(state(ctx).db, read_only=True) as store:
         evaluation = evaluate_model(store, trained, folder)
@@ -178,17 +190,28 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("list")
 def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """Models in the model folder, newest first."""
-    cards = sorted(list_cards(state(ctx).model_dir), key=lambda c: c.trained_at, reverse=True)
+    """Models in the model folder (by folder name), newest first, each one's files checked."""
+    model_dir = state(ctx).model_dir
+    entries = list_models(model_dir, verify=True)
+    entries.sort(key=lambda e: e.card.trained_at if e.card else "", reverse=True)
+    for lo in leftovers(model_dir):  # stderr, also with --json: the JSON stays a list of models
+        err_console.print(f"[yellow]leftover {lo.describe()}[/]", soft_wrap=True)
     if json_out:
-        print_json([c.to_json() for c in cards])
+        print_json([{**(e.card.to_json() if e.card else {}), "name": e.folder, "card_name": e.card.name if e.card else None,
+                     "files": e.files} for e in entries])
         return
-    table = Table(title=f"models in {state(ctx).model_dir}")
-    for col in ("name", "recipe", "method", "features", "trained", "train s"):
+    table = Table(title=f"models in {model_dir}")
+    for col in ("name", "recipe", "method", "features", "trained", "train s", "files"):
         table.add_column(col)
-    for c in cards:
-        table.add_row(c.name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}")
-    Console().print(table)
+    for e in entries:
+        c = e.card
+        if c is None:
+            table.add_row(e.folder, "-", "-", "-", "-", "-", f"[red]{e.files}[/]")
+            continue
+        name = e.folder if c.name == e.folder else f"{e.folder} (card: {c.name})"
+        files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
+        table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}", files)
+    wide_console().print(table)
 
 
 split_app = make_app("The stored train / validation / test split.")
@@ -223,6 +246,6 @@ def split_make_command(
         parts = tuple(float(x) for x in fractions.split(","))
     except ValueError:
         raise CoverSearchError(f"--fractions must be three numbers like 0.7,0.1,0.2, not {fractions!r}") from None
-    with Store.open(state(ctx).db) as store:
+    with Store.open(state(ctx).db, create=False) as store:
         split = make_split(store, name, seed, parts, replace=replace)
     typer.echo(f"split {split.name}: {split.counts()}")

@@ -11,6 +11,7 @@ from rich.table import Table
 from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.errors import CoverSearchError, FeatureError
 from coversearch.features.registry import FEATURE_NAMES
+from coversearch.fsutil import leftovers
 from coversearch.index import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests
 from coversearch.index.params import parse_param_pairs
@@ -100,9 +101,17 @@ def list_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--jso
                 "folder": str(m.folder),
             }
         )
+    left = leftovers(index_dir)
     if json_out:
-        print_json({"index_dir": str(index_dir), "indexes": rows, "unreadable": [{"name": n, "problem": p} for n, p in problems]})
+        print_json({
+            "index_dir": str(index_dir),
+            "indexes": rows,
+            "unreadable": [{"name": n, "problem": p} for n, p in problems],
+            "leftovers": [{"folder": lo.path.name, "index": lo.name, "stage": lo.stage, "held": lo.held} for lo in left],
+        })
         return
+    for lo in left:
+        err_console.print(f"[yellow]leftover {lo.describe()}[/]", soft_wrap=True)
     if not rows and not problems:
         err_console.print(f"no indexes in {index_dir}; build one with `coversearch index build --feature vgg16 --kind faiss-hnsw`")
         return

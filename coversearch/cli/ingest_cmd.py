@@ -12,6 +12,7 @@ from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.features.embedder import Embedder
+from coversearch.features.images import MAX_FILE_BYTES
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
@@ -27,6 +28,9 @@ def ingest_command(
     links: Path = typer.Option(None, "--links", help="Links file url<TAB>genre/file.jpg; files looked up under ROOT."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N files of the listing."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per transaction."),
+    max_file_bytes: int = typer.Option(
+        MAX_FILE_BYTES, "--max-file-bytes", min=1, help="Larger files are not read: an error row (too-large) each."
+    ),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -34,7 +38,8 @@ def ingest_command(
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
-    run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out)
+    run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out,
+               max_file_bytes=max_file_bytes)
 
 
 def run_ingest(
@@ -46,13 +51,15 @@ def run_ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     quiet: bool = False,
     json_out: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> dict:
     """The ingest command's work on a listing; `download --ingest` calls it too."""
     names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
     Embedder(extractors).load()  # a missing or broken weights file fails before any work
     with Store.open(state(ctx).db) as store, progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
-        summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n))
+        summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
+                         max_file_bytes=max_file_bytes)
     result = summary.to_dict()
     if json_out:
         print_json(result)

@@ -28,6 +28,8 @@ def serve_command(
     engine = web.extensions["coversearch"]
     for note in engine.notes:
         typer.echo(f"note: {note}", err=True)
+    for name, problem in engine.model_errors.items():
+        typer.echo(f"note: model {name!r} skipped: {problem}", err=True)
     try:
         server = make_server(host, port, web, threaded=True)
     except OSError as exc:

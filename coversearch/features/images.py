@@ -7,6 +7,8 @@ image) and understands the odd-but-valid modes we must accept: greyscale, CMYK, 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +20,8 @@ from coversearch.errors import ImageError
 # Covers are a few hundred pixels a side; anything over 40 Mpx (e.g. 6300x6300) is treated as a
 # decompression bomb rather than decoded, which would cost gigabytes of memory.
 MAX_PIXELS = 40_000_000
+# Files over this size are refused before a byte is read (a cover is well under 10 MB).
+MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MiB
 
 # Stable reason codes, stored in the ingest_errors table.
 EMPTY = "empty-file"
@@ -26,6 +30,7 @@ TRUNCATED = "truncated"
 CORRUPT = "corrupt"
 TOO_LARGE = "too-large"
 UNREADABLE = "unreadable"
+NOT_A_FILE = "not-a-file"
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,45 @@ class DecodedImage:
         return int(self.rgb.shape[0])
 
 
-def read_bytes(path) -> bytes:
+def read_bytes(path, max_bytes: int | None = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file (symlinks to one included) of at most ``max_bytes``.
+
+    Pipes, devices and sockets are refused without reading (opening without blocking, then one
+    ``fstat``): a named pipe would wait forever and ``/dev/zero`` never ends.
+    """
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ImageError(UNREADABLE, exc.strerror or str(exc)) from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise ImageError(UNREADABLE, str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(NOT_A_FILE, f"{_file_kind(info.st_mode)}, not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageError(TOO_LARGE, f"file is {info.st_size:,} bytes, over the {max_bytes:,} byte limit (--max-file-bytes)")
+        with os.fdopen(fd, "rb") as fh:
+            fd = None  # closed with fh
+            data = fh.read(info.st_size + 1)  # the size fstat gave, and one byte more to notice growth
+            if len(data) > info.st_size:  # it grew since: read on, within the limit
+                data += fh.read(None if max_bytes is None else max_bytes + 1 - len(data))
+    except OSError as exc:
+        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(TOO_LARGE, f"file grew past the {max_bytes:,} byte limit (--max-file-bytes) while read")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def decode_image(data: bytes) -> DecodedImage:
@@ -84,12 +122,38 @@ def decode_image(data: bytes) -> DecodedImage:
 def _to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode == "RGB":
         return np.asarray(img)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _deep_grey_to_rgb(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent areas over white, the way a cover with alpha is shown on a page.
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
     return np.asarray(img.convert("RGB"))
+
+
+def _deep_grey_to_rgb(img: Image.Image) -> np.ndarray:
+    """High-bit-depth greyscale scaled to 8 bits (Pillow's own conversion clips it to near-white).
+
+    16-bit modes span 0..65535 (divided by 257, so 65535 -> 255).  Pillow also opens 16-bit PNGs
+    as 32-bit "I"; there, and for float "F" images, the range is inferred from the values: up to
+    255 is already 8-bit, up to 65535 is 16-bit, up to 1.0 (floats) is [0, 1], else the maximum.
+    """
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    else:
+        peak = float(values.max()) if values.size else 0.0
+        if img.mode == "F" and peak <= 1.0:
+            top = 1.0
+        elif peak <= 255:
+            top = 255.0
+        elif peak <= 65535:
+            top = 65535.0
+        else:
+            top = peak
+    grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
 def mirror(rgb: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ is always current.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.fsutil import staged_folder
+from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex, load_ids
 from coversearch.index.duckdb_index import DuckDBIndex
@@ -40,9 +39,6 @@ from coversearch.index.manifest import (
 from coversearch.index.params import split_params
 from coversearch.index.registry import create_index, index_class
 from coversearch.store import FeatureSet, Store
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
 
 class StaleIndexError(CoverSearchError):
     """The index no longer matches the store's vectors."""
@@ -75,9 +71,7 @@ def default_index_name(feature: str, kind: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
-        raise CoverSearchError(f"bad index name {name!r}: use letters, digits, '.', '_' and '-' (not starting with '.' or '-')")
-    return name
+    return check_folder_name(name, "index")
 
 
 def _now() -> str:
@@ -247,12 +241,17 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
 
 
 # -- opening --------------------------------------------------------------------------------------
+def _verify(manifest: IndexManifest) -> None:
+    native = index_class(manifest.kind).native_file
+    verify_files(manifest.folder, manifest, required=[native] if native else [])
+
+
 def load_index(manifest: IndexManifest, *, verify: bool = True) -> VectorIndex:
     """The index object of a manifest read from disk, its files checked first."""
     if manifest.folder is None:
         raise ValueError("manifest was not read from a folder")
     if verify:
-        verify_files(manifest.folder, manifest)
+        _verify(manifest)
     cls = index_class(manifest.kind)
     return cls.load(
         manifest.folder,
@@ -266,8 +265,7 @@ def load_index(manifest: IndexManifest, *, verify: bool = True) -> VectorIndex:
 def open_index(store: Store, index_dir: str | os.PathLike, name: str, *, refresh: bool = False) -> OpenedIndex:
     """Load ``name``, checking it against the store: refuse a stale one, or refresh it."""
     manifest = load_manifest(index_dir, name)
-    index_class(manifest.kind)
-    verify_files(manifest.folder, manifest)  # a damaged index is refused before anything else
+    _verify(manifest)  # a damaged index is refused before anything else
     notes: list[str] = []
     freshness = check_current(store, manifest)
     refreshed_by = None

@@ -12,22 +12,18 @@ index is opened instead of crashing (or silently misbehaving) inside FAISS or an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from coversearch.checksums import FileRecord, file_record, verify_records
 from coversearch.index.base import IndexFileError
+
+__all__ = ["FileRecord", "IndexManifest", "file_record", "read_manifest", "verify_files", "write_manifest"]
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-
-
-@dataclass
-class FileRecord:
-    bytes: int
-    sha256: str
 
 
 @dataclass
@@ -101,7 +97,7 @@ class IndexManifest:
                 given_params=dict(data.get("given_params") or {}),
                 vectors=int(data["vectors"]),
                 ids_file=str(data["ids_file"]),
-                files={name: FileRecord(int(rec["bytes"]), str(rec["sha256"])) for name, rec in data["files"].items()},
+                files={name: FileRecord.from_json(rec) for name, rec in data["files"].items()},
                 build_seconds=float(data["build_seconds"]),
                 size_bytes=int(data["size_bytes"]),
                 built_at=str(data["built_at"]),
@@ -115,14 +111,6 @@ class IndexManifest:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IndexFileError(f"{where} is not a valid index manifest (bad or missing field {exc})") from None
-
-
-def file_record(path: Path) -> FileRecord:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return FileRecord(path.stat().st_size, digest.hexdigest())
 
 
 def write_manifest(folder: Path, manifest: IndexManifest) -> None:
@@ -144,17 +132,9 @@ def read_manifest(folder: Path) -> IndexManifest:
     return manifest
 
 
-def verify_files(folder: Path, manifest: IndexManifest) -> None:
-    """Every file the manifest lists is there with the recorded size and sha256."""
-    for name, expected in manifest.files.items():
-        path = folder / name
-        if not path.is_file():
-            raise IndexFileError(f"index {manifest.name!r} is missing its file {name}; rebuild it")
-        size = path.stat().st_size
-        if size != expected.bytes:
-            state = "truncated" if size < expected.bytes else "longer than recorded"
-            raise IndexFileError(
-                f"index {manifest.name!r} file {name} is {state} ({size} bytes, expected {expected.bytes}); rebuild it"
-            )
-        if file_record(path).sha256 != expected.sha256:
-            raise IndexFileError(f"index {manifest.name!r} file {name} is corrupt (checksum mismatch); rebuild it")
+def verify_files(folder: Path, manifest: IndexManifest, required: Iterable[str] = ()) -> None:
+    """Every file the manifest lists is there with the recorded size and sha256; the ids file and
+    ``required`` (the kind's own file) must be listed: an emptied ``files`` is no way around the check."""
+    verify_records(
+        folder, manifest.files, f"index {manifest.name!r}", IndexFileError, required=[manifest.ids_file, *required]
+    )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import Executor
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from coversearch.errors import ImageError
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import DecodedImage, decode_image, read_bytes
+from coversearch.features.images import MAX_FILE_BYTES, DecodedImage, decode_image, read_bytes
 from coversearch.ingest.readers import SourceItem
 
 
@@ -34,9 +35,9 @@ class MappedItem:
         return self.error is None
 
 
-def _read_and_hash(item: SourceItem) -> tuple[bytes | None, str | None, ImageError | None]:
+def _read_and_hash(item: SourceItem, max_bytes: int | None) -> tuple[bytes | None, str | None, ImageError | None]:
     try:
-        data = read_bytes(item.path)
+        data = read_bytes(item.path, max_bytes)
     except ImageError as exc:
         return None, None, exc
     return data, hashlib.sha256(data).hexdigest(), None
@@ -48,8 +49,10 @@ class Mapper:
         embedder: Embedder,
         known_albums: dict[str, int],
         embedded: dict[str, set[int]],
+        max_file_bytes: int | None = MAX_FILE_BYTES,
     ):
         self.embedder = embedder
+        self.max_file_bytes = max_file_bytes
         # sha -> feature names present in the store or already scheduled in this run
         self._have: dict[str, set[str]] = {
             sha: {name for name, ids in embedded.items() if album_id in ids} for sha, album_id in known_albums.items()
@@ -59,7 +62,7 @@ class Mapper:
     def map_batch(self, items: Sequence[SourceItem], pool: Executor) -> list[MappedItem]:
         mapped = [MappedItem(source=item) for item in items]
         raw: dict[int, bytes] = {}
-        for i, (data, sha, error) in enumerate(pool.map(_read_and_hash, items)):
+        for i, (data, sha, error) in enumerate(pool.map(partial(_read_and_hash, max_bytes=self.max_file_bytes), items)):
             mapped[i].error = error
             mapped[i].sha256 = sha
             if data is not None:

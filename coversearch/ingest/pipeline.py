@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from coversearch.features.base import FeatureExtractor
 from coversearch.features.embedder import Embedder
+from coversearch.features.images import MAX_FILE_BYTES
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch
 from coversearch.ingest.readers import SourceItem, SourceListing
 from coversearch.ingest.writer import StoreWriter, WriteCounts
@@ -106,6 +107,7 @@ def ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     on_progress: Callable[[int, WriteCounts], None] | None = None,
+    max_file_bytes: int | None = MAX_FILE_BYTES,
 ) -> IngestSummary:
     """Ingest every item of ``listing`` with ``extractors``; returns what was added.
 
@@ -126,6 +128,7 @@ def ingest(
         embedder,
         known_albums=store.album_ids_by_sha(),
         embedded={name: store.embedded_album_ids(fs) for name, fs in feature_sets.items()},
+        max_file_bytes=max_file_bytes,
     )
     prefetch = _Prefetcher(mapper, listing.items, batch_size, workers or min(4, os.cpu_count() or 1))
     try:

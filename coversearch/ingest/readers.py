@@ -91,6 +91,9 @@ def read_manifest(manifest: Path, root: Path | None = None) -> SourceListing:
     problems: list[SourceProblem] = []
     for line_no, row in enumerate(rows, start=2):
         where = f"{manifest}:{line_no}"
+        if any("\0" in value for value in row.values() if isinstance(value, str)):
+            problems.append(SourceProblem(where, "bad-manifest-line", "NUL byte in the line"))
+            continue
         path_text = (row.get("path") or "").strip()
         genres = _split_genres(row.get("genres") or row.get("genre") or "")
         if not path_text or not genres:

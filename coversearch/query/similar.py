@@ -24,8 +24,8 @@ from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.index import metrics
-from coversearch.index.base import VectorIndex
-from coversearch.index.catalog import indexes_for_feature, open_index
+from coversearch.index.base import IndexFileError, VectorIndex
+from coversearch.index.catalog import indexes_for_feature, list_manifests, open_index
 from coversearch.index.exact import ExactIndex
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
@@ -99,10 +99,22 @@ class SimilarSearcher:
         if metric is not None:
             metrics.check_metric(metric)
         index_dir = Path(index_dir) if index_dir is not None else None
+        unreadable: list[str] = []
         if index_name is None and index_dir is not None:
-            candidates = indexes_for_feature(index_dir, feature or DEFAULT_FEATURE, metric)
+            wanted = feature or DEFAULT_FEATURE
+            candidates = indexes_for_feature(index_dir, wanted, metric)
+            problems = list_manifests(index_dir)[1]
             if candidates:
                 index_name = candidates[0].name
+            else:
+                # An unreadable folder named like this feature's indexes is most likely the one meant.
+                for name, problem in problems:
+                    if name.startswith(f"{wanted}-"):
+                        raise IndexFileError(
+                            f"index {name!r} in {index_dir} exists but is unreadable ({problem}); rebuild it with "
+                            f"`coversearch index build --feature {wanted} --kind KIND --name {name}`, or remove the folder"
+                        )
+            unreadable = [f"index folder {name!r} in {index_dir} is unreadable and was not used: {problem}" for name, problem in problems]
         if index_name is not None:
             if index_dir is None:
                 raise CoverSearchError(f"no index folder given to look for index {index_name!r} in")
@@ -112,8 +124,10 @@ class SimilarSearcher:
                 raise CoverSearchError(f"index {manifest.name!r} is over {manifest.feature} vectors, not {feature}")
             if metric is not None and metric != manifest.metric:
                 raise CoverSearchError(f"index {manifest.name!r} uses the {manifest.metric} metric, not {metric}")
-            return cls(store, opened.feature_set, opened.index, manifest, opened.notes)
-        return cls.exact(store, feature or DEFAULT_FEATURE, metric, index_dir)
+            return cls(store, opened.feature_set, opened.index, manifest, [*opened.notes, *unreadable])
+        searcher = cls.exact(store, feature or DEFAULT_FEATURE, metric, index_dir)
+        searcher.notes.extend(unreadable)
+        return searcher
 
     @classmethod
     def exact(
@@ -128,7 +142,7 @@ class SimilarSearcher:
         index = ExactIndex(metric, fs.dim).fit(vectors, ids)
         where = f" in {index_dir}" if index_dir is not None else ""
         note = (
-            f"no {feature} index{where}: exact search over {len(ids)} vectors "
+            f"no readable {feature} index{where}: exact search over {len(ids)} vectors "
             f"(build one with `coversearch index build --feature {feature} --kind faiss-hnsw`)"
         )
         return cls(store, fs, index, None, [note])

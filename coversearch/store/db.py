@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,13 +45,40 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _lock_holder(message: str) -> tuple[int | None, str]:
+    """(PID, command line) of the process DuckDB names as holding the lock, where it says."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    if match is None:
+        return None, ""
+    pid = int(match.group(1))
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid, ""
+    return pid, " ".join(a.decode(errors="replace") for a in argv if a)
+
+
+def _busy_message(path: Path, message: str, read_only: bool) -> str:
+    """Who holds the store, and what to do, in one line."""
+    pid, cmdline = _lock_holder(message)
+    if "coversearch" in cmdline and "ingest" in cmdline.split():
+        holder = f"an ingest (PID {pid}) is writing store {path}"
+    else:
+        # DuckDB does not say whether the holder reads or writes: name it as far as we can.
+        shown = f" (PID {pid}{': ' + cmdline[:80] if cmdline else ''})" if pid else ""
+        holder = f"store {path} is in use by another process{shown}"
+    if read_only:
+        return f"{holder}; DuckDB lets no one read a store while another process writes it: retry when it finishes"
+    return f"{holder}; DuckDB allows one writing process at a time, and none while others read: retry when it is done"
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise StoreError(f"store {path} is in use by another process (DuckDB allows one writer at a time)") from None
+            raise StoreError(_busy_message(path, text, read_only)) from None
         raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
@@ -64,6 +92,27 @@ def _revision(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0] if row else None
 
 
+def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall()]
+
+
+def _refuse_foreign(path: Path, con: duckdb.DuckDBPyConnection) -> str | None:
+    """The connection's schema revision (None: an empty DuckDB file), or a refusal, before any write,
+    of a database that is not a coversearch store."""
+    revision = _revision(con)
+    if revision is None:
+        tables = _tables(con)
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(
+                f"{path} is a DuckDB database but not a coversearch store (it holds tables {shown}); "
+                "it was left untouched: give another --db"
+            )
+    elif revision not in migrate.known_revisions():
+        raise StoreError(f"store {path} has schema revision {revision}, unknown to this coversearch (newer?); it was left untouched")
+    return revision
+
+
 class Store:
     """One DuckDB file holding albums, genres, feature sets and embeddings."""
 
@@ -74,24 +123,45 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False) -> "Store":
-        """Open (creating if needed, unless read-only) and bring the schema to the latest revision."""
+    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> "Store":
+        """Open the store at ``path`` at the latest schema revision.
+
+        Only a writer (``read_only=False``) changes the file: with ``create`` it makes a new store
+        (the commands that may: ingest, db upgrade), and it brings an older schema up to date.  A
+        reader refuses a missing store or one at an older revision and never writes.  A file that
+        is not a coversearch store is refused, whatever the mode, and left byte-identical.
+        """
         path = Path(path)
         if path.is_dir():
             raise StoreError(f"store path {path} is a directory")
-        if read_only and not path.exists():
-            raise StoreError(f"no store at {path}; create one with `coversearch ingest`")
-        if not path.exists() and not path.parent.is_dir():
-            raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
+        if not path.exists():
+            if read_only or not create:
+                raise StoreError(f"no store at {path}; create one with `coversearch ingest`")
+            if not path.parent.is_dir():
+                raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
         head = migrate.head_revision()
-        if read_only:
-            con = _connect(path, read_only=True)
-            if _revision(con) == head:
-                return cls(path, con, read_only=True)
-            con.close()  # an older schema: upgrade with a writer, then reopen read-only
+        existed = path.exists() and path.stat().st_size > 0
+        con = _connect(path, read_only=read_only) if existed else None
+        try:
+            revision = _refuse_foreign(path, con) if con is not None else None
+            if read_only and revision != head:
+                state = "an empty DuckDB file, not yet a store" if revision is None else f"at schema revision {revision}"
+                raise StoreError(
+                    f"store {path} is {state}; this coversearch needs {head}: run `coversearch db upgrade` "
+                    "(read-only commands never change a store)"
+                )
+            if revision is None and not create:
+                raise StoreError(f"no store at {path} (an empty DuckDB file); create one with `coversearch ingest`")
+        except BaseException:
+            if con is not None:
+                con.close()
+            raise
+        if revision == head:
+            return cls(path, con, read_only=read_only)
+        if con is not None:
+            con.close()
         cls._upgrade(path)
-        con = _connect(path, read_only=read_only)
-        return cls(path, con, read_only=read_only)
+        return cls(path, _connect(path, read_only=False), read_only=False)
 
     @staticmethod
     def _upgrade(path: Path) -> None:

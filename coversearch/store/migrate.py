@@ -36,6 +36,10 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def engine_for(path: Path) -> sa.Engine:
     return sa.create_engine(f"duckdb:///{path}", poolclass=sa.pool.NullPool)
 
