@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coversearch.cli.app import app, err_console, make_app, print_json, state
-from coversearch.errors import CoverSearchError, FeatureError
+from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests
@@ -24,7 +24,7 @@ app.add_typer(index_app, name="index")
 @index_app.command("build")
 def build_command(
     ctx: typer.Context,
-    feature: str = typer.Option(..., "--feature", "-f", help=f"Feature set to index: {', '.join(FEATURE_NAMES)}."),
+    feature: str = typer.Option(..., "--feature", "-f", help=f"Feature set to index: {', '.join(FEATURE_NAMES)}, or an imported one."),
     kind: str = typer.Option(..., "--kind", help=f"Index kind: {', '.join(INDEX_KINDS)}."),
     name: str = typer.Option(None, "--name", help="Index name (default <feature>-<kind>); an existing one is replaced."),
     metric: str = typer.Option(None, "--metric", help="cosine or euclidean (default: cosine for vgg16, euclidean for hsv)."),
@@ -32,8 +32,6 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Build an index over one feature set and write it under the index folder."""
-    if feature not in FEATURE_NAMES:
-        raise FeatureError(f"unknown feature {feature!r}; choose from {', '.join(FEATURE_NAMES)}")
     index_class(kind)
     if metric is not None:
         metrics.check_metric(metric)
