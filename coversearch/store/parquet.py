@@ -287,3 +287,14 @@ def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str
     con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, vector FLOAT[{dim}] NOT NULL)")
     return fs, True
 
+
+
+# -- ingest shards ----------------------------------------------------------------------------------
+def read_rows(store: Store, path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every row of a (small) Parquet file as a dict, in file order: for loading ingest shards."""
+    try:
+        cursor = store.con.execute(f"SELECT * FROM read_parquet({_sql_string(str(path))})")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    except duckdb.Error as exc:
+        raise CoverSearchError(f"cannot read shard {path}: {str(exc).splitlines()[0]}") from None
