@@ -174,12 +174,19 @@ class EmbedWorker:
     """One actor: one set of models (one backbone), run on the prepared inputs of each batch."""
 
     def __init__(self, names: Sequence[str], dims: dict[str, int], vgg16_weights: str | None, threads: int):
-        if any(name in VGG16_FEATURES for name in names):
-            _set_tensorflow_threads(threads)
         self.names = list(names)
         self.dims = dims
+        self.threads = threads
         self.runner = FeatureRunner(names, vgg16_weights)
-        self.runner.load()
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Models are built on the first batch that needs them: a run that only retries bad files builds none."""
+        if not self._loaded:
+            if any(name in VGG16_FEATURES for name in self.names):
+                _set_tensorflow_threads(self.threads)
+            self.runner.load()
+            self._loaded = True
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -191,6 +198,8 @@ class EmbedWorker:
         for row, (blob, names) in enumerate(zip(prepared, missing)):
             if blob is not None:
                 groups.setdefault(tuple(names), []).append(row)
+        if groups:
+            self._load()
         for names, rows in groups.items():
             computed = self.runner.extract([pickle.loads(prepared[r]) for r in rows], list(names))
             for name, matrix in computed.items():
