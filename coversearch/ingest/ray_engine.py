@@ -62,12 +62,17 @@ class RaySummary(IngestSummary):
     left_out: int = 0  # files the driver left out: the store holds them with every feature asked for
     shards_resumed: int = 0  # shards written by an earlier, interrupted run and loaded now
     shards_written: int = 0
+    first_shard_seconds: float | None = None  # from the start to the first shard loaded (start-up included)
+    shard_seconds: float = 0.0  # the driver's time writing shards and loading them into the store
     engine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = super().to_dict()
-        data.update(left_out=self.left_out, shards_resumed=self.shards_resumed, shards_written=self.shards_written,
-                    engine=self.engine)
+        data.update(
+            left_out=self.left_out, shards_resumed=self.shards_resumed, shards_written=self.shards_written,
+            first_shard_seconds=None if self.first_shard_seconds is None else round(self.first_shard_seconds, 2),
+            shard_seconds=round(self.shard_seconds, 2), engine=self.engine,
+        )
         return data
 
 
@@ -330,7 +335,12 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
         try:
             ray.init(address=options.address, **quiet)
         except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
-            raise CoverSearchError(f"cannot join the Ray cluster at {options.address}: {str(exc).splitlines()[0]}") from None
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            cause = str(exc.__cause__ or "")
+            if "InvalidAuthToken" in cause or "auth" in detail.lower():
+                detail = ("the cluster asks for an auth token: export RAY_AUTH_MODE=token here, with the cluster's "
+                          "token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+            raise CoverSearchError(f"cannot join the Ray cluster at {options.address}: {detail}") from None
         cpus = ray.cluster_resources().get("CPU", 0)
         needed = options.workers * options.cpus_per_worker
         if cpus <= needed:
@@ -430,10 +440,14 @@ def ingest_ray(
             dataset = build_dataset(todo, names, dims, weights, ray.put(known), options)
             run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
             for seq, table in enumerate(_batches(dataset)):
+                arrived = time.perf_counter()
                 path = write_shard(table, folder, f"shard-{run}-{seq:06d}{SHARD_SUFFIX}")
                 summary.shards_written += 1
                 n, counts = load_shard(store, writer, path)
                 summary.counts.add(counts)
+                summary.shard_seconds += time.perf_counter() - arrived
+                if summary.first_shard_seconds is None:
+                    summary.first_shard_seconds = time.perf_counter() - started
                 if on_progress is not None:
                     on_progress(n, counts)
         finally:
