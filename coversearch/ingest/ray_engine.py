@@ -353,6 +353,7 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
     # Actors that reserve every logical CPU starve the read tasks (ray-project/ray#44687): one more.
     cpus = options.workers * options.cpus_per_worker + 1
     ray.init(
+        address="local",  # a new instance, even when another one on this machine could be joined
         num_cpus=cpus,
         object_store_memory=options.object_store_memory,
         include_dashboard=False,
