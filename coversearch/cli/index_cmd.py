@@ -16,6 +16,7 @@ from coversearch.index.catalog import build_index, check_current, list_manifests
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class
 from coversearch.store import Store
+from coversearch.store.parquet import check_known_feature
 
 index_app = make_app("Build and list nearest-neighbour indexes over the store's embeddings.")
 app.add_typer(index_app, name="index")
@@ -38,6 +39,7 @@ def build_command(
     build_params, query_params = parse_param_pairs(kind, param or [])  # bad params fail before the store opens
     index_dir = state(ctx).index_dir
     with Store.open(state(ctx).db, read_only=True) as store:
+        check_known_feature(store, feature, FEATURE_NAMES)
         manifest = build_index(
             store,
             feature=feature,

@@ -29,7 +29,7 @@ from coversearch.index.catalog import indexes_for_feature, open_index
 from coversearch.index.exact import ExactIndex
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
-from coversearch.store.parquet import is_imported
+from coversearch.store.parquet import check_known_feature, is_imported
 
 DEFAULT_FEATURE = "vgg16"
 DEFAULT_K = 10
@@ -95,8 +95,8 @@ class SimilarSearcher:
         refresh: bool = False,
     ) -> "SimilarSearcher":
         """Use ``index_name``, else the newest index built for ``feature`` (and ``metric``), else exact search."""
-        if feature is not None and feature not in FEATURE_NAMES:
-            store.feature_set(feature)  # an imported feature set, or a clear error naming what the store has
+        if feature is not None:
+            check_known_feature(store, feature, FEATURE_NAMES)  # imported feature sets have names of their own
         if metric is not None:
             metrics.check_metric(metric)
         index_dir = Path(index_dir) if index_dir is not None else None

@@ -46,6 +46,13 @@ def is_imported(fs: FeatureSet) -> bool:
     return bool(fs.params.get("imported"))
 
 
+def check_known_feature(store: Store, name: str, builtin: tuple[str, ...]) -> None:
+    """A feature name must be one coversearch computes or one the store holds (e.g. imported)."""
+    held = {fs.name for fs in store.feature_sets()}
+    if name not in builtin and name not in held:
+        raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(sorted(set(builtin) | held))}")
+
+
 # -- export -----------------------------------------------------------------------------------------
 def export_feature(store: Store, fs: FeatureSet, out: str | os.PathLike, metric: str) -> int:
     """Write album_id, sha256, path, genres and vector of every album with a ``fs`` vector.
