@@ -96,7 +96,7 @@ def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
     from coversearch.web import create_app
 
     db, models, _ = web_store
-    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights, vgg16_extractor=vgg16_extractor)
+    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

@@ -19,6 +19,7 @@ from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
 from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split, load_split
 from coversearch.errors import CoverSearchError, ImageError
+from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.store import Store
@@ -186,6 +187,7 @@ def classify_images(
                 f"the extractor here is v{extractor.version} from {extractor.model_fingerprint()}"
             )
         extractors.append(extractor)
+    embedder = Embedder(extractors)  # features that share a backbone cost one forward pass
     results: list[Classification] = []
     for start in range(0, len(paths), batch_size):
         batch = list(paths[start : start + batch_size])
@@ -197,7 +199,7 @@ def classify_images(
             except ImageError as exc:
                 results.append(Classification(path, None, f"{exc.reason}: {exc.detail}"))
         if images:
-            vectors = {ex.name: ex.extract([ex.prepare(rgb) for rgb in images]) for ex in extractors}
+            vectors = embedder.embed(images)
             for path, ranked in zip(good, model.rank_genres(model.features_matrix(vectors))):
                 results.append(Classification(path, ranked))
         if on_batch:

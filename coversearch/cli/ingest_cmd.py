@@ -12,8 +12,8 @@ from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import CoverSearchError
-from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, VGG16_FEATURES, get_extractor, parse_feature_list
-from coversearch.features.vgg16 import resolve_weights
+from coversearch.features.embedder import Embedder
+from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
@@ -60,8 +60,8 @@ def run_ray_ingest(
     """`ingest --engine ray`: the same store as local ingest, embedded on a Ray cluster."""
     names = parse_feature_list(features)
     weights = vgg16_weights or vgg16_weights_from_env()
-    if any(name in VGG16_FEATURES for name in names):
-        resolve_weights(weights)  # a missing weights file fails here, not in every actor
+    for name in names:
+        get_extractor(name, vgg16_weights=weights)  # a missing weights file fails here, not in every actor
     with Store.open(state(ctx).db) as store, progress_bar("ingest (ray)", 0, "img", quiet=quiet) as bar:
         summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options,
                              on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
@@ -86,9 +86,7 @@ def run_ingest(
     """The ingest command's work on a listing; `download --ingest` calls it too."""
     names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
-    for extractor in extractors:
-        if hasattr(extractor, "model"):
-            extractor.model()  # load weights now: a missing or broken model fails before any work
+    Embedder(extractors).load()  # a missing or broken weights file fails before any work
     with Store.open(state(ctx).db) as store, progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
         summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n))
     result = summary.to_dict()

@@ -8,8 +8,6 @@ from coversearch.errors import FeatureError
 from coversearch.features.base import FeatureExtractor
 
 FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers", "vgg16-study")
-# Features computed by the VGG16 network: they need its weights (--vgg16-weights).
-VGG16_FEATURES = ("vgg16", "vgg16-layers", "vgg16-study")
 # What `ingest` computes unless told otherwise: search (hsv, vgg16) and the default classifier's input.
 # (vgg16-study, the study's own 150 px input, is asked for by name: only its recipe uses it.)
 DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers"

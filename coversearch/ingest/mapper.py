@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from coversearch.errors import ImageError
-from coversearch.features.base import FeatureExtractor
+from coversearch.features.embedder import Embedder
 from coversearch.features.images import DecodedImage, decode_image, read_bytes
 from coversearch.ingest.readers import SourceItem
 
@@ -25,7 +25,8 @@ class MappedItem:
     size: int | None = None
     error: ImageError | None = None
     image_info: tuple[int, int, str] | None = None  # width, height, format (when decoded)
-    prepared: dict[str, Any] = field(default_factory=dict)  # feature name -> extractor.prepare() output
+    wanted: list[str] = field(default_factory=list)  # the features these bytes still lack
+    prepared: dict[str, Any] = field(default_factory=dict)  # Embedder.prepare() output (one input per group)
     vectors: dict[str, Any] = field(default_factory=dict)  # feature name -> float32 vector (after extract)
 
     @property
@@ -44,11 +45,11 @@ def _read_and_hash(item: SourceItem) -> tuple[bytes | None, str | None, ImageErr
 class Mapper:
     def __init__(
         self,
-        extractors: Sequence[FeatureExtractor],
+        embedder: Embedder,
         known_albums: dict[str, int],
         embedded: dict[str, set[int]],
     ):
-        self.extractors = list(extractors)
+        self.embedder = embedder
         # sha -> feature names present in the store or already scheduled in this run
         self._have: dict[str, set[str]] = {
             sha: {name for name, ids in embedded.items() if album_id in ids} for sha, album_id in known_albums.items()
@@ -66,7 +67,7 @@ class Mapper:
                 raw[i] = data
 
         # Decide, in order, which items carry the computation for their bytes.
-        jobs: list[tuple[int, list[FeatureExtractor]]] = []
+        jobs: list[tuple[int, list[str]]] = []
         for i, item in enumerate(mapped):
             if item.error is not None:
                 continue
@@ -75,37 +76,38 @@ class Mapper:
                 continue
             have = self._have.get(item.sha256)
             is_new = have is None
-            missing = [ex for ex in self.extractors if is_new or ex.name not in have]
+            missing = [name for name in self.embedder.names if is_new or name not in have]
             if missing:
                 jobs.append((i, missing))
-                self._have.setdefault(item.sha256, set()).update(ex.name for ex in missing)
+                self._have.setdefault(item.sha256, set()).update(missing)
 
-        def work(job: tuple[int, list[FeatureExtractor]]):
-            i, extractors = job
+        def work(job: tuple[int, list[str]]):
+            i, names = job
             try:
                 image: DecodedImage = decode_image(raw[i])
             except ImageError as exc:
                 return i, exc, None, {}
             info = (image.width, image.height, image.format)
-            return i, None, info, {ex.name: ex.prepare(image.rgb) for ex in extractors}
+            return i, None, info, self.embedder.prepare(image.rgb, names)
 
-        for i, error, info, prepared in pool.map(work, jobs):
+        for (_, names), (i, error, info, prepared) in zip(jobs, pool.map(work, jobs)):
             if error is not None:
                 mapped[i].error = error
                 self._failed[mapped[i].sha256] = error
                 self._have.pop(mapped[i].sha256, None)
             else:
                 mapped[i].image_info = info
+                mapped[i].wanted = names
                 mapped[i].prepared = prepared
         return mapped
 
 
-def extract_batch(extractors: Sequence[FeatureExtractor], mapped: Sequence[MappedItem]) -> None:
-    """Run each extractor's batched step over the items that prepared input for it."""
-    for ex in extractors:
-        carriers = [item for item in mapped if ex.name in item.prepared]
-        if not carriers:
-            continue
-        vectors = ex.extract([item.prepared.pop(ex.name) for item in carriers])
-        for item, vector in zip(carriers, vectors):
-            item.vectors[ex.name] = vector
+def extract_batch(embedder: Embedder, mapped: Sequence[MappedItem]) -> None:
+    """Compute every feature each item lacks: one forward pass per backbone for the whole batch."""
+    carriers = [item for item in mapped if item.prepared]
+    if not carriers:
+        return
+    vectors = embedder.extract([item.prepared for item in carriers], [item.wanted for item in carriers])
+    for item, found in zip(carriers, vectors):
+        item.vectors.update(found)
+        item.prepared = {}

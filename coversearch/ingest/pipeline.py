@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from coversearch.features.base import FeatureExtractor
+from coversearch.features.embedder import Embedder
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch
 from coversearch.ingest.readers import SourceItem, SourceListing
 from coversearch.ingest.writer import StoreWriter, WriteCounts
@@ -120,15 +121,16 @@ def ingest(
     summary = IngestSummary(seen=len(listing.items))
     summary.counts.add(writer.write_problems(listing.problems))
 
+    embedder = Embedder(extractors)
     mapper = Mapper(
-        extractors,
+        embedder,
         known_albums=store.album_ids_by_sha(),
         embedded={name: store.embedded_album_ids(fs) for name, fs in feature_sets.items()},
     )
     prefetch = _Prefetcher(mapper, listing.items, batch_size, workers or min(4, os.cpu_count() or 1))
     try:
         for mapped in prefetch:
-            extract_batch(extractors, mapped)
+            extract_batch(embedder, mapped)
             counts = writer.write(mapped)
             summary.counts.add(counts)
             if on_progress is not None:

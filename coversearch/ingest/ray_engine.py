@@ -27,7 +27,8 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.images import decode_image, read_bytes
-from coversearch.features.registry import VGG16_FEATURES, get_extractor
+from coversearch.features.embedder import Embedder
+from coversearch.features.registry import get_extractor
 from coversearch.ingest.mapper import MappedItem
 from coversearch.ingest.pipeline import IngestSummary
 from coversearch.ingest.readers import SourceItem, SourceListing
@@ -76,34 +77,17 @@ class RaySummary(IngestSummary):
         return data
 
 
-# -- features in one process ------------------------------------------------------------------------
-class FeatureRunner:
-    """``prepare`` per image and ``extract`` per batch for a set of features, in one process."""
-
-    def __init__(self, names: Sequence[str], vgg16_weights: str | None):
-        self.extractors = {name: get_extractor(name, vgg16_weights=vgg16_weights) for name in names}
-
-    def load(self) -> None:
-        for extractor in self.extractors.values():
-            if hasattr(extractor, "model"):
-                extractor.model()
-
-    def prepare(self, rgb: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-        return {name: self.extractors[name].prepare(rgb) for name in names}
-
-    def extract(self, prepared: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
-        return {name: self.extractors[name].extract([p[name] for p in prepared]) for name in names}
-
-
-_RUNNERS: dict[tuple, FeatureRunner] = {}
+# -- per worker process ----------------------------------------------------------------------------
+_EMBEDDERS: dict[tuple, Embedder] = {}
 _KNOWN: dict[str, dict[str, tuple[str, ...]]] = {}
 
 
-def _runner(names: Sequence[str], vgg16_weights: str | None) -> FeatureRunner:
+def _embedder(names: Sequence[str], vgg16_weights: str | None) -> Embedder:
+    """This process's embedder for these features (networks are built only when first run)."""
     key = (tuple(names), vgg16_weights)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = FeatureRunner(names, vgg16_weights)
-    return _RUNNERS[key]
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = Embedder(get_extractor(name, vgg16_weights=vgg16_weights) for name in names)
+    return _EMBEDDERS[key]
 
 
 def _known(ref) -> dict[str, tuple[str, ...]]:
@@ -123,7 +107,7 @@ def read_and_prepare(batch, names: Sequence[str], vgg16_weights: str | None, kno
     import pyarrow as pa
 
     known = _known(known_ref)
-    runner = _runner(names, vgg16_weights)
+    embedder = _embedder(names, vgg16_weights)
     out: dict[str, list] = {k: [] for k in ("sha256", "size", "width", "height", "format", "error_reason",
                                              "error_detail", "missing", "prepared")}
     for path in batch.column("path").to_pylist():
@@ -137,7 +121,7 @@ def read_and_prepare(batch, names: Sequence[str], vgg16_weights: str | None, kno
             if missing:
                 image = decode_image(data)
                 width, height, fmt = image.width, image.height, image.format
-                prepared = pickle.dumps(runner.prepare(image.rgb, missing), protocol=pickle.HIGHEST_PROTOCOL)
+                prepared = pickle.dumps(embedder.prepare(image.rgb, missing), protocol=pickle.HIGHEST_PROTOCOL)
         except ImageError as exc:
             reason, detail, missing = exc.reason, exc.detail, []
         for key, value in (("sha256", sha), ("size", size), ("width", width), ("height", height), ("format", fmt),
@@ -176,39 +160,33 @@ def _set_tensorflow_threads(threads: int) -> None:
 
 
 class EmbedWorker:
-    """One actor: one set of models (one backbone), run on the prepared inputs of each batch."""
+    """One actor: one embedder (one forward pass per backbone per batch) over the prepared inputs."""
 
     def __init__(self, names: Sequence[str], dims: dict[str, int], vgg16_weights: str | None, threads: int):
         self.names = list(names)
         self.dims = dims
         self.threads = threads
-        self.runner = FeatureRunner(names, vgg16_weights)
+        self.embedder = _embedder(names, vgg16_weights)
         self._loaded = False
 
     def _load(self) -> None:
-        """Models are built on the first batch that needs them: a run that only retries bad files builds none."""
+        """Networks are built on the first batch that needs them: a run that only retries bad files builds none."""
         if not self._loaded:
-            if any(name in VGG16_FEATURES for name in self.names):
+            if self.embedder.backbones():
                 _set_tensorflow_threads(self.threads)
-            self.runner.load()
+            self.embedder.load()
             self._loaded = True
 
     def __call__(self, batch):
-        import pyarrow as pa
-
-        prepared = batch.column("prepared").to_pylist()
-        missing = batch.column("missing").to_pylist()
+        blobs = batch.column("prepared").to_pylist()
+        wanted = batch.column("missing").to_pylist()
+        rows = [r for r, blob in enumerate(blobs) if blob is not None]
         vectors: dict[str, list] = {name: [None] * batch.num_rows for name in self.names}
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for row, (blob, names) in enumerate(zip(prepared, missing)):
-            if blob is not None:
-                groups.setdefault(tuple(names), []).append(row)
-        if groups:
+        if rows:
             self._load()
-        for names, rows in groups.items():
-            computed = self.runner.extract([pickle.loads(prepared[r]) for r in rows], list(names))
-            for name, matrix in computed.items():
-                for r, vector in zip(rows, np.asarray(matrix, dtype=np.float32)):
+            found = self.embedder.extract([pickle.loads(blobs[r]) for r in rows], [wanted[r] for r in rows])
+            for r, item in zip(rows, found):
+                for name, vector in item.items():
                     vectors[name][r] = vector
         batch = batch.drop_columns(["prepared", "missing"])
         for name in self.names:

@@ -1,17 +1,16 @@
 """The web page and its JSON API over one warm ``Engine``.
 
 The engine opens the store (read-only), one ``SimilarSearcher`` per feature set (the newest index
-for it in the index folder, else exact search), every model in the model folder, and VGG16 once,
-at start-up.  A query runs the same library code as the CLI: ``SimilarSearcher`` (as
-``coversearch similar``) and ``TrainedModel.predict_proba`` on the model's feature vectors made by
-the same extractors as ``classify_images`` (``coversearch classify``).  Queries are serialised
-with a lock: the DuckDB connection and the Keras model are shared, and the work is CPU-bound.
+for it in the index folder, else exact search), every model in the model folder, and one VGG16
+backbone, at start-up.  A query embeds the upload once (an ``Embedder`` over every feature the
+page searches or classifies with) and runs the same library code as the CLI: ``SimilarSearcher``
+(as ``coversearch similar``) and ``TrainedModel.predict_proba`` (as ``coversearch classify``).
+Searches are serialised with a lock: the DuckDB connection is shared, and the work is CPU-bound.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,9 +22,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from coversearch.classify.model import TrainedModel, latest_default_model, list_model_names
 from coversearch.errors import CoverSearchError, ImageError
-from coversearch.features.base import FeatureExtractor, extract_images
+from coversearch.features.base import FeatureExtractor
+from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image
-from coversearch.features.registry import FEATURE_NAMES, VGG16_FEATURES, get_extractor
+from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
 from coversearch.store.thumbs import album_thumbnail
 from coversearch.store import Store
@@ -57,8 +57,6 @@ class Engine:
         model_dir: str | os.PathLike,
         index_dir: str | os.PathLike | None = None,
         vgg16_weights: str | os.PathLike | None = None,
-        *,
-        vgg16_extractor: FeatureExtractor | None = None,
     ):
         started = time.perf_counter()
         self.store = Store.open(store_path, read_only=True)
@@ -92,16 +90,13 @@ class Engine:
 
         wanted = ["hsv", *names, *(f for m in self.models.values() for f in m.card.feature_names)]
         needed = dict.fromkeys(f for f in wanted if f in FEATURE_NAMES)  # others make their model unusable below
-        self.extractors: dict[str, FeatureExtractor] = {}
-        for feature in needed:
-            if feature == "vgg16" and vgg16_extractor is not None:
-                extractor = vgg16_extractor
-            else:
-                extractor = get_extractor(feature, vgg16_weights=vgg16_weights)
-            if feature in VGG16_FEATURES:
-                # Build and run the network now (the first call is slow), not on the first upload.
-                extract_images(extractor, [np.zeros((32, 32, 3), dtype=np.uint8)])
-            self.extractors[feature] = extractor
+        self.extractors: dict[str, FeatureExtractor] = {
+            feature: get_extractor(feature, vgg16_weights=vgg16_weights) for feature in needed
+        }
+        # One backbone per input recipe for all of them: an upload is embedded once for search and
+        # classification.  Run it now (the first call is slow), not on the first upload.
+        self.embedder = Embedder(self.extractors.values())
+        self.embedder.embed([np.zeros((32, 32, 3), dtype=np.uint8)])
 
         self.searchers: dict[str, SimilarSearcher] = {}
         for name in names:
@@ -174,24 +169,16 @@ class Engine:
         except ImageError as exc:
             raise QueryError(f"{filename} is not a usable image ({exc.reason}: {exc.detail})") from None
 
-        suffix = Path(filename).suffix if Path(filename).suffix.lower() in {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"} else ".img"
-        fd, tmp = tempfile.mkstemp(prefix="coversearch-query-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            with self.lock:
-                searcher = self.searchers[feature]
-                vectors: dict[str, np.ndarray] = {}
-                try:
-                    # = SimilarSearcher.search_image, keeping the query vector for the classifier too.
-                    vectors[feature] = searcher.vector_for_image(tmp)
-                    result = searcher.search_vector(vectors[feature], k, genre or None, label=filename)
-                except CoverSearchError as exc:
-                    raise QueryError(str(exc)) from None
-                search_seconds = time.perf_counter() - started
-                genres = self._classify(model_name, decoded.rgb, vectors) if model_name else []
-        finally:
-            os.unlink(tmp)
+        # Every vector this answer needs, from one decode and one pass per backbone.
+        needed = [feature, *(self.models[model_name].card.feature_names if model_name else [])]
+        vectors = {name: v[0] for name, v in self.embedder.embed([decoded.rgb], dict.fromkeys(needed)).items()}
+        with self.lock:
+            try:
+                result = self.searchers[feature].search_vector(vectors[feature], k, genre or None, label=filename)
+            except CoverSearchError as exc:
+                raise QueryError(str(exc)) from None
+            search_seconds = time.perf_counter() - started
+            genres = self._classify(model_name, vectors) if model_name else []
         similar = result.to_dict()
         similar["query"] = filename
         for hit in similar["results"]:
@@ -205,12 +192,9 @@ class Engine:
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
 
-    def _classify(self, name: str, rgb: np.ndarray, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
-        """What ``classify_images`` computes for one image, with the warm extractors."""
+    def _classify(self, name: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+        """What ``classify_images`` computes for one image, from the vectors already embedded."""
         model = self.models[name]
-        for ref in model.card.features:  # reuse the vector the search already computed
-            if ref.name not in vectors:
-                vectors[ref.name] = extract_images(self.extractors[ref.name], [rgb])[0]
         return model.rank_genres(model.features_matrix(vectors))[0]
 
     def thumbnail(self, album_id: int) -> bytes | None:
@@ -224,11 +208,9 @@ def create_app(
     model_dir: str | os.PathLike,
     index_dir: str | os.PathLike | None = None,
     vgg16_weights: str | os.PathLike | None = None,
-    *,
-    vgg16_extractor: FeatureExtractor | None = None,
 ) -> Flask:
     """The Flask app over a warm engine (everything is loaded here, before the first request)."""
-    engine = Engine(store_path, model_dir, index_dir, vgg16_weights, vgg16_extractor=vgg16_extractor)
+    engine = Engine(store_path, model_dir, index_dir, vgg16_weights)
     app = Flask("coversearch.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the small form fields
     app.extensions["coversearch"] = engine
