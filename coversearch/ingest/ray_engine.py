@@ -102,45 +102,42 @@ def _known(ref) -> dict[str, tuple[str, ...]]:
 
 
 # -- stage 1: Ray Data tasks ------------------------------------------------------------------------
+def _read_columns(pa) -> dict:
+    """What a read task adds to each row, with its Arrow type."""
+    return {
+        "sha256": pa.string(), "size": pa.int64(), "width": pa.int32(), "height": pa.int32(), "format": pa.string(),
+        "error_reason": pa.string(), "error_detail": pa.string(),
+        "wanted": pa.list_(pa.string()),  # the features these bytes still lack
+        "prepared": pa.large_binary(),  # the embedder's per-image inputs, pickled (None: nothing to compute)
+    }
+
+
 def read_and_prepare(batch, names: Sequence[str], vgg16_weights: str | None, known_ref):
     """Read, hash, decode and prepare one batch of files (a pyarrow table of source items)."""
     import pyarrow as pa
 
     known = _known(known_ref)
     embedder = _embedder(names, vgg16_weights)
-    out: dict[str, list] = {k: [] for k in ("sha256", "size", "width", "height", "format", "error_reason",
-                                             "error_detail", "missing", "prepared")}
+    types = _read_columns(pa)
+    out: dict[str, list] = {key: [] for key in types}
     for path in batch.column("path").to_pylist():
-        sha = size = width = height = fmt = reason = detail = prepared = None
-        missing: list[str] = []
+        row = dict.fromkeys(types)
+        row["wanted"] = []
         try:
             data = read_bytes(path)
-            sha, size = hashlib.sha256(data).hexdigest(), len(data)
-            stored = known.get(sha)
-            missing = [n for n in names if stored is None or n not in stored]
-            if missing:
+            row["sha256"], row["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            stored = known.get(row["sha256"])
+            wanted = [n for n in names if stored is None or n not in stored]
+            if wanted:
                 image = decode_image(data)
-                width, height, fmt = image.width, image.height, image.format
-                prepared = pickle.dumps(embedder.prepare(image.rgb, missing), protocol=pickle.HIGHEST_PROTOCOL)
+                row.update(width=image.width, height=image.height, format=image.format, wanted=wanted,
+                           prepared=pickle.dumps(embedder.prepare(image.rgb, wanted), protocol=pickle.HIGHEST_PROTOCOL))
         except ImageError as exc:
-            reason, detail, missing = exc.reason, exc.detail, []
-        for key, value in (("sha256", sha), ("size", size), ("width", width), ("height", height), ("format", fmt),
-                           ("error_reason", reason), ("error_detail", detail), ("missing", missing),
-                           ("prepared", prepared)):
+            row.update(error_reason=exc.reason, error_detail=exc.detail, wanted=[], prepared=None)
+        for key, value in row.items():
             out[key].append(value)
-    columns = {
-        "sha256": pa.array(out["sha256"], pa.string()),
-        "size": pa.array(out["size"], pa.int64()),
-        "width": pa.array(out["width"], pa.int32()),
-        "height": pa.array(out["height"], pa.int32()),
-        "format": pa.array(out["format"], pa.string()),
-        "error_reason": pa.array(out["error_reason"], pa.string()),
-        "error_detail": pa.array(out["error_detail"], pa.string()),
-        "missing": pa.array(out["missing"], pa.list_(pa.string())),
-        "prepared": pa.array(out["prepared"], pa.large_binary()),
-    }
-    for name, column in columns.items():
-        batch = batch.append_column(name, column)
+    for key, arrow_type in types.items():
+        batch = batch.append_column(key, pa.array(out[key], arrow_type))
     return batch
 
 
@@ -179,7 +176,7 @@ class EmbedWorker:
 
     def __call__(self, batch):
         blobs = batch.column("prepared").to_pylist()
-        wanted = batch.column("missing").to_pylist()
+        wanted = batch.column("wanted").to_pylist()
         rows = [r for r, blob in enumerate(blobs) if blob is not None]
         vectors: dict[str, list] = {name: [None] * batch.num_rows for name in self.names}
         if rows:
@@ -188,7 +185,7 @@ class EmbedWorker:
             for r, item in zip(rows, found):
                 for name, vector in item.items():
                     vectors[name][r] = vector
-        batch = batch.drop_columns(["prepared", "missing"])
+        batch = batch.drop_columns(["prepared", "wanted"])
         for name in self.names:
             batch = batch.append_column(VECTOR_PREFIX + name, _vector_column(vectors[name], self.dims[name]))
         return batch
