@@ -21,7 +21,7 @@ from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split, load_sp
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, read_bytes
-from coversearch.features.registry import get_extractor
+from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.fsutil import check_folder_name
 from coversearch.store import Store
 
@@ -184,6 +184,11 @@ def classify_images(
     model.check_store(store)
     extractors = []
     for ref in model.card.features:
+        if ref.name not in FEATURE_NAMES:
+            raise ModelError(
+                f"model {model.card.name!r} reads {ref.name!r}, a feature set imported from outside coversearch: "
+                "new image files cannot be embedded for it (`coversearch evaluate` works on the stored vectors)"
+            )
         extractor = get_extractor(ref.name, vgg16_weights=vgg16_weights)
         if extractor.version != ref.version or extractor.model_fingerprint() != ref.model_fingerprint:
             raise ModelError(

@@ -51,7 +51,8 @@ def train_command(
 
     With no --method/--feature/--recipe, trains the default (best) recipe.
     """
-    features = parse_feature_list(feature) if feature else None
+    # Imported feature sets have names of their own: the store says whether each one exists.
+    features = parse_feature_list(feature, known=None) if feature else None
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
     check_training(chosen, name)  # method, parameters and name before the store is opened
     bar = _ProgressAdapter(quiet)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coversearch.cli.app import app, err_console, make_app, print_json, state
-from coversearch.errors import CoverSearchError, FeatureError
+from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.fsutil import leftovers
 from coversearch.index import metrics
@@ -17,6 +17,7 @@ from coversearch.index.catalog import build_index, check_current, list_manifests
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class
 from coversearch.store import Store
+from coversearch.store.parquet import check_known_feature
 
 index_app = make_app("Build and list nearest-neighbour indexes over the store's embeddings.")
 app.add_typer(index_app, name="index")
@@ -25,7 +26,7 @@ app.add_typer(index_app, name="index")
 @index_app.command("build")
 def build_command(
     ctx: typer.Context,
-    feature: str = typer.Option(..., "--feature", "-f", help=f"Feature set to index: {', '.join(FEATURE_NAMES)}."),
+    feature: str = typer.Option(..., "--feature", "-f", help=f"Feature set to index: {', '.join(FEATURE_NAMES)}, or an imported one."),
     kind: str = typer.Option(..., "--kind", help=f"Index kind: {', '.join(INDEX_KINDS)}."),
     name: str = typer.Option(None, "--name", help="Index name (default <feature>-<kind>); an existing one is replaced."),
     metric: str = typer.Option(None, "--metric", help="cosine or euclidean (default: cosine for vgg16, euclidean for hsv)."),
@@ -33,14 +34,13 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Build an index over one feature set and write it under the index folder."""
-    if feature not in FEATURE_NAMES:
-        raise FeatureError(f"unknown feature {feature!r}; choose from {', '.join(FEATURE_NAMES)}")
     index_class(kind)
     if metric is not None:
         metrics.check_metric(metric)
     build_params, query_params = parse_param_pairs(kind, param or [])  # bad params fail before the store opens
     index_dir = state(ctx).index_dir
     with Store.open(state(ctx).db, read_only=True) as store:
+        check_known_feature(store, feature, FEATURE_NAMES)
         manifest = build_index(
             store,
             feature=feature,

@@ -10,11 +10,13 @@ from rich.table import Table
 
 from coversearch.cli.app import app, print_json, state
 from coversearch.cli.progress import progress_bar
-from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
+from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import MAX_FILE_BYTES
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
+from coversearch.ingest.ray_engine import RayOptions, ingest_ray
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
 from coversearch.store import Store
 
@@ -27,19 +29,53 @@ def ingest_command(
     manifest: Path = typer.Option(None, "--manifest", help="CSV: path, genre|genres[, artist, title, url]; paths under ROOT."),
     links: Path = typer.Option(None, "--links", help="Links file url<TAB>genre/file.jpg; files looked up under ROOT."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N files of the listing."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per transaction."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per transaction (with Ray: per task, forward batch and shard)."),
     max_file_bytes: int = typer.Option(
         MAX_FILE_BYTES, "--max-file-bytes", min=1, help="Larger files are not read: an error row (too-large) each."
     ),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data tasks + an actor pool)."),
+    address: str = typer.Option(None, "--address", help="Ray: join a cluster (auto, or ray://HOST:PORT); default a local instance."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Ray: actors, each with one backbone."),
+    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="Ray: CPUs per actor (its TensorFlow threads)."),
+    shards: Path = typer.Option(None, "--shards", help="Ray: Parquet shard folder (default <store>.shards/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
+    if engine not in ("local", "ray"):
+        raise CoverSearchError(f"unknown engine {engine!r}; choose local or ray")
+    if engine == "local" and (address or shards or workers != 1 or cpus_per_worker != 1):
+        raise CoverSearchError("--address, --workers, --cpus-per-worker and --shards need --engine ray")
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
+    if engine == "ray":
+        options = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, batch_size=batch_size,
+                             shards=shards, max_file_bytes=max_file_bytes)
+        run_ray_ingest(ctx, listing, features, vgg16_weights, options, quiet=quiet, json_out=json_out)
+        return
     run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out,
                max_file_bytes=max_file_bytes)
+
+
+def run_ray_ingest(
+    ctx: typer.Context, listing: SourceListing, features: str, vgg16_weights: Path | None, options: RayOptions,
+    *, quiet: bool = False, json_out: bool = False,
+) -> dict:
+    """`ingest --engine ray`: the same store as local ingest, embedded on a Ray cluster."""
+    names = parse_feature_list(features)
+    weights = vgg16_weights or vgg16_weights_from_env()
+    for name in names:
+        get_extractor(name, vgg16_weights=weights)  # a missing weights file fails here, not in every actor
+    with Store.open(state(ctx).db) as store, progress_bar("ingest (ray)", 0, "img", quiet=quiet) as bar:
+        summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options,
+                             on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
+    result = summary.to_dict()
+    if json_out:
+        print_json(result)
+    elif not quiet:
+        _print_summary(result)
+    return result
 
 
 def run_ingest(
@@ -82,6 +118,9 @@ def _print_summary(result: dict) -> None:
     table.add_row("errors", str(result["errors"]))
     for reason, n in result["errors_by_reason"].items():
         table.add_row(f"  {reason}", str(n))
+    if "shards_written" in result:
+        table.add_row("left out (already stored)", str(result["left_out"]))
+        table.add_row("shards resumed / written", f"{result['shards_resumed']} / {result['shards_written']}")
     table.add_row("images/s", str(result["images_per_second"]))
     Console().print(table)
     if result["errors"]:

@@ -33,11 +33,26 @@ class RateColumn(ProgressColumn):
         return Text(f"{rate:,.1f} {self.unit}/s", style="progress.data.speed")
 
 
+class _Advance:
+    """``advance(n)``; ``advance.set_total(n)`` once the total is known (a no-op when quiet)."""
+
+    def __init__(self, progress: Progress | None = None, task=None):
+        self._progress, self._task = progress, task
+
+    def __call__(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
+
 @contextmanager
-def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -> Iterator[callable]:
+def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -> Iterator[_Advance]:
     """Yields ``advance(n)``; a no-op when quiet."""
     if quiet:
-        yield lambda n=1: None
+        yield _Advance()
         return
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -50,5 +65,4 @@ def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -
         console=err_console,
     )
     with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+        yield _Advance(progress, progress.add_task(description, total=total))

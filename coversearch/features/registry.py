@@ -33,12 +33,13 @@ def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) 
     raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
 
 
-def parse_feature_list(text: str) -> list[str]:
-    """'hsv,vgg16' -> ['hsv', 'vgg16'], validated, order kept, duplicates dropped."""
+def parse_feature_list(text: str, known: tuple[str, ...] | None = FEATURE_NAMES) -> list[str]:
+    """'hsv,vgg16' -> ['hsv', 'vgg16'], checked against ``known`` (None: any name), order kept,
+    duplicates dropped."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
         raise FeatureError("no feature named; choose from " + ", ".join(FEATURE_NAMES))
     for name in names:
-        if name not in FEATURE_NAMES:
+        if known is not None and name not in known:
             raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
     return list(dict.fromkeys(names))

@@ -110,7 +110,7 @@ def _build(
     index_class(kind)  # an unknown kind fails before any work
     name = check_name(name or default_index_name(feature, kind))
     fs = store.feature_set(feature, feature_version)
-    metric = metrics.check_metric(metric or metrics.default_metric(feature))
+    metric = metrics.check_metric(metric or metrics.metric_for(fs))
     build_given, query_given = split_params(kind, {**(build_params or {}), **(query_params or {})})
     index = create_index(kind, metric, fs.dim, build_given, query_given)
     _target_folder(index_dir, name)  # refuse a name taken by something else before the work

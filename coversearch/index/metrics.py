@@ -36,6 +36,11 @@ def default_metric(feature: str) -> str:
     return DEFAULT_METRIC_BY_FEATURE.get(feature, EUCLIDEAN)
 
 
+def metric_for(feature_set) -> str:
+    """A feature set's metric: the one recorded with it (imported vectors), else its feature's default."""
+    return feature_set.params.get("metric") or default_metric(feature_set.name)
+
+
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     """float32, C-contiguous, (n, dim); rows scaled to unit length for cosine (zero rows stay zero)."""
     x = np.array(vectors, dtype=np.float32, copy=True, order="C")

@@ -29,6 +29,7 @@ from coversearch.index.catalog import indexes_for_feature, list_manifests, open_
 from coversearch.index.exact import ExactIndex
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
+from coversearch.store.parquet import check_known_feature, is_imported
 
 DEFAULT_FEATURE = "vgg16"
 DEFAULT_K = 10
@@ -94,8 +95,8 @@ class SimilarSearcher:
         refresh: bool = False,
     ) -> "SimilarSearcher":
         """Use ``index_name``, else the newest index built for ``feature`` (and ``metric``), else exact search."""
-        if feature is not None and feature not in FEATURE_NAMES:
-            raise FeatureError(f"unknown feature {feature!r}; choose from {', '.join(FEATURE_NAMES)}")
+        if feature is not None:
+            check_known_feature(store, feature, FEATURE_NAMES)  # imported feature sets have names of their own
         if metric is not None:
             metrics.check_metric(metric)
         index_dir = Path(index_dir) if index_dir is not None else None
@@ -135,7 +136,7 @@ class SimilarSearcher:
     ) -> "SimilarSearcher":
         """Brute force over the store's vectors with a FAISS flat index built in memory now."""
         fs = store.feature_set(feature)
-        metric = metric or metrics.default_metric(feature)
+        metric = metric or metrics.metric_for(fs)
         ids, vectors = store.load_embeddings(fs)
         if len(ids) == 0:
             raise CoverSearchError(f"the store has no {fs.label} vectors to search; run `coversearch ingest --features {feature}`")
@@ -151,6 +152,11 @@ class SimilarSearcher:
     def extractor(self, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
         """The extractor for query images, checked against the one that made the stored vectors."""
         if self._extractor is None:
+            if is_imported(self.feature_set):
+                raise FeatureError(
+                    f"the store's {self.feature_set.name!r} vectors were imported (computed outside coversearch), so a "
+                    "query image cannot be embedded for them: query with a stored album instead (--album ID)"
+                )
             self._extractor = get_extractor(self.feature_set.name, vgg16_weights=vgg16_weights)
             check_extractor_matches(self._extractor, self.feature_set)
         return self._extractor

@@ -244,6 +244,10 @@ class Store:
     def known_files(self) -> dict[str, int]:
         return dict(self.con.execute("SELECT path, album_id FROM album_files").fetchall())
 
+    def known_file_sizes(self) -> dict[str, tuple[int, int | None]]:
+        """path -> (album id, size in bytes when it was ingested; None if not recorded)."""
+        return {p: (a, s) for p, a, s in self.con.execute("SELECT path, album_id, size_bytes FROM album_files").fetchall()}
+
     def load_embeddings(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(album ids int64 (n,), vectors float32 (n, dim)), ordered by album id."""
         sql = f"SELECT album_id, vector FROM {fs.table}"
