@@ -159,8 +159,12 @@ def test_refresh_adds_new_albums_to_their_lists_without_retraining(store_db, cov
     with Store.open(db, read_only=True) as store:
         before = build(store, index_dir, "disk", shards=3, on_disk=True)
     published = (index_dir / "disk" / IVFDATA_FILE).read_bytes()
+    trained = faiss.read_index(str(index_dir / "disk" / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    trained_quantizer = faiss.extract_index_ivf(trained).quantizer
+    trained_centroids = trained_quantizer.reconstruct_n(0, trained_quantizer.ntotal)
+    del trained, trained_quantizer
     with Store.open(db) as store:
-        ingest(store, read_source(link_covers(covers5_dir, tmp_path / "more", per_genre=6, offset=300)), [get_extractor("hsv")])
+        ingest(store, read_source(link_covers(covers5_dir, tmp_path / "more", per_genre=3, offset=300)), [get_extractor("hsv")])
     with Store.open(db, read_only=True) as store:
         with pytest.raises(catalog.StaleIndexError, match="stale"):
             catalog.open_index(store, index_dir, "disk")
@@ -181,12 +185,7 @@ def test_refresh_adds_new_albums_to_their_lists_without_retraining(store_db, cov
         size = invlists.list_size(int(list_no))
         members = faiss.rev_swig_ptr(invlists.get_ids(int(list_no)), size).copy()
         assert row in members  # the list its nearest centroid names
-    # No retraining: the centroids are the ones the build trained.
-    with Store.open(store_db, read_only=True) as store:
-        build(store, tmp_path / "again", "disk", shards=3, on_disk=True)
-    again = faiss.read_index(str(tmp_path / "again" / "disk" / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
-    quantizer = faiss.extract_index_ivf(again).quantizer
-    np.testing.assert_array_equal(centroids, quantizer.reconstruct_n(0, quantizer.ntotal))
+    np.testing.assert_array_equal(centroids, trained_centroids)  # no retraining
     assert published != (index_dir / "disk" / IVFDATA_FILE).read_bytes()
     assert not [p for p in index_dir.iterdir() if p.name.startswith(".")]
 
