@@ -10,7 +10,7 @@ read their slice of that file in chunks, as the store-backed build reads its sli
     PYTHONPATH=. .venv/bin/python benchmarks/bench_sharded.py --store /tmp/covers5.duckdb --n 1000000 \\
         --work /tmp/bench-sharded --single
 
-Writes ``<work>/results-<n>.json`` and prints the tables for benchmarks/README.md.
+Writes ``<work>/results-<n>-t<train-per-list>[-single].json`` and prints the tables for benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--m", type=int, default=64)
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--train-per-list", type=int, default=64)
+    parser.add_argument("--train-per-list", type=int, default=256, help="training sample = this x nlist")
     parser.add_argument("--chunk", type=int, default=100_000)
     parser.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32, 64])
     parser.add_argument("--rerank", type=lambda s: [int(v) for v in s.split(",")], default=[0, 100])
@@ -176,7 +176,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     faiss.omp_set_num_threads(cores)
     results: dict = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "cores": cores}
-    out = args.work / f"results-{args.n}.json"
+    out = args.work / f"results-{args.n}-t{args.train_per_list}{'-single' if args.single else ''}.json"
 
     def save():
         out.write_text(json.dumps(results, indent=2))
@@ -238,7 +238,22 @@ def main() -> None:
         save()
     results["peak_rss_mib"] = round(peak_rss_mib(), 1)
     save()
-    print(json.dumps(results, indent=2))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    """The sweep tables for benchmarks/README.md."""
+    lines = []
+    for build in ("sharded", "single"):
+        if build not in results:
+            continue
+        r = results[build]
+        lines += [f"{build}: trained on {r['train_vectors']:,} in {r['train_seconds']} s", "",
+                  "| build | nprobe | rerank | recall@10 | q/s (1 thread) | ms/query |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {build} | {p['nprobe']} | {p['rerank']} | {p['recall@10']:.4f} | {p['qps']:,.0f} | {p['ms_per_query']:.2f} |"
+                  for p in r["search"]]
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

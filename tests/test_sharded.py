@@ -74,7 +74,7 @@ def test_shards_merged_equal_one_process_add_with_the_same_trained_index(store_d
         index = create_index("faiss-ivfpq", "euclidean", fs.dim, {"nlist": NLIST, "refine": False})
         index.resolve_params(len(ids))
         trained, sample = train_on_sample(index, store, fs, len(ids))
-        assert sample == len(ids)  # 64 per list would be 512: the whole store
+        assert sample == len(ids)  # 256 per list would be 2,048: the whole store
         shards = plan_shards(ids, 3)
         assert sum(s.rows for s in shards) == len(ids) and max(s.rows for s in shards) - min(s.rows for s in shards) <= 1
         paths = []

@@ -39,7 +39,7 @@ from coversearch.index.manifest import (
     verify_files,
     write_manifest,
 )
-from coversearch.index.params import split_params
+from coversearch.index.params import kind_defaults, split_params
 from coversearch.index.registry import create_index, index_class
 from coversearch.index.sharded import Progress, ShardOptions, build_sharded
 from coversearch.store import FeatureSet, Store
@@ -124,7 +124,7 @@ def _build(
     fs = store.feature_set(feature, feature_version)
     metric = metrics.check_metric(metric or metrics.default_metric(feature))
     build_given, query_given = split_params(kind, {**(build_params or {}), **(query_params or {})})
-    if sharding is not None and "refine" in index_class(kind)(metric, fs.dim).build_params:
+    if sharding is not None and "refine" in kind_defaults(kind).build:
         build_given.setdefault("refine", False)  # shards hold codes only; rerank reads the store
     index = create_index(kind, metric, fs.dim, build_given, query_given)
     _target_folder(index_dir, name)  # refuse a name taken by something else before the work

@@ -3,8 +3,8 @@
 The method of autofaiss (criteo/autofaiss), without the package:
 
 1. **Train** the coarse quantizer (and the PQ / OPQ codebooks) once, on a seeded reservoir sample
-   of the store (``train_points_per_list`` x nlist vectors, faiss's guideline is 30-256 per list;
-   fewer than ``min_points_per_list`` x nlist in the whole store is an error naming the minimum).
+   of the store (``train_points_per_list`` x nlist vectors, 256 by default, the top of faiss's
+   guideline of 30-256 per list: 64 per list cost 0.02-0.03 recall@10 at 1M; fewer than ``min_points_per_list`` x nlist in the whole store is an error naming the minimum).
 2. **Add**: the store's album ids, ascending, are cut into N contiguous slices.  Each shard reads
    its slice from the store in chunks, encodes it into an empty copy of the trained index, labels
    each vector with its row number (its place in ``ids.npy``) and writes a shard file.  Shards are
