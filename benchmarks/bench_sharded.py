@@ -129,11 +129,11 @@ def train(args, index, base: Path, dim: int, per_list: int, seed: int):
     return trained, time.perf_counter() - started, len(rows)
 
 
-def sweep(args, index, queries: np.ndarray, truth: np.ndarray, base: Path, dim: int) -> list[dict]:
+def sweep(args, index, queries: np.ndarray, truth: np.ndarray, base: Path, dim: int, rows: list, save) -> None:
+    """Append one row per (nprobe, rerank) point to ``rows``, saving after each (a long run can be stopped)."""
     stored = np.memmap(base, dtype=np.float32, mode="r", shape=(args.n, dim))
     index.ids = np.arange(args.n, dtype=np.int64)
     index.bind_exact_vectors(lambda ids: np.asarray(stored[ids]))
-    rows = []
     for nprobe in args.nprobe:
         for rerank in args.rerank:
             index.set_query_arguments(nprobe=nprobe, rerank=rerank)
@@ -146,6 +146,7 @@ def sweep(args, index, queries: np.ndarray, truth: np.ndarray, base: Path, dim: 
             recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
             rows.append({"nprobe": nprobe, "rerank": rerank, "recall@10": round(recall, 4), "qps": round(len(queries) / seconds, 1),
                          "ms_per_query": round(1000 * seconds / len(queries), 3)})
+            save()
             print(f"  nprobe={nprobe} rerank={rerank}: recall@10 {recall:.4f}, {len(queries) / seconds:,.0f} q/s", flush=True)
     return rows
 
@@ -216,7 +217,8 @@ def main() -> None:
     save()
     print(f"  merged on disk in {merge_s:.1f} s; {folder_bytes(merged_dir) / 2**20:,.0f} MiB; peak RSS {peak_rss_mib():,.0f} MiB", flush=True)
     index.faiss_index = merged
-    results["sharded"]["search"] = sweep(args, index, queries, truth, base, dim)
+    results["sharded"]["search"] = []
+    sweep(args, index, queries, truth, base, dim, results["sharded"]["search"], save)
     results["sharded"]["peak_rss_search_mib"] = round(peak_rss_mib(), 1)
     save()
     del merged, index
@@ -234,7 +236,8 @@ def main() -> None:
         results["single"] = {"train_vectors": sample, "train_seconds": round(train_s, 1), "add_seconds": round(add_s, 1),
                              "peak_rss_build_mib": round(peak_rss_mib(), 1)}
         print(f"  added in {add_s:.1f} s", flush=True)
-        results["single"]["search"] = sweep(args, index, queries, truth, base, dim)
+        results["single"]["search"] = []
+        sweep(args, index, queries, truth, base, dim, results["single"]["search"], save)
         save()
     results["peak_rss_mib"] = round(peak_rss_mib(), 1)
     save()
