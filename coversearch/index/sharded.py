@@ -20,6 +20,7 @@ merged index holds exactly the codes, lists and labels a single-process ``add`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -245,6 +246,7 @@ def _add_with_ray(
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
             log_to_driver=False,
+            logging_level=logging.WARNING,  # no INFO lines on the command's stderr
             # The workers import coversearch from where this process does.
             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))}},
         )
