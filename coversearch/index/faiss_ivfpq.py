@@ -99,6 +99,15 @@ class IVFPQIndex(IVFFlatIndex):
         # index_factory turns on polysemous training (Hamming-ordering the codes by simulated
         # annealing); we never search in polysemous mode, and it costs seconds per build.
         ivf.do_polysemous_training = False
+        if isinstance(index, faiss.IndexPreTransform):
+            for i in range(index.chain.size()):
+                transform = faiss.downcast_VectorTransform(index.chain.at(i))
+                if isinstance(transform, faiss.OPQMatrix):
+                    # OPQ trains its own PQ each iteration; give it one that does not warn on small stores.
+                    pq = faiss.ProductQuantizer(transform.d_out, transform.M, 8)
+                    quiet_clustering(pq.cp)
+                    transform.pq = pq
+                    index.referenced_objects = [pq]  # alive as long as the index object
         return index
 
     def _is_expected(self, index: faiss.Index) -> bool:
