@@ -49,7 +49,11 @@ class IVFFlatIndex(FaissIndex):
             self.build_params["nlist"] = factory_nlist(self.build_params["factory"])
         if self.build_params["nlist"] == AUTO and n > 0:
             self.build_params["nlist"] = resolve_nlist(n, rules)
-        elif isinstance(self.build_params["nlist"], int) and 0 < n < min_training_vectors(self.build_params["nlist"], rules):
+        elif (
+            self.faiss_index is None  # a build; a built (or loaded) index keeps the lists it has
+            and isinstance(self.build_params["nlist"], int)
+            and 0 < n < min_training_vectors(self.build_params["nlist"], rules)
+        ):
             nlist = self.build_params["nlist"]
             raise IndexParamError(
                 f"{self.kind} parameter nlist={nlist} is more than the {n} vectors can train: {nlist} lists need at "
