@@ -32,9 +32,8 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError
 from coversearch.index import metrics
-from coversearch.index.faiss_base import faiss_notes_to_stderr
+from coversearch.index.faiss_base import IVFDATA_FILE, faiss_notes_to_stderr
 from coversearch.index.faiss_ivf import IVFFlatIndex, min_training_vectors
-from coversearch.index.faiss_base import IVFDATA_FILE
 from coversearch.index.params import kind_defaults
 from coversearch.index.threads import available_cores
 from coversearch.store import FeatureSet, Store
