@@ -185,13 +185,14 @@ def main() -> None:
     parser.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32, 64])
     parser.add_argument("--rerank", type=lambda s: [int(v) for v in s.split(",")], default=[0, 100])
     parser.add_argument("--single", action="store_true", help="also build in one process (trained on 256 per list) for comparison")
+    parser.add_argument("--search-only", action="store_true", help="sweep the index the previous run left in --work")
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
     faiss.omp_set_num_threads(cores)
     results: dict = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "cores": cores}
-    out = args.work / f"results-{args.n}-t{args.train_per_list}{'-single' if args.single else ''}.json"
+    out = args.work / f"results-{args.n}-t{args.train_per_list}{'-single' if args.single else ''}{'-search' if args.search_only else ''}.json"
 
     def save():
         out.write_text(json.dumps(results, indent=2))
@@ -199,6 +200,17 @@ def main() -> None:
     base, queries, dim = make_data(args, args.work)
     truth = exact_truth(args, base, queries, dim, args.work)
     results["rss_after_data_mib"] = round(peak_rss_mib(), 1)
+
+    merged_dir = args.work / f"sharded-{args.n}"
+    if args.search_only:
+        # Another sweep over the index the last run built (same --n, --nlist, --m).
+        index = new_index(args, dim)
+        index.faiss_index = faiss.read_index(str(merged_dir / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        results["sharded"] = {"search": []}
+        sweep(args, index, queries, truth, base, dim, results["sharded"]["search"], save)
+        results["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        save()
+        return
 
     # -- sharded: train on a sample, encode shards one after another, merge on disk --------------
     index = new_index(args, dim)
@@ -216,7 +228,6 @@ def main() -> None:
         shard_stats.append({"rows": stats["rows"], "seconds": stats["seconds"], "vectors_per_s": round(stats["rows"] / stats["seconds"])})
         paths.append(path)
         print(f"  shard {s}: {stats['rows']:,} in {stats['seconds']:.1f} s", flush=True)
-    merged_dir = args.work / f"sharded-{args.n}"
     merged_dir.mkdir(exist_ok=True)
     started = time.perf_counter()
     merged = merge_on_disk(trained, paths, merged_dir / IVFDATA_FILE)
