@@ -302,7 +302,7 @@ def test_build_writes_a_complete_manifest(base_store, tmp_path):
     assert data["format_version"] == 1 and data["kind"] == "faiss-ivf" and data["metric"] == "euclidean"
     assert data["feature"] == {"name": "hsv", "version": 1, "feature_set_id": 1, "dim": 512, "model_fingerprint": None}
     assert data["store"] == {"path": str(base_store.resolve()), "embedding_fingerprint": fingerprint}
-    assert data["build_params"] == {"nlist": 4, "seed": 7} and data["query_params"] == {"nprobe": 4}
+    assert data["build_params"] == {"nlist": 4, "seed": 7, "factory": ""} and data["query_params"] == {"nprobe": 4}
     assert data["given_params"] == {"seed": 7}
     assert data["vectors"] == len(ids) and data["build_seconds"] >= 0
     np.testing.assert_array_equal(np.load(folder / data["ids_file"]), ids)

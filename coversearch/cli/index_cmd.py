@@ -16,6 +16,7 @@ from coversearch.index import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class
+from coversearch.index.sharded import ShardOptions
 from coversearch.store import Store
 from coversearch.store.parquet import check_known_feature
 
@@ -31,6 +32,16 @@ def build_command(
     name: str = typer.Option(None, "--name", help="Index name (default <feature>-<kind>); an existing one is replaced."),
     metric: str = typer.Option(None, "--metric", help="cosine or euclidean (default: cosine for vgg16, euclidean for hsv)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Build or query parameter key=value (repeatable), e.g. M=48."),
+    factory: str = typer.Option(
+        None, "--factory", help="faiss-ivf / faiss-ivfpq: a FAISS index_factory string, e.g. OPQ64_256,IVF65536_HNSW32,PQ64."
+    ),
+    shards: int = typer.Option(
+        None, "--shards", help="faiss-ivf / faiss-ivfpq: train on a sample, add the store in N shards, merge (default 4)."
+    ),
+    engine: str = typer.Option(None, "--engine", help="Sharded build: local (shards in this process) or ray (a Ray task per shard)."),
+    on_disk: bool = typer.Option(
+        False, "--on-disk", help="Sharded build: merge into on-disk inverted lists (index.ivfdata), memory-mapped when searching."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Build an index over one feature set and write it under the index folder."""
@@ -38,6 +49,11 @@ def build_command(
     if metric is not None:
         metrics.check_metric(metric)
     build_params, query_params = parse_param_pairs(kind, param or [])  # bad params fail before the store opens
+    if factory is not None:
+        build_params.update(parse_param_pairs(kind, [f"factory={factory}"])[0])
+    sharding = None
+    if shards is not None or engine is not None or on_disk:
+        sharding = ShardOptions(shards=4 if shards is None else shards, engine=engine or "local", on_disk=on_disk).check()
     index_dir = state(ctx).index_dir
     with Store.open(state(ctx).db, read_only=True) as store:
         check_known_feature(store, feature, FEATURE_NAMES)
@@ -50,6 +66,8 @@ def build_command(
             metric=metric,
             build_params=build_params,
             query_params=query_params,
+            sharding=sharding,
+            progress=(lambda message: err_console.print(message, highlight=False)) if sharding else None,
         )
     if json_out:
         print_json(manifest.to_dict() | {"folder": str(manifest.folder)})
@@ -64,6 +82,12 @@ def build_command(
     table.add_row("build params", _params(manifest.build_params))
     table.add_row("query params", _params(manifest.query_params))
     table.add_row("build seconds", f"{manifest.build_seconds:.2f}")
+    if manifest.sharding:
+        sh = manifest.sharding
+        table.add_row("sharded build", (
+            f"{sh['shards']} shards ({sh['engine']}{', on disk' if sh['on_disk'] else ''}): train {sh['train_seconds']:.1f} s "
+            f"on {sh['train_vectors']:,} vectors, add {sh['add_seconds']:.1f} s, merge {sh['merge_seconds']:.1f} s"
+        ))
     table.add_row("size", _size(manifest.size_bytes))
     Console().print(table)
 

@@ -77,8 +77,7 @@ class VectorIndex(ABC):
         x, ids = self._check_vectors(vectors, ids, existing=None)
         if len(x) == 0:
             raise CoverSearchError("cannot build an index on 0 vectors")
-        self._resolve_auto_params(len(x))
-        self._check_params()
+        self.resolve_params(len(x))
         with all_threads():
             self._fit(x)
         self.ids = ids
@@ -93,6 +92,11 @@ class VectorIndex(ABC):
             with all_threads():
                 self._add(x)
             self.ids = np.concatenate([self.ids, ids])
+
+    def resolve_params(self, n: int) -> None:
+        """Turn "auto" parameters into numbers for a build on ``n`` vectors, and check them all."""
+        self._resolve_auto_params(n)
+        self._check_params()
 
     def set_query_arguments(self, **query_params: Any) -> None:
         """Change query-time parameters (e.g. efSearch, nprobe, search_k) for later searches."""

@@ -15,6 +15,8 @@ is always current.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +30,7 @@ from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex, load_ids
 from coversearch.index.duckdb_index import DuckDBIndex
+from coversearch.index.faiss_ivfpq import IVFPQIndex
 from coversearch.index.manifest import (
     MANIFEST_FILE,
     IndexManifest,
@@ -36,8 +39,9 @@ from coversearch.index.manifest import (
     verify_files,
     write_manifest,
 )
-from coversearch.index.params import split_params
+from coversearch.index.params import kind_defaults, split_params
 from coversearch.index.registry import create_index, index_class
+from coversearch.index.sharded import Progress, ShardOptions, build_sharded
 from coversearch.store import FeatureSet, Store
 
 class StaleIndexError(CoverSearchError):
@@ -90,9 +94,15 @@ def build_index(
     build_params: Mapping[str, Any] | None = None,
     query_params: Mapping[str, Any] | None = None,
     feature_version: int | None = None,
+    sharding: ShardOptions | None = None,
+    progress: Progress | None = None,
 ) -> IndexManifest:
-    """Build ``kind`` over the store's ``feature`` vectors and write it as ``<index_dir>/<name>``."""
-    return _build(store, feature, kind, Path(index_dir), name, metric, build_params, query_params, feature_version)
+    """Build ``kind`` over the store's ``feature`` vectors and write it as ``<index_dir>/<name>``.
+
+    With ``sharding`` (faiss-ivf, faiss-ivfpq), train on a sample and add the store in shards
+    (``sharded.py``) instead of loading every vector at once."""
+    return _build(store, feature, kind, Path(index_dir), name, metric, build_params, query_params, feature_version,
+                  sharding=sharding, progress=progress)
 
 
 def _build(
@@ -106,22 +116,49 @@ def _build(
     query_params: Mapping[str, Any] | None,
     feature_version: int | None,
     refreshed_by: str | None = None,
+    sharding: ShardOptions | None = None,
+    progress: Progress | None = None,
 ) -> IndexManifest:
     index_class(kind)  # an unknown kind fails before any work
     name = check_name(name or default_index_name(feature, kind))
     fs = store.feature_set(feature, feature_version)
     metric = metrics.check_metric(metric or metrics.metric_for(fs))
     build_given, query_given = split_params(kind, {**(build_params or {}), **(query_params or {})})
+    if sharding is not None and "refine" in kind_defaults(kind).build:
+        build_given.setdefault("refine", False)  # shards hold codes only; rerank reads the store
     index = create_index(kind, metric, fs.dim, build_given, query_given)
     _target_folder(index_dir, name)  # refuse a name taken by something else before the work
     fingerprint = store.embedding_fingerprint(fs)
+    if sharding is not None:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        # A hidden staging folder: a killed build leaves a leftover the next build removes.
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.staging-{os.getpid()}-", dir=index_dir))
+        try:
+            started = time.perf_counter()
+            sharding_report = build_sharded(store, fs, index, sharding, work, progress)
+            seconds = time.perf_counter() - started
+            manifest = _new_manifest(store, fs, name, kind, metric, index, build_given, query_given, seconds, fingerprint,
+                                     refreshed_by)
+            manifest.sharding = sharding_report
+            return _write_index(index_dir, index, manifest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     ids, vectors = store.load_embeddings(fs)
     if len(ids) == 0:
         raise CoverSearchError(f"the store has no {fs.label} vectors to index; run `coversearch ingest --features {feature}`")
     started = time.perf_counter()
     index.fit(vectors, ids)
     seconds = time.perf_counter() - started
-    manifest = IndexManifest(
+    manifest = _new_manifest(store, fs, name, kind, metric, index, build_given, query_given, seconds, fingerprint,
+                             refreshed_by)
+    return _write_index(index_dir, index, manifest)
+
+
+def _new_manifest(
+    store: Store, fs: FeatureSet, name: str, kind: str, metric: str, index: VectorIndex, build_given: dict,
+    query_given: dict, seconds: float, fingerprint: str, refreshed_by: str | None,
+) -> IndexManifest:
+    return IndexManifest(
         name=name,
         kind=kind,
         metric=metric,
@@ -133,7 +170,7 @@ def _build(
         build_params=dict(index.build_params),
         query_params=dict(index.query_params),
         given_params={**build_given, **query_given},
-        vectors=len(ids),
+        vectors=len(index),
         ids_file="ids.npy",
         files={},
         build_seconds=round(seconds, 3),
@@ -144,7 +181,6 @@ def _build(
         refreshed_by=refreshed_by,
         refreshed_at=_now() if refreshed_by else None,
     )
-    return _write_index(index_dir, index, manifest)
 
 
 def _target_folder(index_dir: Path, name: str) -> Path:
@@ -287,6 +323,8 @@ def open_index(store: Store, index_dir: str | os.PathLike, name: str, *, refresh
     fs = store.feature_set(manifest.feature)
     if isinstance(index, DuckDBIndex):
         index.bind(store, fs)
+    if isinstance(index, IVFPQIndex):
+        index.bind_exact_vectors(lambda album_ids: store.vectors_for(fs, album_ids))  # the rerank query parameter
     return OpenedIndex(index, manifest, fs, refreshed_by, notes)
 
 
@@ -309,5 +347,13 @@ def refresh_index(store: Store, index_dir: Path, manifest: IndexManifest, freshn
     # Same kind, metric and asked-for parameters; "auto" values are resolved again for the new n.
     return _build(
         store, manifest.feature, manifest.kind, index_dir, manifest.name, manifest.metric,
-        manifest.given_params, None, None, refreshed_by="rebuild",
+        manifest.given_params, None, None, refreshed_by="rebuild", sharding=_sharding_of(manifest),
     )
+
+
+def _sharding_of(manifest: IndexManifest) -> ShardOptions | None:
+    """The shard options a sharded index was built with (a rebuild uses them again)."""
+    if not manifest.sharding:
+        return None
+    fields = ShardOptions.__dataclass_fields__
+    return ShardOptions(**{k: v for k, v in manifest.sharding.items() if k in fields})

@@ -6,18 +6,58 @@ kind's ``SearchParameters``.  Approximate kinds may return fewer than k hits und
 (the graph or the probed lists run out of allowed vectors); the search is then repeated for those
 queries with a wider setting (``_search_parameters(..., widen)``) and, as a last resort, answered
 exactly from the vectors the index can reconstruct.
+
+An IVF index may keep its inverted lists in a file beside ``index.faiss`` (``index.ivfdata``,
+FAISS ``OnDiskInvertedLists``, memory-mapped: see ``sharded.py``).  It is read with
+``IO_FLAG_ONDISK_SAME_DIR`` so the folder can be renamed into place; adding vectors to such an
+index first copies it into a private folder, so the published one is never changed in place.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import shutil
+import sys
+import tempfile
 from abc import abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import faiss
 import numpy as np
 
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex
+
+IVFDATA_FILE = "index.ivfdata"  # on-disk inverted lists, beside index.faiss
+
+
+def on_disk_lists(index: faiss.Index) -> faiss.OnDiskInvertedLists | None:
+    """The index's inverted lists when they live in a file, else None."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
+
+
+@contextmanager
+def faiss_notes_to_stderr() -> Iterator[None]:
+    """FAISS's on-disk lists printf notes ("resizing ...", "updating ondisk filename ...") to C's
+    stdout, which would corrupt a command's --json output: send them to stderr."""
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None)
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class FaissIndex(VectorIndex):
@@ -27,6 +67,11 @@ class FaissIndex(VectorIndex):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.faiss_index: faiss.Index | None = None
+        # On-disk lists only: the folder their file is in, and whether this object owns that
+        # folder (a build or add work folder, moved into the index folder by save) or not (a
+        # published index, copied before any change).
+        self.lists_folder: Path | None = None
+        self.lists_private = False
 
     # -- for subclasses --------------------------------------------------------------------------
     @abstractmethod
@@ -49,7 +94,30 @@ class FaissIndex(VectorIndex):
         self.faiss_index = index
 
     def _add(self, x: np.ndarray) -> None:
-        self._built().add(x)
+        if on_disk_lists(self._built()) is None:
+            self._built().add(x)
+            return
+        if not self.lists_private:
+            self._private_lists_copy()
+        with faiss_notes_to_stderr():
+            self._built().add(x)
+
+    def _private_lists_copy(self) -> None:
+        """Re-open the index from a private copy of its files (a hidden staging folder beside the
+        index, removed by the next build if this process dies), so adding leaves the original alone."""
+        source = self.lists_folder
+        work = Path(tempfile.mkdtemp(prefix=f".{source.name}.staging-{os.getpid()}-", dir=source.parent))
+        shutil.copyfile(source / IVFDATA_FILE, work / IVFDATA_FILE)
+        faiss.write_index(self._built(), str(work / self.native_file))
+        with faiss_notes_to_stderr():
+            self.faiss_index = faiss.read_index(str(work / self.native_file), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        self.lists_folder, self.lists_private = work, True
+
+    def save(self, folder: Path) -> list[str]:
+        written = super().save(folder)
+        if self.lists_folder is not None:
+            written.append(IVFDATA_FILE)
+        return written
 
     def _search_rows(self, q: np.ndarray, k: int, allowed_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         index = self._built()
@@ -85,21 +153,45 @@ class FaissIndex(VectorIndex):
         return distances, found
 
     def _save_native(self, path: Path) -> None:
-        faiss.write_index(self._built(), str(path))
+        index = self._built()
+        lists = on_disk_lists(index)
+        if lists is not None:
+            source = self.lists_folder / IVFDATA_FILE
+            target = path.with_name(IVFDATA_FILE)
+            if self.lists_private:
+                os.replace(source, target)  # the work folder was ours; the mapping follows the inode
+                if not any(self.lists_folder.iterdir()) or self.lists_folder.name.startswith("."):
+                    shutil.rmtree(self.lists_folder, ignore_errors=True)
+            else:
+                shutil.copyfile(source, target)
+            self.lists_folder, self.lists_private = path.parent, False
+            lists.filename = str(target)
+        faiss.write_index(index, str(path))
 
     def _load_native(self, path: Path) -> None:
+        on_disk = path.with_name(IVFDATA_FILE).is_file()
         try:
-            index = faiss.read_index(str(path))
+            # ONDISK_SAME_DIR: the lists file is the one beside index.faiss, wherever the folder moved.
+            if on_disk:
+                with faiss_notes_to_stderr():
+                    index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+            else:
+                index = faiss.read_index(str(path))
         except RuntimeError as exc:
             reason = str(exc).strip().splitlines()
             detail = next((line for line in reason if "Error" in line or "error" in line), reason[0] if reason else "")
             raise IndexFileError(f"index file {path} is corrupt or truncated ({detail.strip()[:160]})") from None
-        if not isinstance(index, self._expected_type()) or index.d != self.dim:
+        if not self._is_expected(index) or index.d != self.dim:
             raise IndexFileError(
                 f"index file {path} holds a {type(index).__name__} of dimension {index.d}, "
                 f"not a {self.kind} index of dimension {self.dim}"
             )
         self.faiss_index = index
+        if on_disk_lists(index) is not None:
+            self.lists_folder, self.lists_private = path.parent, False
+
+    def _is_expected(self, index: faiss.Index) -> bool:
+        return isinstance(index, self._expected_type())
 
     def _native_count(self) -> int:
         return int(self._built().ntotal)

@@ -50,6 +50,7 @@ class IndexManifest:
     refreshed_by: str | None = None  # None (fresh build), "add" (new vectors added in place) or "rebuild"
     refreshed_at: str | None = None
     vectors_added: int = 0  # by the last refresh with "add"
+    sharding: dict[str, Any] | None = None  # sharded builds: options and timings (see sharded.py)
     format_version: int = FORMAT_VERSION
     folder: Path | None = field(default=None, compare=False)  # where it was read from (not stored)
 
@@ -106,6 +107,7 @@ class IndexManifest:
                 refreshed_by=data.get("refreshed_by"),
                 refreshed_at=data.get("refreshed_at"),
                 vectors_added=int(data.get("vectors_added") or 0),
+                sharding=dict(data["sharding"]) if data.get("sharding") else None,
             )
         except IndexFileError:
             raise

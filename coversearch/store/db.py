@@ -261,6 +261,50 @@ class Store:
             return ids, np.zeros((0, fs.dim), dtype=np.float32)
         return ids, np.stack(cols["vector"]).astype(np.float32, copy=False)
 
+    def embedding_album_ids(self, fs: FeatureSet) -> np.ndarray:
+        """The album ids with a vector in the set, ascending (int64)."""
+        cols = self.con.execute(f"SELECT album_id FROM {fs.table} ORDER BY album_id").fetchnumpy()
+        return np.asarray(cols["album_id"], dtype=np.int64)
+
+    def iter_embeddings(
+        self, fs: FeatureSet, first_id: int, last_id: int, chunk_rows: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(album ids, vectors) chunks of at most ``chunk_rows``, for album ids in [first_id, last_id]
+        ascending: one shard of a sharded index build, read without holding it all in memory."""
+        after = int(first_id) - 1
+        while True:
+            cols = self.con.execute(
+                f"SELECT album_id, vector FROM {fs.table} WHERE album_id > $1 AND album_id <= $2 "
+                "ORDER BY album_id LIMIT $3",
+                [after, int(last_id), int(chunk_rows)],
+            ).fetchnumpy()
+            ids = np.asarray(cols["album_id"], dtype=np.int64)
+            if len(ids) == 0:
+                return
+            yield ids, np.stack(cols["vector"]).astype(np.float32, copy=False)
+            after = int(ids[-1])
+
+    def sample_embeddings(self, fs: FeatureSet, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded reservoir sample of ``n`` (album ids, vectors) (all of them when the set is smaller),
+        ordered by album id: what an IVF index trains its centroids and codebooks on."""
+        cols = self.con.execute(
+            f"SELECT album_id, vector FROM (SELECT album_id, vector FROM {fs.table} "
+            f"USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed)})) ORDER BY album_id"
+        ).fetchnumpy()
+        ids = np.asarray(cols["album_id"], dtype=np.int64)
+        if len(ids) == 0:
+            return ids, np.zeros((0, fs.dim), dtype=np.float32)
+        return ids, np.stack(cols["vector"]).astype(np.float32, copy=False)
+
+    def vectors_for(self, fs: FeatureSet, album_ids: Sequence[int]) -> np.ndarray:
+        """The vectors of ``album_ids`` (float32, in the order given); every id must have one."""
+        wanted = np.asarray(album_ids, dtype=np.int64)
+        ids, vectors = self.load_embeddings(fs, np.unique(wanted))
+        at = np.searchsorted(ids, wanted)
+        if len(ids) == 0 or (at >= len(ids)).any() or (ids[np.clip(at, 0, len(ids) - 1)] != wanted).any():
+            raise FeatureError(f"the store's {fs.label} vectors lack some of the albums asked for")
+        return vectors[at]
+
     def embedding_fingerprint(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> str:
         """Changes whenever the set's vectors change: albums added or removed, or a new model.
 
