@@ -2,7 +2,7 @@
 
 Build: nlist (lists; "auto" = 4 sqrt(n), capped), seed.  Query: nprobe (lists visited; "auto" =
 nlist / 8, at least 8).  Vectors can be added in place (they join the nearest existing list; the
-centroids are not retrained).  A short filtered answer is retried visiting 4x, 16x ... more lists,
+centroids are not retrained) and removed in place.  A short filtered answer is retried visiting 4x, 16x ... more lists,
 up to all of them, which is exhaustive.
 """
 
@@ -17,6 +17,7 @@ from coversearch.index.params import AUTO, IndexParamError, check_range, kind_de
 class IVFFlatIndex(FaissIndex):
     kind = "faiss-ivf"
     max_widen = 8
+    supports_remove = True  # IVF lists drop entries in place; the centroids stay as trained
 
     def _check_params(self) -> None:
         check_range(self.kind, "nlist", self.build_params["nlist"], 1)

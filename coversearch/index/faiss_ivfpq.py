@@ -20,6 +20,7 @@ from coversearch.index.params import AUTO, IndexParamError, check_range, kind_de
 
 class IVFPQIndex(IVFFlatIndex):
     kind = "faiss-ivfpq"
+    supports_remove = False  # PQ codes cannot be read back exactly to check the vectors that stay: rebuild
 
     def _check_params(self) -> None:
         super()._check_params()
