@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +22,61 @@ import numpy as np
 
 from coversearch.errors import FeatureError, StoreError
 from coversearch.store import migrate
+
+LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
+# Readers wait this long for a writer (an ingest, a remove) to let go of the file; writers do not wait.
+DEFAULT_READ_LOCK_TIMEOUT = 30.0
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock."""
+
+
+_process_lock_timeout: float | None = None  # the CLI's global --lock-timeout
+
+
+def set_process_lock_timeout(seconds: float | None) -> None:
+    """The wait every ``Store.open`` of this process uses when it is given none (None: the defaults)."""
+    global _process_lock_timeout
+    _process_lock_timeout = seconds
+
+
+def lock_timeout_for(read_only: bool, lock_timeout: float | None) -> float:
+    """Seconds to wait for the lock: as given, else --lock-timeout, else env COVERSEARCH_LOCK_TIMEOUT,
+    else 30 s to read and 0 to write."""
+    if lock_timeout is None:
+        lock_timeout = _process_lock_timeout
+    if lock_timeout is not None:
+        return max(0.0, float(lock_timeout))
+    value = os.environ.get(LOCK_TIMEOUT_ENV)
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            raise StoreError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {value!r}") from None
+    return DEFAULT_READ_LOCK_TIMEOUT if read_only else 0.0
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "already attached" in text or "different configuration" in text
+
+
+def _waiting_for_lock(path: Path, timeout: float, attempt):
+    """Run ``attempt()`` until it gets past another process's lock, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return attempt()
+        except StoreBusyError:
+            if time.monotonic() + pause > deadline:
+                waited = f"; waited {timeout:g} s (--lock-timeout)" if timeout else ""
+                raise StoreBusyError(
+                    f"store {path} is in use by another process (DuckDB allows one writer at a time){waited}"
+                ) from None
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
 
 
 @dataclass(frozen=True)
@@ -44,15 +101,21 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, lock_timeout: float = 0.0) -> duckdb.DuckDBPyConnection:
+    return _waiting_for_lock(path, lock_timeout, lambda: _connect_once(path, read_only))
+
+
+def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise StoreError(f"store {path} is in use by another process (DuckDB allows one writer at a time)") from None
+            raise StoreBusyError(f"store {path} is in use by another process (DuckDB allows one writer at a time)") from None
         raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
+        if _is_lock_error(exc):
+            raise StoreBusyError(f"store {path} is in use (DuckDB allows one writer at a time)") from None
         raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
 
 
@@ -74,9 +137,13 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False) -> "Store":
-        """Open (creating if needed, unless read-only) and bring the schema to the latest revision."""
+    def open(cls, path: str | Path, *, read_only: bool = False, lock_timeout: float | None = None) -> "Store":
+        """Open (creating if needed, unless read-only) and bring the schema to the latest revision.
+
+        While another process writes, wait up to ``lock_timeout`` seconds for it (see ``lock_timeout_for``).
+        """
         path = Path(path)
+        wait = lock_timeout_for(read_only, lock_timeout)
         if path.is_dir():
             raise StoreError(f"store path {path} is a directory")
         if read_only and not path.exists():
@@ -85,17 +152,49 @@ class Store:
             raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
         head = migrate.head_revision()
         if read_only:
-            con = _connect(path, read_only=True)
+            con = _connect(path, read_only=True, lock_timeout=wait)
             if _revision(con) == head:
                 return cls(path, con, read_only=True)
             con.close()  # an older schema: upgrade with a writer, then reopen read-only
-        cls._upgrade(path)
-        con = _connect(path, read_only=read_only)
+        cls._upgrade(path, wait)
+        con = _connect(path, read_only=read_only, lock_timeout=wait)
         return cls(path, con, read_only=read_only)
 
+    @classmethod
+    def snapshot(cls, path: str | Path, *, lock_timeout: float | None = None) -> "Store":
+        """An in-memory copy of the whole store, read like the file, holding no lock on it.
+
+        The copy is consistent (one read-only attach); the file is free again as soon as it is made,
+        so writers (ingest, remove, label) can run while the copy serves reads.
+        """
+        path = Path(path)
+        wait = lock_timeout_for(True, lock_timeout)
+        cls.open(path, read_only=True, lock_timeout=wait).close()  # missing, foreign or old-schema files fail here
+        con = duckdb.connect(":memory:")
+        literal = "'" + str(path).replace("'", "''") + "'"
+
+        def attach_and_copy() -> None:
+            try:
+                con.execute(f"ATTACH {literal} AS snapshot_source (READ_ONLY)")
+            except duckdb.Error as exc:
+                if _is_lock_error(exc):
+                    raise StoreBusyError(str(exc)) from None
+                raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+            try:
+                con.execute("COPY FROM DATABASE snapshot_source TO memory")
+            finally:
+                con.execute("DETACH snapshot_source")
+
+        try:
+            _waiting_for_lock(path, wait, attach_and_copy)
+        except BaseException:
+            con.close()
+            raise
+        return cls(path, con, read_only=True)
+
     @staticmethod
-    def _upgrade(path: Path) -> None:
-        probe = _connect(path, read_only=False)  # fails clearly on a lock or a non-DuckDB file
+    def _upgrade(path: Path, lock_timeout: float = 0.0) -> None:
+        probe = _connect(path, read_only=False, lock_timeout=lock_timeout)  # fails clearly on a lock or a non-DuckDB file
         probe.close()
         try:
             migrate.upgrade(path)
