@@ -4,7 +4,6 @@ API, whose answers must equal the library's (`find_similar`, `classify_images`).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -91,20 +90,18 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
 # -- the server --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
-    from werkzeug.serving import make_server
-
+    """The real app on waitress (what `coversearch serve` runs), on 127.0.0.1."""
     from coversearch.web import create_app
+    from coversearch.web.server import WebServer
 
     db, models, _ = web_store
     app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights, vgg16_extractor=vgg16_extractor)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+    srv = WebServer(app, "127.0.0.1", 0, threads=4)
+    srv.start()
     try:
-        yield f"http://127.0.0.1:{srv.server_port}", app.extensions["coversearch"]
+        yield f"http://127.0.0.1:{srv.port}", app.extensions["coversearch"]
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
         app.extensions["coversearch"].close()
 
 
