@@ -170,6 +170,19 @@ def test_page_refuses_an_oversized_upload(browser, server, tmp_path):
     assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
 
 
+def test_page_refuses_an_image_over_the_pixel_limit(browser, server, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (6000, 6000)).save(bomb, optimize=True)  # a few KB that would decode to 36 Mpx
+    upload_in_page(browser, url, bomb)
+    message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
+    assert message == "error: bomb.png is 6000x6000 pixels; the limit is 10,000,000 pixels"
+    assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
+
+
 # -- the JSON API --------------------------------------------------------------------------------------
 def test_api_refuses_an_oversized_upload_with_413(server, tmp_path):
     url, _ = server

@@ -70,12 +70,13 @@ def _waiting_for_lock(path: Path, timeout: float, attempt):
         try:
             return attempt()
         except StoreBusyError:
-            if time.monotonic() + pause > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 waited = f"; waited {timeout:g} s (--lock-timeout)" if timeout else ""
                 raise StoreBusyError(
                     f"store {path} is in use by another process (DuckDB allows one writer at a time){waited}"
                 ) from None
-            time.sleep(pause)
+            time.sleep(min(pause, left))
             pause = min(1.0, pause * 2)
 
 
