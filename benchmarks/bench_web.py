@@ -378,7 +378,6 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
         health = requests.get(f"{server.url}/api/health", timeout=60).json()
 
         # After the reload: every re-ingested cover finds itself; no removed album comes back.
-        by_path = {str(Path(p).resolve()): a for a, p in comeback}
         found_self = 0
         returned_removed = 0
         removed_ids = {a for a, _ in doomed}
@@ -394,7 +393,6 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
                 returned_removed += any(h["album_id"] in removed_ids for h in answer["similar"]["results"])
     finally:
         server.stop()
-    del by_path
     rows = [load_row(f"live update, {args.live_clients} clients", result)]
     rows.append(f"\nIngest of {len(comeback)} covers took {outcome['ingest_seconds']:.0f} s and the removal of {len(doomed)} albums "
                 f"{outcome['remove_seconds']:.1f} s, both while the server answered; the server had reloaded "
