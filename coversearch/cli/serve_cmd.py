@@ -30,10 +30,11 @@ def serve_command(
     or a change on disk), so `ingest`, `remove` and `label` can run while it serves.
     """
     from coversearch.web import create_app
-    from coversearch.web.server import Reloader, WebServer, check_host
+    from coversearch.web.server import Reloader, WebServer, check_host, return_freed_memory_to_the_os
 
     echo = lambda message: typer.echo(message, err=True)  # noqa: E731
     check_host(host, allow_remote, echo)
+    return_freed_memory_to_the_os()  # before anything large is allocated
     st = state(ctx)
     echo(f"loading {st.db}, models from {st.model_dir} ...")
     web = create_app(st.db, st.model_dir, st.index_dir, vgg16_weights, max_pixels=max_pixels, decode_slots=decode_slots)
