@@ -328,6 +328,7 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
     con = duckdb.connect(str(db), read_only=True)
     single = con.execute("SELECT album_id, any_value(path) FROM album_files GROUP BY album_id HAVING count(*) = 1 ORDER BY album_id").fetchall()
     genres = dict(con.execute("SELECT album_id, any_value(genre) FROM album_genres GROUP BY album_id").fetchall())
+    features = ",".join(name for (name,) in con.execute("SELECT DISTINCT name FROM feature_sets ORDER BY name").fetchall())
     con.close()
     rng = random.Random(args.seed)
     chosen = rng.sample(single, args.live_add + args.live_remove)
@@ -348,12 +349,14 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
 
         def writers() -> None:
             t = time.perf_counter()
-            subprocess.run([*COVERSEARCH, *globals_, "ingest", str(folder), "--quiet"], env=env, cwd=REPO, check=True)
+            subprocess.run([*COVERSEARCH, *globals_, "ingest", str(folder), "--features", features, "--quiet"],
+                           env=env, cwd=REPO, check=True)
             outcome["ingest_seconds"] = time.perf_counter() - t
             t = time.perf_counter()
             subprocess.run([*COVERSEARCH, *globals_, "remove", *sum((["--album", str(a)] for a, _ in doomed), [])],
                            env=env, cwd=REPO, check=True, capture_output=True)
             outcome["remove_seconds"] = time.perf_counter() - t
+            t = time.perf_counter()
             want = albums_before + len(comeback) - len(doomed)
             deadline = time.monotonic() + 600
             while requests.get(f"{server.url}/api/health", timeout=60).json()["albums"] != want:
@@ -371,6 +374,7 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
         timer.cancel()
         writer.join()
         health = requests.get(f"{server.url}/api/health", timeout=60).json()
+        feature = requests.get(f"{server.url}/api/info", timeout=60).json()["default_feature"]
 
         # After the reload: every re-ingested cover finds itself; no removed album comes back.
         found_self = 0
@@ -393,7 +397,7 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
                 f"{outcome['remove_seconds']:.1f} s, both while the server answered; the server had reloaded "
                 f"{outcome['reloaded_after']:.1f} s after the removal ended ({health['reloads']} reloads in all, by the file "
                 f"watcher). Failed requests during the run: {result.errors}. After the reload: {found_self} of {len(comeback)} "
-                f"re-ingested covers found themselves at distance 0 (vgg16); removed albums returned for their own image: "
+                f"re-ingested covers found themselves at distance 0 ({feature}); removed albums returned for their own image: "
                 f"{returned_removed} of {len(doomed)} queries.")
     log("\n".join(rows))
     return rows
