@@ -97,12 +97,18 @@ class WebServer:
         except OSError as exc:
             raise CoverSearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.host = host
+        self._stopping = False
 
     def serve_forever(self) -> None:
         if self.dev:
             self._server.serve_forever()
-        else:
+            return
+        try:
             self._server.run()
+        except OSError:
+            if not self._stopping:
+                raise
+            # stop() from another thread closed the sockets under waitress's select(): that is the way out.
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="coversearch-server", daemon=True)
@@ -110,6 +116,7 @@ class WebServer:
         return thread
 
     def stop(self) -> None:
+        self._stopping = True
         if self.dev:
             self._server.shutdown()
             self._server.server_close()
