@@ -26,6 +26,7 @@ from coversearch.index.threads import available_cores, faiss_threads
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.store import Store
+from coversearch.store.curate import remove_albums
 from conftest import GENRES, link_covers
 
 ALL_KINDS = list(INDEX_KINDS)
@@ -348,17 +349,27 @@ def test_refresh_adds_new_vectors_in_place_for_faiss_kinds(store_copy, covers5_d
         assert catalog.check_current(store, catalog.load_manifest(tmp_path / "ix", "hsv-faiss-hnsw")).current
 
 
-def test_removed_albums_force_a_rebuild(store_copy, tmp_path):
+@pytest.mark.parametrize("kind,refreshed_by", [("faiss-ivf", "remove"), ("exact", "remove"), ("faiss-hnsw", "rebuild")])
+def test_removed_albums_are_dropped_in_place_or_rebuilt(store_copy, tmp_path, kind, refreshed_by):
     with Store.open(store_copy, read_only=True) as store:
-        catalog.build_index(store, feature="hsv", kind="faiss-ivf", index_dir=tmp_path)
+        built_manifest = catalog.build_index(store, feature="hsv", kind=kind, index_dir=tmp_path)
     with Store.open(store_copy) as store:
-        store.con.execute("DELETE FROM embeddings_1 WHERE album_id IN (1, 2, 3)")
+        remove_albums(store, album_ids=[1, 2, 3])
     with Store.open(store_copy, read_only=True) as store:
-        freshness = catalog.check_current(store, catalog.load_manifest(tmp_path, "hsv-faiss-ivf"))
+        freshness = catalog.check_current(store, catalog.load_manifest(tmp_path, f"hsv-{kind}"))
         assert freshness.removed == 3 and not freshness.can_add
-        opened = catalog.open_index(store, tmp_path, "hsv-faiss-ivf", refresh=True)
-        assert opened.refreshed_by == "rebuild"
+        opened = catalog.open_index(store, tmp_path, f"hsv-{kind}", refresh=True)
+        assert opened.refreshed_by == refreshed_by
+        if refreshed_by == "remove":
+            assert opened.manifest.built_at == built_manifest.built_at  # changed in place, not rebuilt
         assert not np.isin([1, 2, 3], opened.index.ids).any()
+        ids, vectors = store.load_embeddings(store.feature_set("hsv"))
+        np.testing.assert_array_equal(np.sort(opened.index.ids), ids)
+        # Every album left is found by its own vector, also after reading the refreshed index back.
+        reopened = catalog.open_index(store, tmp_path, f"hsv-{kind}")
+        found, _ = reopened.index.batch_search(vectors, 1)
+        assert (found[:, 0] == ids).mean() > 0.95
+        assert catalog.check_current(store, reopened.manifest).current
 
 
 def test_duckdb_kind_is_always_current(store_copy, covers5_dir, tmp_path):

@@ -4,7 +4,6 @@ API, whose answers must equal the library's (`find_similar`, `classify_images`).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -91,20 +90,18 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
 # -- the server --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
-    from werkzeug.serving import make_server
-
+    """The real app on waitress (what `coversearch serve` runs), on 127.0.0.1."""
     from coversearch.web import create_app
+    from coversearch.web.server import WebServer
 
     db, models, _ = web_store
-    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights, vgg16_extractor=vgg16_extractor)
+    srv = WebServer(app, "127.0.0.1", 0, threads=4)
+    srv.start()
     try:
-        yield f"http://127.0.0.1:{srv.server_port}", app.extensions["coversearch"]
+        yield f"http://127.0.0.1:{srv.port}", app.extensions["coversearch"]
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
         app.extensions["coversearch"].close()
 
 
@@ -170,6 +167,19 @@ def test_page_refuses_an_oversized_upload(browser, server, tmp_path):
     upload_in_page(browser, url, big)
     message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
     assert "larger than the 10 MB limit" in message
+    assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
+
+
+def test_page_refuses_an_image_over_the_pixel_limit(browser, server, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (6000, 6000)).save(bomb, optimize=True)  # a few KB that would decode to 36 Mpx
+    upload_in_page(browser, url, bomb)
+    message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
+    assert message == "error: bomb.png is 6000x6000 pixels; the limit is 10,000,000 pixels"
     assert browser.find_elements(By.CSS_SELECTOR, "#similar img") == []
 
 

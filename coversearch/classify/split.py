@@ -5,6 +5,13 @@ album's stratum is its full genre set ("Electronic+Pop" is a stratum of its own)
 several genres spread over the sides like the rest.  Within a stratum, albums are ordered by a
 hash of (seed, sha256) and cut by the fractions: the same seed gives the same split whatever the
 order of ingestion.
+
+Albums ingested after a split was made are placed by a fixed rule, so a split never needs
+remaking to cover them: an album goes to train when u < train fraction, to validation when
+u < train + validation fractions, else to test, where u = the first 64 bits of
+sha256("<seed>:<album sha256>") read as a fraction of 2**64.  The rule depends only on the split's
+seed and fractions and the album's bytes, so every reader places a new album on the same side, in
+any order, without writing to the store.  Removing an album removes its side; relabelling keeps it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Split:
     seed: int
     fractions: tuple[float, float, float]
     sides: dict[int, str]  # album id -> "train" | "val" | "test"
+    added_by_rule: int = 0  # albums ingested after the split was made, placed by ``side_by_rule``
 
     def album_ids(self, side: str) -> np.ndarray:
         if side not in SIDES:
@@ -42,6 +50,12 @@ class Split:
 
 def _rank_key(seed: int, sha: str) -> str:
     return hashlib.sha256(f"{seed}:{sha}".encode()).hexdigest()
+
+
+def side_by_rule(seed: int, sha: str, fractions) -> str:
+    """The side of an album ingested after the split was made (see the module docstring)."""
+    u = int(_rank_key(seed, sha)[:16], 16) / 2**64
+    return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
 def assign_sides(albums: list[tuple[int, str, tuple[str, ...]]], seed: int, fractions=DEFAULT_FRACTIONS) -> dict[int, str]:
@@ -91,8 +105,16 @@ def load_split(store: Store, name: str = DEFAULT_SPLIT) -> Split | None:
     ).fetchone()
     if row is None:
         return None
-    sides = dict(store.con.execute("SELECT album_id, side FROM split_assignments WHERE split = ?", [name]).fetchall())
-    return Split(name, int(row[0]), (row[1], row[2], row[3]), {int(a): s for a, s in sides.items()})
+    seed, fractions = int(row[0]), (row[1], row[2], row[3])
+    sides = {int(a): s for a, s in store.con.execute("SELECT album_id, side FROM split_assignments WHERE split = ?", [name]).fetchall()}
+    newer = store.con.execute(
+        "SELECT a.id, a.sha256 FROM albums a WHERE a.id IN (SELECT album_id FROM album_genres) "
+        "AND a.id NOT IN (SELECT album_id FROM split_assignments WHERE split = ?)",
+        [name],
+    ).fetchall()
+    for album_id, sha in newer:
+        sides[int(album_id)] = side_by_rule(seed, sha, fractions)
+    return Split(name, seed, fractions, sides, added_by_rule=len(newer))
 
 
 def get_or_make_split(store: Store, name: str = DEFAULT_SPLIT) -> Split:

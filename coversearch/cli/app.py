@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from coversearch.config import DB_ENV, INDEX_DIR_ENV, MODEL_DIR_ENV, default_db_path, default_index_dir, default_model_dir
 from coversearch.errors import CoverSearchError
+from coversearch.store.db import LOCK_TIMEOUT_ENV, set_process_lock_timeout
 
 
 class _UserErrorGroup(TyperGroup):
@@ -61,7 +62,12 @@ def _global_options(
     model_dir: Path = typer.Option(
         None, "--model-dir", help=f"Where trained models live (default ./models, env {MODEL_DIR_ENV})."
     ),
+    lock_timeout: float = typer.Option(
+        None, "--lock-timeout", min=0,
+        help=f"Seconds to wait for a store another process is writing (default 30 to read, 0 to write; env {LOCK_TIMEOUT_ENV}).",
+    ),
 ) -> None:
+    set_process_lock_timeout(lock_timeout)
     ctx.obj = CliState(
         db=db or default_db_path(), index_dir=index_dir or default_index_dir(), model_dir=model_dir or default_model_dir()
     )

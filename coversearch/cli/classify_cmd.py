@@ -227,11 +227,13 @@ def split_show_command(ctx: typer.Context, name: str = typer.Option(DEFAULT_SPLI
         split = load_split(store, name)
     if split is None:
         raise CoverSearchError(f"the store has no split {name!r}; `coversearch train` or `coversearch split make` makes it")
-    data = {"name": split.name, "seed": split.seed, "fractions": split.fractions, "albums": split.counts()}
+    data = {"name": split.name, "seed": split.seed, "fractions": split.fractions, "albums": split.counts(),
+            "added_by_rule": split.added_by_rule}
     if json_out:
         print_json(data)
     else:
-        typer.echo(f"split {split.name} (seed {split.seed}, fractions {split.fractions}): {split.counts()}")
+        typer.echo(f"split {split.name} (seed {split.seed}, fractions {split.fractions}): {split.counts()}"
+                   + (f"; {split.added_by_rule} albums ingested since placed by the rule" if split.added_by_rule else ""))
 
 
 @split_app.command("make")

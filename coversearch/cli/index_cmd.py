@@ -13,7 +13,7 @@ from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.fsutil import leftovers
 from coversearch.index import metrics
-from coversearch.index.catalog import build_index, check_current, list_manifests
+from coversearch.index.catalog import build_index, check_current, list_manifests, load_manifest, refresh_index
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class
 from coversearch.index.sharded import ShardOptions
@@ -90,6 +90,35 @@ def build_command(
         ))
     table.add_row("size", _size(manifest.size_bytes))
     Console().print(table)
+
+
+@index_app.command("refresh")
+def refresh_command(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(None, help="Indexes to refresh (default: every stale one)."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
+) -> None:
+    """Bring stale indexes up to date after ingest or remove: in place where the kind can, else rebuilt."""
+    index_dir = state(ctx).index_dir
+    manifests = [load_manifest(index_dir, n) for n in names] if names else list_manifests(index_dir)[0]
+    done = []
+    with Store.open(state(ctx).db, read_only=True) as store:
+        for manifest in manifests:
+            freshness = check_current(store, manifest)
+            if freshness.current:
+                done.append({"name": manifest.name, "refreshed_by": None, "vectors": manifest.vectors, "reason": None})
+                continue
+            updated = refresh_index(store, Path(index_dir), manifest, freshness)
+            done.append({"name": updated.name, "refreshed_by": updated.refreshed_by, "vectors": updated.vectors,
+                         "reason": freshness.reason})
+    if json_out:
+        print_json({"index_dir": str(index_dir), "indexes": done})
+        return
+    if not done:
+        err_console.print(f"no indexes in {index_dir}")
+    for row in done:
+        what = "current" if row["refreshed_by"] is None else f"refreshed by {row['refreshed_by']} ({row['reason']})"
+        typer.echo(f"{row['name']}: {what}; {row['vectors']} vectors")
 
 
 @index_app.command("list")

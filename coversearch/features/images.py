@@ -89,8 +89,28 @@ def _file_kind(mode: int) -> str:
     return "a special file"
 
 
-def decode_image(data: bytes) -> DecodedImage:
-    """Decode bytes to RGB; raise ``ImageError`` with a reason code for anything unusable."""
+def image_header(data: bytes) -> tuple[int, int, str]:
+    """(width, height, format) from the header alone: nothing is decoded, whatever the size."""
+    if not data:
+        raise ImageError(EMPTY, "file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return int(img.size[0]), int(img.size[1]), img.format or "unknown"
+    except Image.DecompressionBombError as exc:
+        raise ImageError(TOO_LARGE, str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageError(NOT_IMAGE, "not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(CORRUPT, str(exc) or type(exc).__name__) from None
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode bytes to RGB; raise ``ImageError`` with a reason code for anything unusable.
+
+    Images over ``max_pixels`` are refused from their header, before any pixel is decoded.
+    """
     if not data:
         raise ImageError(EMPTY, "file is empty")
     try:
@@ -99,8 +119,8 @@ def decode_image(data: bytes) -> DecodedImage:
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
             width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(TOO_LARGE, f"{width}x{height} pixels exceeds the {MAX_PIXELS:,} pixel limit")
+            if width * height > max_pixels:
+                raise ImageError(TOO_LARGE, f"{width}x{height} pixels exceeds the {max_pixels:,} pixel limit")
             img.load()
     except ImageError:
         raise

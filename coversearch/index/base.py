@@ -47,6 +47,7 @@ class VectorIndex(ABC):
     kind: ClassVar[str]
     exact: ClassVar[bool] = False  # True when results are the true nearest neighbours
     supports_add: ClassVar[bool] = True  # whether vectors can be added after the build
+    supports_remove: ClassVar[bool] = False  # whether vectors can be removed in place (and read back to check the rest)
     native_file: ClassVar[str | None] = None  # the kind's own file inside the index folder
 
     def __init__(
@@ -97,6 +98,24 @@ class VectorIndex(ABC):
         """Turn "auto" parameters into numbers for a build on ``n`` vectors, and check them all."""
         self._resolve_auto_params(n)
         self._check_params()
+    def remove(self, ids: np.ndarray) -> int:
+        """Drop the vectors of album ``ids`` in place (kinds with ``supports_remove``); how many were there."""
+        if not self.supports_remove:
+            raise CoverSearchError(f"a {self.kind} index cannot remove vectors in place; rebuild it")
+        rows = np.flatnonzero(np.isin(self.ids, np.asarray(ids, dtype=np.int64)))
+        if len(rows):
+            self._remove_rows(rows)
+            self.ids = np.delete(self.ids, rows)
+        return len(rows)
+
+    def holds_vectors(self, vectors: np.ndarray, ids: np.ndarray) -> bool:
+        """Whether the index's vectors for album ``ids`` are ``vectors`` (kinds with ``supports_remove``)."""
+        x, ids = self._check_vectors(vectors, ids, existing=None)
+        positions = {int(a): i for i, a in enumerate(self.ids)}
+        if any(int(a) not in positions for a in ids):
+            return False
+        rows = np.asarray([positions[int(a)] for a in ids], dtype=np.int64)
+        return bool(np.allclose(self._reconstruct_rows(rows), x, rtol=0, atol=1e-6))
 
     def set_query_arguments(self, **query_params: Any) -> None:
         """Change query-time parameters (e.g. efSearch, nprobe, search_k) for later searches."""
@@ -177,6 +196,13 @@ class VectorIndex(ABC):
     @abstractmethod
     def _search_rows(self, q: np.ndarray, k: int, allowed_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(rows (nq, k) int64 padded with -1, distances (nq, k) in the metric, padded with inf)."""
+
+    def _remove_rows(self, rows: np.ndarray) -> None:
+        """Drop these rows; the rows after them move up, as ``np.delete`` moves ``ids``."""
+        raise NotImplementedError
+
+    def _reconstruct_rows(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def _save_native(self, path: Path) -> None:
         raise NotImplementedError

@@ -7,8 +7,10 @@ index under its final name.
 An index is *current* when the store's ``embedding_fingerprint`` for its feature set is the one
 recorded at build time; the store's path does not matter (a copied store is fine).  A stale
 index is refused, or refreshed: FAISS kinds add the new vectors in place when albums were only
-added; removals, a re-created feature set or a new model mean a rebuild, as does any change to
-an annoy index (annoy cannot add after its build).  The duckdb kind searches the store itself and
+added; kinds that can remove in place (exact, faiss-ivf) drop the removed albums' vectors, check
+that every vector left is still the store's, and add the new ones; anything else (removals from
+faiss-hnsw, faiss-ivfpq or annoy, a re-created feature set, a new model, vectors changed under the
+same album ids) means a rebuild with the parameters it was built with.  The duckdb kind searches the store itself and
 is always current.
 """
 
@@ -58,6 +60,7 @@ class Freshness:
     reason: str = ""  # why not current
     added_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     removed: int = 0
+    removed_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     can_add: bool = False  # bringing it up to date needs only adding ``added_ids``
 
 
@@ -264,7 +267,8 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
     store_ids = np.asarray(sorted(store.embedded_album_ids(fs)), dtype=np.int64)
     index_ids = load_ids(manifest.folder / manifest.ids_file)
     added = np.setdiff1d(store_ids, index_ids)
-    removed = int(len(np.setdiff1d(index_ids, store_ids)))
+    removed_ids = np.setdiff1d(index_ids, store_ids)
+    removed = int(len(removed_ids))
     reason = (
         f"the store's {fs.label} vectors changed since the build: {len(added)} added, {removed} removed "
         f"(index {len(index_ids)}, store {len(store_ids)})"
@@ -273,7 +277,7 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
     can_add = removed == 0 and store.embedding_fingerprint(fs, index_ids) == manifest.store_fingerprint
     if removed == 0 and len(added) == 0:
         reason = f"the store's {fs.label} vectors changed since the build (same albums, different vectors)"
-    return Freshness(False, reason, added, removed, can_add and len(added) > 0)
+    return Freshness(False, reason, added, removed, removed_ids=removed_ids, can_add=can_add and len(added) > 0)
 
 
 # -- opening --------------------------------------------------------------------------------------
@@ -328,8 +332,31 @@ def open_index(store: Store, index_dir: str | os.PathLike, name: str, *, refresh
     return OpenedIndex(index, manifest, fs, refreshed_by, notes)
 
 
+def _remove_in_place(store: Store, index_dir: Path, manifest: IndexManifest, freshness: Freshness) -> IndexManifest | None:
+    """Drop removed albums' vectors and add new ones, if every vector left is still the store's; else None."""
+    index = load_index(manifest)
+    fs = store.feature_set(manifest.feature)
+    fingerprint = store.embedding_fingerprint(fs)
+    index.remove(freshness.removed_ids)
+    kept_ids, kept_vectors = store.load_embeddings(fs, index.ids)
+    if len(kept_ids) != len(index.ids) or not index.holds_vectors(kept_vectors, kept_ids):
+        return None  # vectors changed under the same album ids (e.g. an id reused): rebuild
+    added = 0
+    if len(freshness.added_ids):
+        if not index.supports_add:
+            return None
+        ids, vectors = store.load_embeddings(fs, freshness.added_ids)
+        index.add(vectors, ids)
+        added = len(ids)
+    manifest.store_fingerprint = fingerprint
+    manifest.refreshed_by = "remove"
+    manifest.refreshed_at = _now()
+    manifest.vectors_added = added
+    return _write_index(index_dir, index, manifest)
+
+
 def refresh_index(store: Store, index_dir: Path, manifest: IndexManifest, freshness: Freshness | None = None) -> IndexManifest:
-    """Bring a stale index up to date: add the new vectors in place when that is enough, else rebuild."""
+    """Bring a stale index up to date: add (and remove) vectors in place when the kind can, else rebuild."""
     freshness = freshness or check_current(store, manifest)
     if freshness.current:
         return manifest
@@ -344,6 +371,10 @@ def refresh_index(store: Store, index_dir: Path, manifest: IndexManifest, freshn
         manifest.refreshed_at = _now()
         manifest.vectors_added = len(ids)
         return _write_index(index_dir, index, manifest)
+    if freshness.removed and index_class(manifest.kind).supports_remove:
+        updated = _remove_in_place(store, index_dir, manifest, freshness)
+        if updated is not None:
+            return updated
     # Same kind, metric and asked-for parameters; "auto" values are resolved again for the new n.
     return _build(
         store, manifest.feature, manifest.kind, index_dir, manifest.name, manifest.metric,

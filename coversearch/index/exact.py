@@ -10,6 +10,7 @@ from coversearch.index.faiss_base import FaissIndex
 class ExactIndex(FaissIndex):
     kind = "exact"
     exact = True
+    supports_remove = True
 
     def _new_faiss_index(self, n: int) -> faiss.Index:
         return faiss.IndexFlatL2(self.dim)

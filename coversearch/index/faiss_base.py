@@ -119,6 +119,33 @@ class FaissIndex(VectorIndex):
             written.append(IVFDATA_FILE)
         return written
 
+    def _remove_rows(self, rows: np.ndarray) -> None:
+        index = self._built()
+        n = index.ntotal
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # remove_ids refuses an array direct map
+        index.remove_ids(faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
+        if ivf is not None:
+            # A flat index closes the gaps itself; IVF lists keep their labels (row numbers), so
+            # the rows after a removed one are renumbered to match the ids array.
+            new_row = np.full(n, -1, dtype=np.int64)
+            kept = np.delete(np.arange(n, dtype=np.int64), rows)
+            new_row[kept] = np.arange(len(kept), dtype=np.int64)
+            lists = ivf.invlists
+            for list_no in range(ivf.nlist):
+                size = lists.list_size(list_no)
+                if size:
+                    labels = faiss.rev_swig_ptr(lists.get_ids(list_no), size)
+                    labels[:] = new_row[labels]
+
+    def _reconstruct_rows(self, rows: np.ndarray) -> np.ndarray:
+        index = self._built()
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.make_direct_map()
+        return index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
     def _search_rows(self, q: np.ndarray, k: int, allowed_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         index = self._built()
         selector = faiss.IDSelectorBatch(allowed_rows) if allowed_rows is not None else None

@@ -6,8 +6,8 @@ Query: nprobe (lists visited; "auto" = nlist / 8, at least 8).  Training needs a
 ``min_points_per_list`` (39) vectors per list: fewer is one clear error naming the minimum.  From
 ``hnsw_quantizer_min_nlist`` lists up, the coarse quantizer is an HNSW graph (``IVF<nlist>_HNSW32``)
 so assigning a vector to its list stays fast.  Vectors can be added in place (they join the
-nearest existing list; the centroids are not retrained).  A short filtered answer is retried
-visiting 4x, 16x ... more lists, up to all of them, which is exhaustive.
+nearest existing list; the centroids are not retrained) and removed in place.  A short filtered
+answer is retried visiting 4x, 16x ... more lists, up to all of them, which is exhaustive.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class IVFFlatIndex(FaissIndex):
     kind = "faiss-ivf"
     max_widen = 8
     ivf_type: type = faiss.IndexIVFFlat
+    supports_remove = True  # IVF lists drop entries in place; the centroids stay as trained
 
     def _check_params(self) -> None:
         check_range(self.kind, "nlist", self.build_params["nlist"], 1)

@@ -48,6 +48,7 @@ class IVFPQIndex(IVFFlatIndex):
         """The dimension the PQ codes are made in: reduced by OPQ for wide vectors."""
         rules = kind_defaults(self.kind).auto
         return int(rules["reduce_to"]) if self.dim > int(rules["reduce_above_dim"]) else self.dim
+    supports_remove = False  # PQ codes cannot be read back exactly to check the vectors that stay: rebuild
 
     def _check_params(self) -> None:
         super()._check_params()

@@ -47,9 +47,9 @@ class IndexManifest:
     built_at: str  # ISO 8601, UTC
     store_path: str
     store_fingerprint: str  # Store.embedding_fingerprint(feature set) when built or refreshed
-    refreshed_by: str | None = None  # None (fresh build), "add" (new vectors added in place) or "rebuild"
+    refreshed_by: str | None = None  # None (fresh build), "add" / "remove" (vectors changed in place) or "rebuild"
     refreshed_at: str | None = None
-    vectors_added: int = 0  # by the last refresh with "add"
+    vectors_added: int = 0  # by the last refresh with "add" or "remove"
     sharding: dict[str, Any] | None = None  # sharded builds: options and timings (see sharded.py)
     format_version: int = FORMAT_VERSION
     folder: Path | None = field(default=None, compare=False)  # where it was read from (not stored)

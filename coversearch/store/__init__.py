@@ -1,5 +1,5 @@
 """The embedded DuckDB feature store: schema (Alembic migrations), connection and reads."""
 
-from coversearch.store.db import FeatureSet, Store
+from coversearch.store.db import FeatureSet, Store, StoreBusyError
 
-__all__ = ["FeatureSet", "Store"]
+__all__ = ["FeatureSet", "Store", "StoreBusyError"]

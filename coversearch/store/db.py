@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +23,60 @@ import numpy as np
 
 from coversearch.errors import FeatureError, StoreError
 from coversearch.store import migrate
+
+LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
+# Readers wait this long for a writer (an ingest, a remove) to let go of the file; writers do not wait.
+DEFAULT_READ_LOCK_TIMEOUT = 30.0
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock."""
+
+
+_process_lock_timeout: float | None = None  # the CLI's global --lock-timeout
+
+
+def set_process_lock_timeout(seconds: float | None) -> None:
+    """The wait every ``Store.open`` of this process uses when it is given none (None: the defaults)."""
+    global _process_lock_timeout
+    _process_lock_timeout = seconds
+
+
+def lock_timeout_for(read_only: bool, lock_timeout: float | None) -> float:
+    """Seconds to wait for the lock: as given, else --lock-timeout, else env COVERSEARCH_LOCK_TIMEOUT,
+    else 30 s to read and 0 to write."""
+    if lock_timeout is None:
+        lock_timeout = _process_lock_timeout
+    if lock_timeout is not None:
+        return max(0.0, float(lock_timeout))
+    value = os.environ.get(LOCK_TIMEOUT_ENV)
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            raise StoreError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {value!r}") from None
+    return DEFAULT_READ_LOCK_TIMEOUT if read_only else 0.0
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "already attached" in text or "different configuration" in text
+
+
+def _waiting_for_lock(path: Path, timeout: float, attempt):
+    """Run ``attempt()`` until it gets past another process's lock, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return attempt()
+        except StoreBusyError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                waited = f" (waited {timeout:g} s, --lock-timeout)" if timeout else ""
+                raise StoreBusyError(f"{exc}{waited}") from None
+            time.sleep(min(pause, left))
+            pause = min(1.0, pause * 2)
 
 
 @dataclass(frozen=True)
@@ -72,15 +128,21 @@ def _busy_message(path: Path, message: str, read_only: bool) -> str:
     return f"{holder}; DuckDB allows one writing process at a time, and none while others read: retry when it is done"
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, lock_timeout: float = 0.0) -> duckdb.DuckDBPyConnection:
+    return _waiting_for_lock(path, lock_timeout, lambda: _connect_once(path, read_only))
+
+
+def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise StoreError(_busy_message(path, text, read_only)) from None
+            raise StoreBusyError(_busy_message(path, text, read_only)) from None
         raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
+        if _is_lock_error(exc):
+            raise StoreBusyError(f"store {path} is in use (DuckDB allows one writer at a time)") from None
         raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
 
 
@@ -123,15 +185,19 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> "Store":
+    def open(
+        cls, path: str | Path, *, read_only: bool = False, create: bool = True, lock_timeout: float | None = None
+    ) -> "Store":
         """Open the store at ``path`` at the latest schema revision.
 
         Only a writer (``read_only=False``) changes the file: with ``create`` it makes a new store
         (the commands that may: ingest, db upgrade), and it brings an older schema up to date.  A
         reader refuses a missing store or one at an older revision and never writes.  A file that
-        is not a coversearch store is refused, whatever the mode, and left byte-identical.
+        is not a coversearch store is refused, whatever the mode, and left byte-identical.  While
+        another process writes, wait up to ``lock_timeout`` seconds for it (see ``lock_timeout_for``).
         """
         path = Path(path)
+        wait = lock_timeout_for(read_only, lock_timeout)
         if path.is_dir():
             raise StoreError(f"store path {path} is a directory")
         if not path.exists():
@@ -141,7 +207,7 @@ class Store:
                 raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
         head = migrate.head_revision()
         existed = path.exists() and path.stat().st_size > 0
-        con = _connect(path, read_only=read_only) if existed else None
+        con = _connect(path, read_only=read_only, lock_timeout=wait) if existed else None
         try:
             revision = _refuse_foreign(path, con) if con is not None else None
             if read_only and revision != head:
@@ -160,12 +226,44 @@ class Store:
             return cls(path, con, read_only=read_only)
         if con is not None:
             con.close()
-        cls._upgrade(path)
-        return cls(path, _connect(path, read_only=False), read_only=False)
+        cls._upgrade(path, wait)
+        return cls(path, _connect(path, read_only=False, lock_timeout=wait), read_only=False)
+
+    @classmethod
+    def snapshot(cls, path: str | Path, *, lock_timeout: float | None = None) -> "Store":
+        """An in-memory copy of the whole store, read like the file, holding no lock on it.
+
+        The copy is consistent (one read-only attach); the file is free again as soon as it is made,
+        so writers (ingest, remove, label) can run while the copy serves reads.
+        """
+        path = Path(path)
+        wait = lock_timeout_for(True, lock_timeout)
+        cls.open(path, read_only=True, lock_timeout=wait).close()  # missing, foreign or old-schema files fail here
+        con = duckdb.connect(":memory:")
+        literal = "'" + str(path).replace("'", "''") + "'"
+
+        def attach_and_copy() -> None:
+            try:
+                con.execute(f"ATTACH {literal} AS snapshot_source (READ_ONLY)")
+            except duckdb.Error as exc:
+                if _is_lock_error(exc):
+                    raise StoreBusyError(str(exc)) from None
+                raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+            try:
+                con.execute("COPY FROM DATABASE snapshot_source TO memory")
+            finally:
+                con.execute("DETACH snapshot_source")
+
+        try:
+            _waiting_for_lock(path, wait, attach_and_copy)
+        except BaseException:
+            con.close()
+            raise
+        return cls(path, con, read_only=True)
 
     @staticmethod
-    def _upgrade(path: Path) -> None:
-        probe = _connect(path, read_only=False)  # fails clearly on a lock or a non-DuckDB file
+    def _upgrade(path: Path, lock_timeout: float = 0.0) -> None:
+        probe = _connect(path, read_only=False, lock_timeout=lock_timeout)  # fails clearly on a lock or a non-DuckDB file
         probe.close()
         try:
             migrate.upgrade(path)

@@ -1,11 +1,21 @@
-"""The web page and its JSON API over one warm ``Engine``.
+"""The web page and its JSON API over one ``Engine``: warm extractors and a swappable snapshot.
 
-The engine opens the store (read-only), one ``SimilarSearcher`` per feature set (the newest index
-for it in the index folder, else exact search), every model in the model folder, and one VGG16
-backbone, at start-up.  A query embeds the upload once (an ``Embedder`` over every feature the
-page searches or classifies with) and runs the same library code as the CLI: ``SimilarSearcher``
-(as ``coversearch similar``) and ``TrainedModel.predict_proba`` (as ``coversearch classify``).
-Searches are serialised with a lock: the DuckDB connection is shared, and the work is CPU-bound.
+The engine builds each feature extractor once (VGG16 included) and answers from a ``Snapshot``
+(``snapshot.py``): an in-memory copy of the store with its searchers and models, so the server
+holds no lock on the store file between reloads.  ``reload`` loads a new snapshot beside the old
+one and swaps it in; queries already running finish on the one they started with.
+
+A query decodes the upload once and embeds it once for everything the answer needs (an
+``Embedder``: one VGG16 pass serves the searched feature and the model's features alike), then
+runs the same library code as the CLI: ``SimilarSearcher.search_vector`` (as ``coversearch
+similar``) and ``TrainedModel.predict_proba`` on the model's features (as ``coversearch classify``).
+
+Memory per upload is bounded: the body by ``MAX_UPLOAD_BYTES``; the pixels by ``max_pixels``,
+checked from the image header before anything is decoded; and at most ``decode_slots`` uploads
+are decoded and embedded at once (an RGBA PNG costs about 21 bytes per pixel while it is
+decoded), so N concurrent hostile uploads cost at most decode_slots x 21 x max_pixels bytes of
+pixels, whatever N.  The embedding, search and classification run one at a time under a lock: the
+Keras models and the snapshot's DuckDB connection are shared, and the work is CPU-bound.
 """
 
 from __future__ import annotations
@@ -18,22 +28,25 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, jsonify, render_template_string, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from coversearch.classify.model import TrainedModel, latest_default_model, list_model_names
 from coversearch.errors import CoverSearchError, ImageError
-from coversearch.features.base import FeatureExtractor
+from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image
-from coversearch.features.registry import FEATURE_NAMES, get_extractor
-from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
+from coversearch.features.images import decode_image, image_header
+from coversearch.features.registry import get_extractor
+from coversearch.store import Store, StoreBusyError
 from coversearch.store.thumbs import album_thumbnail
-from coversearch.store import Store
 from coversearch.web.page import PAGE
+from coversearch.web.snapshot import Snapshot, files_signature
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_K = 50
 DEFAULT_K = 10
+# Covers are rarely over 3000 x 3000 (9 Mpx); 10 Mpx keeps one RGBA decode near 210 MB.
+DEFAULT_MAX_PIXELS = 10_000_000
+DEFAULT_DECODE_SLOTS = 2
+DECODE_WAIT_SECONDS = 60  # an upload waiting longer than this for a decode slot gets 503
 
 
 class QueryError(CoverSearchError):
@@ -49,7 +62,7 @@ def _mib(n: int) -> str:
 
 
 class Engine:
-    """The store, searchers, models and VGG16, loaded once; ``query`` answers one uploaded image."""
+    """Extractors built once, a snapshot to answer from, and the limits on uploads."""
 
     def __init__(
         self,
@@ -57,87 +70,94 @@ class Engine:
         model_dir: str | os.PathLike,
         index_dir: str | os.PathLike | None = None,
         vgg16_weights: str | os.PathLike | None = None,
+        *,
+        vgg16_extractor: FeatureExtractor | None = None,
+        lock_timeout: float | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_slots: int = DEFAULT_DECODE_SLOTS,
     ):
         started = time.perf_counter()
-        self.store = Store.open(store_path, read_only=True)
+        self.store_path = Path(store_path)
         self.model_dir = Path(model_dir)
-        self.lock = threading.Lock()
-        self.notes: list[str] = []
-        names = [fs.name for fs in self.store.feature_sets() if fs.name in FEATURE_NAMES]
-        if not names:
-            raise CoverSearchError(f"the store {store_path} has no feature vectors; run `coversearch ingest` first")
-        self.genres = [g for (g,) in self.store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
-
-        # Models first: they say whether VGG16 is needed even when the store's vgg16 is not searched.
-        self.models: dict[str, TrainedModel] = {}
-        self.model_errors: dict[str, str] = {}
-        for name in list_model_names(self.model_dir):
-            try:
-                model = TrainedModel.load(self.model_dir, name)
-                model.check_store(self.store)
-                self.models[name] = model
-            except CoverSearchError as exc:
-                self.model_errors[name] = str(exc)
-        try:
-            default = latest_default_model(self.model_dir)
-            self.default_model = default if default in self.models else None
-        except CoverSearchError:
-            self.default_model = None
-        if self.default_model is None and self.models:
-            self.default_model = sorted(self.models)[0]
-        if not self.models:
-            self.notes.append(f"no usable model in {self.model_dir}: genres are not predicted (train one with `coversearch train`)")
-
-        wanted = ["hsv", *names, *(f for m in self.models.values() for f in m.card.feature_names)]
-        needed = dict.fromkeys(f for f in wanted if f in FEATURE_NAMES)  # others make their model unusable below
-        self.extractors: dict[str, FeatureExtractor] = {
-            feature: get_extractor(feature, vgg16_weights=vgg16_weights) for feature in needed
-        }
-        # One backbone per input recipe for all of them: an upload is embedded once for search and
-        # classification.  Run it now (the first call is slow), not on the first upload.
-        self.embedder = Embedder(self.extractors.values())
-        self.embedder.embed([np.zeros((32, 32, 3), dtype=np.uint8)])
-
-        self.searchers: dict[str, SimilarSearcher] = {}
-        for name in names:
-            try:
-                searcher = SimilarSearcher.open(self.store, feature=name, index_dir=index_dir)
-            except CoverSearchError as exc:  # e.g. a stale index: search exactly rather than not at all
-                self.notes.append(f"{name}: {exc}; using exact search")
-                searcher = SimilarSearcher.exact(self.store, name)
-            searcher.use_extractor(self.extractors[name])
-            self.searchers[name] = searcher
-        for name, model in list(self.models.items()):
-            for ref in model.card.features:
-                ex = self.extractors.get(ref.name)
-                if ex is None or ex.version != ref.version or ex.model_fingerprint() != ref.model_fingerprint:
-                    self.model_errors[name] = f"model {name!r} needs {ref.name} v{ref.version} from {ref.model_fingerprint}"
-                    del self.models[name]
-                    break
-        if self.default_model not in self.models:
-            self.default_model = sorted(self.models)[0] if self.models else None
-        self.default_feature = DEFAULT_FEATURE if DEFAULT_FEATURE in self.searchers else names[0]
+        self.index_dir = Path(index_dir) if index_dir is not None else None
+        self.vgg16_weights = vgg16_weights
+        self.lock_timeout = lock_timeout
+        if max_pixels < 1 or decode_slots < 1:
+            raise CoverSearchError("max_pixels and decode_slots must be at least 1")
+        self.max_pixels = int(max_pixels)
+        self.decode_slots = threading.BoundedSemaphore(decode_slots)
+        self.lock = threading.Lock()  # the shared models and DuckDB connection: one query at a time
+        self._reload_lock = threading.Lock()
+        self._extractor_lock = threading.Lock()
+        self.extractors: dict[str, FeatureExtractor] = {}
+        if vgg16_extractor is not None:
+            self.extractors["vgg16"] = vgg16_extractor
+        self.reloads = 0
+        self.last_reload_error: str | None = None
+        self.snapshot = Snapshot.load(self.store_path, self.model_dir, self.index_dir, self.extractors_for, lock_timeout=lock_timeout)
         self.startup_seconds = time.perf_counter() - started
 
+    @property
+    def notes(self) -> list[str]:
+        return self.snapshot.notes
+
+    def extractors_for(self, features: list[str]) -> dict[str, FeatureExtractor]:
+        """The extractors for ``features``, each built (and its network run once) the first time it is asked for."""
+        with self._extractor_lock:
+            for feature in features:
+                if feature in self.extractors:
+                    continue
+                extractor = get_extractor(feature, vgg16_weights=self.vgg16_weights)
+                # Build and run its network now (the first call is slow), not on the first upload;
+                # heads on a backbone already run cost nothing here.
+                extract_images(extractor, [np.zeros((32, 32, 3), dtype=np.uint8)])
+                self.extractors[feature] = extractor
+            return {f: self.extractors[f] for f in features}
+
+    # -- reloading ---------------------------------------------------------------------------------
+    def reload(self, lock_timeout: float | None = None) -> Snapshot:
+        """Load a new snapshot and swap it in; on any failure the current one stays and the error is raised."""
+        with self._reload_lock:
+            try:
+                fresh = Snapshot.load(self.store_path, self.model_dir, self.index_dir, self.extractors_for,
+                                      lock_timeout=self.lock_timeout if lock_timeout is None else lock_timeout)
+            except CoverSearchError as exc:
+                self.last_reload_error = str(exc)
+                raise
+            self.snapshot = fresh  # the old one is freed when its last query finishes
+            self.reloads += 1
+            self.last_reload_error = None
+            return fresh
+
+    def changed_on_disk(self) -> bool:
+        return files_signature(self.store_path, self.model_dir, self.index_dir) != self.snapshot.signature
+
     def close(self) -> None:
-        self.store.close()
+        self.snapshot.close()
 
     def info(self) -> dict[str, Any]:
+        snap = self.snapshot
         return {
-            "store": str(self.store.path),
-            "albums": self.store.con.execute("SELECT count(*) FROM albums").fetchone()[0],
+            "store": str(snap.store.path),
+            "albums": snap.albums,
             "features": {name: {"label": s.feature_set.label, "metric": s.index.metric, "kind": s.index.kind,
-                                "index": s.manifest.name if s.manifest else None} for name, s in self.searchers.items()},
-            "default_feature": self.default_feature,
-            "models": sorted(self.models),
-            "default_model": self.default_model,
-            "unusable_models": self.model_errors,
-            "genres": self.genres,
+                                "index": s.manifest.name if s.manifest else None} for name, s in snap.searchers.items()},
+            "default_feature": snap.default_feature,
+            "models": sorted(snap.models),
+            "default_model": snap.default_model,
+            "broken_models": snap.broken_models,
+            "genres": snap.genres,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
+            "max_pixels": self.max_pixels,
             "max_k": MAX_K,
-            "notes": self.notes,
+            "notes": snap.notes,
+            "loaded_at": snap.loaded_at,
             "startup_seconds": round(self.startup_seconds, 2),
         }
+
+    def health(self) -> dict[str, Any]:
+        return self.snapshot.health() | {"reloads": self.reloads, "last_reload_error": self.last_reload_error,
+                                         "changed_on_disk": self.changed_on_disk()}
 
     # -- one query ---------------------------------------------------------------------------------
     def query(
@@ -151,56 +171,77 @@ class Engine:
         model: str | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        feature = feature or self.default_feature
-        if feature not in self.searchers:
-            raise QueryError(f"unknown feature {feature!r}; choose from {', '.join(self.searchers)}")
+        snap = self.snapshot  # the whole query answers from this one state
+        feature = feature or snap.default_feature
+        if feature not in snap.searchers:
+            raise QueryError(f"unknown feature {feature!r}; choose from {', '.join(snap.searchers)}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise QueryError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
-        if genre and genre not in self.genres:
-            raise QueryError(f"unknown genre {genre!r}; choose from {', '.join(self.genres)}")
-        model_name = model or self.default_model
-        if model_name is not None and model_name not in self.models:
-            reason = self.model_errors.get(model_name) or f"no model named {model_name!r} (models: {', '.join(sorted(self.models)) or 'none'})"
+        if genre and genre not in snap.genres:
+            raise QueryError(f"unknown genre {genre!r}; choose from {', '.join(snap.genres)}")
+        model_name = model or snap.default_model
+        if model_name is not None and model_name not in snap.models:
+            reason = snap.broken_models.get(model_name) or f"no model named {model_name!r} (models: {', '.join(sorted(snap.models)) or 'none'})"
             raise QueryError(reason)
         if len(data) > MAX_UPLOAD_BYTES:
             raise QueryError(f"the image is {len(data):,} bytes; the limit is {_mib(MAX_UPLOAD_BYTES)}", 413)
         try:
-            decoded = decode_image(data)
+            width, height, _ = image_header(data)
         except ImageError as exc:
             raise QueryError(f"{filename} is not a usable image ({exc.reason}: {exc.detail})") from None
+        if width * height > self.max_pixels:
+            raise QueryError(f"{filename} is {width}x{height} pixels; the limit is {self.max_pixels:,} pixels", 413)
 
-        # Every vector this answer needs, from one decode and one pass per backbone.
-        needed = [feature, *(self.models[model_name].card.feature_names if model_name else [])]
-        vectors = {name: v[0] for name, v in self.embedder.embed([decoded.rgb], dict.fromkeys(needed)).items()}
-        with self.lock:
+        if not self.decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
+            raise QueryError("the server is busy with other uploads; try again shortly", 503)
+        try:  # the slot is held until the decoded pixels are no longer needed
             try:
-                result = self.searchers[feature].search_vector(vectors[feature], k, genre or None, label=filename)
-            except CoverSearchError as exc:
-                raise QueryError(str(exc)) from None
-            search_seconds = time.perf_counter() - started
-            genres = self._classify(model_name, vectors) if model_name else []
+                decoded = decode_image(data, max_pixels=self.max_pixels)
+            except ImageError as exc:
+                raise QueryError(f"{filename} is not a usable image ({exc.reason}: {exc.detail})") from None
+            with self.lock:
+                searcher = snap.searchers[feature]
+                names = [feature, *(snap.models[model_name].card.feature_names if model_name else [])]
+                extractors = [searcher.extractor(), *(self.extractors[n] for n in names[1:])]
+                vectors = {n: v[0] for n, v in Embedder(extractors).embed([decoded.rgb], dict.fromkeys(names)).items()}
+                try:
+                    result = searcher.search_vector(vectors[feature], k, genre or None, label=filename)
+                except CoverSearchError as exc:
+                    raise QueryError(str(exc)) from None
+                search_seconds = time.perf_counter() - started
+                genres = self._classify(snap, model_name, vectors) if model_name else []
+            query_info = {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format}
+            del decoded
+        finally:
+            self.decode_slots.release()
         similar = result.to_dict()
         similar["query"] = filename
         for hit in similar["results"]:
             hit["thumb"] = f"/thumb/{hit['album_id']}.jpg"
             hit.pop("path", None)  # the server's file layout is not the page's business
         return {
-            "query": {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format},
+            "query": query_info,
             "model": model_name,
             "genres": [{"genre": g, "probability": round(p, 6)} for g, p in genres],
             "similar": similar,
+            "snapshot": snap.loaded_at,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
 
-    def _classify(self, name: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    def _classify(self, snap: Snapshot, name: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
         """What ``classify_images`` computes for one image, from the vectors already embedded."""
-        model = self.models[name]
+        model = snap.models[name]
         return model.rank_genres(model.features_matrix(vectors))[0]
 
     def thumbnail(self, album_id: int) -> bytes | None:
-        with self.lock:
-            album = self.store.albums([album_id]).get(album_id)
-            return album_thumbnail(self.store, album) if album else None
+        snap = self.snapshot
+        # A cursor of its own: thumbnails need not wait for the queries' lock.
+        store = Store(snap.store.path, snap.store.con.cursor(), read_only=True)
+        try:
+            album = store.albums([album_id]).get(album_id)
+            return album_thumbnail(store, album) if album else None
+        finally:
+            store.close()
 
 
 def create_app(
@@ -208,9 +249,18 @@ def create_app(
     model_dir: str | os.PathLike,
     index_dir: str | os.PathLike | None = None,
     vgg16_weights: str | os.PathLike | None = None,
+    *,
+    vgg16_extractor: FeatureExtractor | None = None,
+    lock_timeout: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode_slots: int = DEFAULT_DECODE_SLOTS,
 ) -> Flask:
-    """The Flask app over a warm engine (everything is loaded here, before the first request)."""
-    engine = Engine(store_path, model_dir, index_dir, vgg16_weights)
+    """The Flask app over a warm engine (everything is loaded here, before the first request).
+
+    Every error answers JSON ``{"error": message, "status": code}``, with the HTTP status code.
+    """
+    engine = Engine(store_path, model_dir, index_dir, vgg16_weights, vgg16_extractor=vgg16_extractor,
+                    lock_timeout=lock_timeout, max_pixels=max_pixels, decode_slots=decode_slots)
     app = Flask("coversearch.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the small form fields
     app.extensions["coversearch"] = engine
@@ -230,6 +280,15 @@ def create_app(
     def bad_method(_exc):
         return error(f"{request.method} is not allowed on {request.path}", 405)
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return error(exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        app.logger.exception("error answering %s %s", request.method, request.path)
+        return error(f"internal error ({type(exc).__name__}); the server log has the details", 500)
+
     @app.get("/")
     def index():
         return render_template_string(PAGE, info=engine.info())
@@ -237,6 +296,20 @@ def create_app(
     @app.get("/api/info")
     def api_info():
         return jsonify(engine.info())
+
+    @app.get("/api/health")
+    def api_health():
+        return jsonify(engine.health())
+
+    @app.post("/api/reload")
+    def api_reload():
+        try:
+            engine.reload()
+        except StoreBusyError as exc:
+            return error(f"{exc}; still answering from the snapshot loaded at {engine.snapshot.loaded_at}", 503)
+        except CoverSearchError as exc:
+            return error(f"reload failed: {exc}; still answering from the snapshot loaded at {engine.snapshot.loaded_at}", 500)
+        return jsonify(engine.health())
 
     @app.post("/api/query")
     def api_query():

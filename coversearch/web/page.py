@@ -17,12 +17,14 @@ form .opts{display:flex;gap:1em;flex-wrap:wrap;margin:.8em 0;align-items:center}
 #similar{display:flex;gap:.6em;flex-wrap:wrap}
 #similar figure{margin:0;width:164px;font-size:.75em}
 #similar img{width:160px;height:160px;object-fit:contain;background:#eee;display:block}
-.notes{color:#a40;font-size:.85em}
+.notes{color:#a40;font-size:.85em}.snapshot{color:#777;font-size:.8em}
 </style></head>
 <body>
 <h1>coversearch</h1>
 <p>{{ info.albums }} covers in {{ info.store }}. Drop a cover image here or pick one: its predicted genres and
 the most similar stored covers appear below (images up to {{ (info.max_upload_bytes / 1048576) | round | int }} MB).</p>
+<p class="snapshot">Snapshot of the store loaded at <span id="loaded-at">{{ info.loaded_at }}</span>.</p>
+{% if info.broken_models %}<ul class="notes" id="broken">{% for m, why in info.broken_models.items() %}<li>model {{ m }} is broken: {{ why }}</li>{% endfor %}</ul>{% endif %}
 {% if info.notes %}<ul class="notes">{% for n in info.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <form id="form">
   <div id="drop">Drop a cover image here, or <label><u>choose a file</u>
@@ -36,7 +38,8 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
     </select></label>
     <label>k <input id="k" name="k" type="number" min="1" max="{{ info.max_k }}" value="10" style="width:4em"></label>
     <label>model <select id="model" name="model">
-      {% for m in info.models %}<option value="{{ m }}" {% if m == info.default_model %}selected{% endif %}>{{ m }}</option>{% endfor %}
+      {% for m in info.models %}<option value="{{ m }}" {% if m == info.default_model %}selected{% endif %}>{{ m }}{% if m == info.default_model %} (default){% endif %}</option>{% endfor %}
+      {% for m, why in info.broken_models.items() %}<option value="{{ m }}" class="broken" disabled title="{{ why }}">{{ m }} (broken)</option>{% endfor %}
     </select></label>
     <button id="submit" type="submit">search</button>
   </div>
