@@ -159,6 +159,8 @@ class RulePairs:
     b: np.ndarray
     distances: np.ndarray
     searched_with: str  # which index answered, for the user
+    ids: np.ndarray  # the albums compared, and their vectors
+    vectors: np.ndarray
 
 
 def open_dedupe_index(store, feature: str, metric: str, index_dir=None) -> tuple[VectorIndex, str]:
@@ -195,8 +197,27 @@ def store_near_pairs(
     fs = store.feature_set(rule.feature)
     ids, vectors = store.load_embeddings(fs, album_ids)
     if len(ids) == 0:
-        return RulePairs(rule, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), "nothing to search")
+        return RulePairs(rule, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), "nothing to search", ids, vectors)
     index, label = open_dedupe_index(store, rule.feature, rule.metric, index_dir)
     allowed = None if album_ids is None else ids
     a, b, d = near_pairs(index, vectors, ids, rule, allowed_ids=allowed, advance=advance)
-    return RulePairs(rule, a, b, d, label)
+    return RulePairs(rule, a, b, d, label, ids, vectors)
+
+
+def default_rules(store) -> list[Rule]:
+    """The default rule's features that the store holds, at their calibrated thresholds."""
+    held = {fs.name: fs for fs in store.feature_sets()}
+    return [make_rule(name, None, held[name].dim) for name in DEFAULT_RULE_FEATURES if name in held]
+
+
+def store_groups(store, rules: Sequence[Rule], *, album_ids: np.ndarray | None = None, index_dir=None) -> list[np.ndarray]:
+    """Near-duplicate groups (album id arrays, largest first) of the store under ``rules`` (any one holding)."""
+    a, b, ids = [], [], []
+    for rule in rules:
+        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir)
+        a.append(found.a)
+        b.append(found.b)
+        ids.append(found.ids)
+    if not ids:
+        return []
+    return connected_components(np.concatenate(ids), np.concatenate(a), np.concatenate(b))

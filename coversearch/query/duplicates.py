@@ -136,21 +136,6 @@ def genre_album_ids(store: Store, genre: str) -> np.ndarray:
     return ids
 
 
-def group_album_ids(
-    store: Store, rules: Sequence[Rule], *, album_ids: np.ndarray | None = None, index_dir=None
-) -> list[np.ndarray]:
-    """Just the groups (album id arrays), as the split needs them."""
-    all_a, all_b, ids = [], [], []
-    for rule in rules:
-        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir)
-        all_a.append(found.a)
-        all_b.append(found.b)
-        ids.append(store.load_embeddings(store.feature_set(rule.feature), album_ids)[0])
-    if not ids:
-        return []
-    return connected_components(np.concatenate(ids), np.concatenate(all_a), np.concatenate(all_b))
-
-
 def find_groups(
     store: Store,
     rules: Sequence[Rule],
@@ -168,12 +153,11 @@ def find_groups(
     pair_lists, searched_with, searched = [], {}, set()
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for rule in rules:
-        fs = store.feature_set(rule.feature)
-        ids, vecs = store.load_embeddings(fs, album_ids)
-        vectors[rule.feature] = (ids, vecs)
-        searched.update(ids.tolist())
-        advance = progress(f"dedupe {rule.feature}", len(ids)) if progress is not None else None
+        total = len(album_ids) if album_ids is not None else store.embedding_count(store.feature_set(rule.feature))
+        advance = progress(f"dedupe {rule.feature}", total) if progress is not None else None
         found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir, advance=advance)
+        vectors[rule.feature] = (found.ids, found.vectors)
+        searched.update(found.ids.tolist())
         searched_with[rule.feature] = found.searched_with
         pair_lists.append((rule, found))
     if not searched:
