@@ -280,12 +280,14 @@ def check_image(
     index_dir: str | os.PathLike | None = None,
     vgg16_weights: str | os.PathLike | None = None,
     extractors: dict[str, FeatureExtractor] | None = None,
+    searchers: dict[str, Any] | None = None,
     data: bytes | None = None,
     label: str | None = None,
 ) -> DuplicateCheck:
     """Whether ``image`` (a file, or its ``data``) is already in the store: same bytes, or near copies.
 
-    ``extractors`` lends already-loaded extractors (the web page's VGG16) by feature name.
+    ``extractors`` lends already-loaded extractors (the web page's VGG16) and ``searchers``
+    already-open ``SimilarSearcher`` objects, by feature name.
     """
     from coversearch.query.similar import SimilarSearcher
 
@@ -302,7 +304,9 @@ def check_image(
     exact_id = store.album_id_for_sha256(sha)
     notes: list[str] = []
     for rule in rules:
-        searcher = SimilarSearcher.open(store, feature=rule.feature, index_dir=index_dir, metric=rule.metric)
+        searcher = (searchers or {}).get(rule.feature)
+        if searcher is None or searcher.index.metric != rule.metric:
+            searcher = SimilarSearcher.open(store, feature=rule.feature, index_dir=index_dir, metric=rule.metric)
         notes.extend(n for n in searcher.notes if "exact search" not in n)  # exact search is the norm here
         if extractors and rule.feature in extractors:
             searcher.use_extractor(extractors[rule.feature])

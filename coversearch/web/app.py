@@ -26,6 +26,8 @@ from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.images import decode_image
 from coversearch.features.registry import FEATURE_NAMES, VGG16_FEATURES, get_extractor
+from coversearch.index.duplicates import default_rules
+from coversearch.query.duplicates import check_image
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
 from coversearch.store.thumbs import album_thumbnail
 from coversearch.store import Store
@@ -122,6 +124,7 @@ class Engine:
         if self.default_model not in self.models:
             self.default_model = sorted(self.models)[0] if self.models else None
         self.default_feature = DEFAULT_FEATURE if DEFAULT_FEATURE in self.searchers else names[0]
+        self.duplicate_rules = default_rules(self.store)  # "is this cover already here?" on every upload
         self.startup_seconds = time.perf_counter() - started
 
     def close(self) -> None:
@@ -190,6 +193,7 @@ class Engine:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
                 genres = self._classify(model_name, decoded.rgb, vectors) if model_name else []
+                duplicates = self._check_duplicates(data, filename)
         finally:
             os.unlink(tmp)
         similar = result.to_dict()
@@ -202,8 +206,26 @@ class Engine:
             "model": model_name,
             "genres": [{"genre": g, "probability": round(p, 6)} for g, p in genres],
             "similar": similar,
+            "duplicates": duplicates,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
+
+    def _check_duplicates(self, data: bytes, filename: str) -> dict[str, Any] | None:
+        """The duplicate verdict for an upload (as `coversearch check`), or None without phash/vgg16 vectors."""
+        if not self.duplicate_rules:
+            return None
+        try:
+            check = check_image(self.store, filename, self.duplicate_rules, data=data, label=filename,
+                                extractors=self.extractors, searchers=self.searchers)
+        except CoverSearchError as exc:
+            raise QueryError(str(exc)) from None
+        answer = check.to_dict()
+        answer["summary"] = check.summary.replace(f" ({check.matches[0].path})", "") if check.matches else check.summary
+        for match in answer["matches"]:
+            match["thumb"] = f"/thumb/{match['album_id']}.jpg"
+            match.pop("path", None)
+        answer.pop("notes", None)
+        return answer
 
     def _classify(self, name: str, rgb: np.ndarray, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
         """What ``classify_images`` computes for one image, with the warm extractors."""
