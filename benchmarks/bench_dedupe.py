@@ -239,19 +239,143 @@ def quality_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- stage 3: scale ----------------------------------------------------------------------------------
+SCALE_INDEX = {  # the index each feature's dedupe runs through at scale (index-layer kinds and params)
+    "phash": ("faiss-binary", {"nhash": 4, "hash_bits": 16, "nflip": 2}),  # exact within 11 bits >= the threshold
+    "vgg16": ("faiss-hnsw", {"M": 16, "efConstruction": 100, "efSearch": 64}),
+}
+PLANTED_SHARE = 0.01  # one row in a hundred gets a planted near copy
+
+
+def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n vectors, planted pairs (rows a, b)): real vectors tiled, each tile perturbed so that tiles of
+    one cover are not near-duplicates of each other; then PLANTED_SHARE of the rows overwritten by a
+    near copy of another row (within the feature's default threshold)."""
+    rng = np.random.default_rng(seed)
+    planted = int(n * PLANTED_SHARE)
+    out = np.empty((n, real.shape[1]), dtype=np.float32)
+    chunk = 65536
+    if feature == "phash":
+        for start in range(0, n, chunk):
+            rows = np.arange(start, min(start + chunk, n))
+            bits = real[rows % len(real)].copy()
+            flips = rng.random(bits.shape) < 0.25  # ~16 bits per tile: tiles land ~25 bits apart
+            out[rows] = np.where(flips, 1 - bits, bits)
+    else:
+        unit = real / np.linalg.norm(real, axis=1, keepdims=True)
+        sigma = 0.75 / np.sqrt(real.shape[1])  # noise of norm ~0.75, the median real nearest-neighbour distance
+        for start in range(0, n, chunk):
+            rows = np.arange(start, min(start + chunk, n))
+            out[rows] = unit[rows % len(unit)] + rng.normal(0, sigma, size=(len(rows), real.shape[1])).astype(np.float32)
+    sources = rng.choice(n, size=planted, replace=False)
+    targets = (sources + rng.integers(1, n, size=planted)) % n
+    keep = ~np.isin(targets, sources)
+    sources, targets = sources[keep], targets[keep]
+    _, first = np.unique(targets, return_index=True)
+    sources, targets = sources[first], targets[first]
+    if feature == "phash":
+        copies = out[sources].copy()
+        for row, flips in zip(copies, rng.integers(0, 5, size=len(copies))):  # 0-4 bits
+            where = rng.choice(copies.shape[1], size=flips, replace=False)
+            row[where] = 1 - row[where]
+    else:
+        copies = out[sources] / np.linalg.norm(out[sources], axis=1, keepdims=True)
+        copies = copies + rng.normal(0, 0.2 / np.sqrt(real.shape[1]), size=copies.shape).astype(np.float32)  # cos dist ~0.02
+    out[targets] = copies
+    return out, np.stack([np.minimum(sources, targets), np.maximum(sources, targets)], axis=1)
+
+
+def scale_one(args) -> None:
+    """One (feature, n) run in this process: prints one JSON line."""
+    from coversearch.index import metrics
+    from coversearch.index.duplicates import DEFAULT_THRESHOLDS, connected_components, make_rule, near_pairs
+    from coversearch.index.registry import create_index
+    from coversearch.store import Store
+
+    feature, n = args.feature, args.n
+    with Store.open(Path(args.db), read_only=True) as store:
+        _, real = store.load_embeddings(store.feature_set(feature))
+    vectors, planted = synthetic(feature, real, n, seed=n)
+    del real
+    ids = np.arange(n, dtype=np.int64)
+    rule = make_rule(feature, DEFAULT_THRESHOLDS[feature], vectors.shape[1])
+    kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, {})
+    started = time.perf_counter()
+    index = create_index(kind, metrics.default_metric(feature), vectors.shape[1], params).fit(vectors, ids)
+    built = time.perf_counter()
+    a, b, _ = near_pairs(index, vectors, ids, rule)
+    searched = time.perf_counter()
+    groups = connected_components(ids, a, b)
+    done = time.perf_counter()
+    found = set(zip(a.tolist(), b.tolist()))
+    hits = sum((int(x), int(y)) in found for x, y in planted)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({
+        "feature": feature, "n": n, "kind": kind, "params": index.build_params | index.query_params, "rule": rule.label,
+        "build_s": round(built - started, 1), "pairs_s": round(searched - built, 1), "components_s": round(done - searched, 1),
+        "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20),
+        "planted": len(planted), "planted_found": hits, "pairs": int(len(a)), "groups": len(groups),
+    }), flush=True)
+
+
+def scale(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "scale.jsonl"
+    for n in [int(x) for x in args.sizes.split(",")]:
+        for feature in args.features.split(","):
+            log(f"dedupe {feature} at n={n:,} (fresh process)")
+            cmd = [sys.executable, __file__, "scale-one", "--db", str(args.db), "--feature", feature, "--n", str(n)]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            if done.returncode != 0:
+                log(f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+                continue
+            line = done.stdout.strip().splitlines()[-1]
+            log(line)
+            with open(results_file, "a") as fh:
+                fh.write(line + "\n")
+    text = scale_markdown([json.loads(line) for line in results_file.read_text().splitlines() if line.strip()])
+    (out / "scale.md").write_text(text)
+    print(text)
+    if args.readme:
+        from benchmarks.report import replace_block
+
+        replace_block(REPO / "benchmarks" / "README.md", "dedupe-scale", text)
+
+
+def scale_markdown(rows: list[dict]) -> str:
+    latest = {(r["feature"], r["n"]): r for r in rows}  # the last run of each
+    lines = [
+        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | planted pairs found |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (feature, n), r in sorted(latest.items()):
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        lines.append(
+            f"| {feature} | {n:,} | {r['kind']} ({params}) | {r['rule']} | {r['build_s']} | {r['pairs_s']} | "
+            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["copies", "quality", "scale"])
+    parser.add_argument("stage", choices=["copies", "quality", "scale", "scale-one"])
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--vgg16-weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--originals", type=int, default=200)
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--features", default="phash,vgg16", help="scale: features to dedupe")
+    parser.add_argument("--feature", help=argparse.SUPPRESS)  # scale-one
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)  # scale-one
+    parser.add_argument("--kind", help="scale: index kind instead of the default per feature")
+    parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
     parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
     args = parser.parse_args()
-    {"copies": make_copies, "quality": quality}[args.stage](args)
+    {"copies": make_copies, "quality": quality, "scale": scale, "scale-one": scale_one}[args.stage](args)
 
 
 if __name__ == "__main__":
