@@ -324,3 +324,47 @@ def test_the_report_shows_the_largest_groups_as_thumbnail_rows(grouped_store, tm
     section = html[html.index('<section id="duplicates">') : html.index("</section>", html.index('<section id="duplicates">'))]
     assert section.count('class="dup-group"') == ORIGINALS
     assert section.count("<img") == ORIGINALS * (len(TRANSFORMS) - 1) and "representative" in section
+
+
+# -- the faiss-binary index kind -------------------------------------------------------------------------
+def test_faiss_binary_is_exact_hamming_and_its_multi_hash_is_exact_within_its_radius():
+    from coversearch.index.base import IndexParamError
+    from coversearch.index.faiss_binary import BinaryIndex
+
+    rng = np.random.default_rng(3)
+    codes = (rng.random((3000, 64)) > 0.5).astype(np.float32)
+    near = codes[:300].copy()
+    for row in near:  # queries 0..11 bits from a stored code
+        flip = rng.choice(64, size=rng.integers(0, 12), replace=False)
+        row[flip] = 1 - row[flip]
+    ids = np.arange(3000, dtype=np.int64) + 1000
+    truth = ((near[:, None, :] != codes[None, :, :]).sum(axis=2))  # Hamming, brute force in numpy
+    flat = create_index("faiss-binary", "hamming", 64).fit(codes, ids)
+    exact = create_index("exact", "hamming", 64).fit(codes, ids)  # float L2 on 0/1 values: squared = Hamming
+    found_ids, found_d = flat.batch_search(near, 5)
+    np.testing.assert_array_equal(found_d, np.sort(truth, axis=1)[:, :5])
+    np.testing.assert_array_equal(exact.batch_search(near, 5)[1], found_d)
+    multi = create_index("faiss-binary", "hamming", 64, {"nhash": 4, "hash_bits": 16, "nflip": 2}).fit(codes, ids)
+    assert multi.exact_radius == 11
+    m_ids, m_d = multi.batch_search(near, 1)
+    np.testing.assert_array_equal(m_d[:, 0], truth.min(axis=1))  # every query has a code within 11 bits
+    allowed = ids[::7]
+    f_ids, f_d = multi.batch_search(near[:20], 3, allowed)
+    assert np.isin(f_ids, allowed).all()
+    np.testing.assert_array_equal(f_d, np.sort(truth[:20][:, ::7], axis=1)[:, :3])
+    with pytest.raises(IndexParamError, match="hamming"):
+        create_index("faiss-binary", "euclidean", 64)
+    with pytest.raises(IndexParamError, match="hash_bits"):
+        create_index("faiss-binary", "hamming", 64, {"nhash": 5, "hash_bits": 16})
+    assert BinaryIndex.supported_metrics == ("hamming",)
+
+
+def test_dedupe_uses_a_built_faiss_binary_index_and_agrees_with_exact_search(grouped_store, tmp_path):
+    exact = json.loads(run(grouped_store, tmp_path / "idx", "dedupe", "-f", "phash", "--json").stdout)
+    built = run(grouped_store, tmp_path / "idx", "index", "build", "--feature", "phash", "--kind", "faiss-binary",
+                "--param", "nhash=4", "--json")
+    assert built.exit_code == 0, built.stderr
+    indexed = json.loads(run(grouped_store, tmp_path / "idx", "dedupe", "-f", "phash", "--json").stdout)
+    assert exact["searched_with"]["phash"].startswith("exact search")
+    assert indexed["searched_with"]["phash"] == "index 'phash-faiss-binary' (faiss-binary)"
+    assert exact["groups"] == indexed["groups"] and exact["groups"]

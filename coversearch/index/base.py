@@ -48,6 +48,7 @@ class VectorIndex(ABC):
     exact: ClassVar[bool] = False  # True when results are the true nearest neighbours
     supports_add: ClassVar[bool] = True  # whether vectors can be added after the build
     native_file: ClassVar[str | None] = None  # the kind's own file inside the index folder
+    supported_metrics: ClassVar[tuple[str, ...]] = metrics.METRICS
 
     def __init__(
         self,
@@ -57,6 +58,8 @@ class VectorIndex(ABC):
         query_params: Mapping[str, Any] | None = None,
     ):
         self.metric = metrics.check_metric(metric)
+        if self.metric not in self.supported_metrics:
+            raise IndexParamError(f"the {self.kind} kind searches under {', '.join(self.supported_metrics)}, not {self.metric}")
         self.dim = int(dim)
         defaults = kind_defaults(self.kind)
         build, query = split_params(self.kind, {**(build_params or {}), **(query_params or {})})

@@ -32,6 +32,7 @@ def pack(x: np.ndarray) -> np.ndarray:
 class BinaryIndex(VectorIndex):
     kind = "faiss-binary"
     native_file = "index.faissbin"
+    supported_metrics = (metrics.HAMMING,)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,8 +45,6 @@ class BinaryIndex(VectorIndex):
         return self.dim if nhash == 0 else nhash * (int(self.query_params["nflip"]) + 1) - 1
 
     def _check_params(self) -> None:
-        if self.metric != metrics.HAMMING:
-            raise IndexParamError(f"the {self.kind} kind searches bit codes under the hamming metric, not {self.metric}")
         if self.dim % 8:
             raise IndexParamError(f"the {self.kind} kind needs a dimension that is a multiple of 8, not {self.dim}")
         nhash, bits = int(self.build_params["nhash"]), int(self.build_params["hash_bits"])
