@@ -281,13 +281,15 @@ def check_image(
     vgg16_weights: str | os.PathLike | None = None,
     extractors: dict[str, FeatureExtractor] | None = None,
     searchers: dict[str, Any] | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
     data: bytes | None = None,
     label: str | None = None,
 ) -> DuplicateCheck:
     """Whether ``image`` (a file, or its ``data``) is already in the store: same bytes, or near copies.
 
     ``extractors`` lends already-loaded extractors (the web page's VGG16) and ``searchers``
-    already-open ``SimilarSearcher`` objects, by feature name.
+    already-open ``SimilarSearcher`` objects, by feature name; ``vectors`` the image's vectors
+    already computed (the web page's query vector), which are then used as they are.
     """
     from coversearch.query.similar import SimilarSearcher
 
@@ -310,7 +312,10 @@ def check_image(
         notes.extend(n for n in searcher.notes if "exact search" not in n)  # exact search is the norm here
         if extractors and rule.feature in extractors:
             searcher.use_extractor(extractors[rule.feature])
-        vector = extract_images(searcher.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
+        if vectors is not None and rule.feature in vectors:
+            vector = vectors[rule.feature]
+        else:
+            vector = extract_images(searcher.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
         result = searcher.search_vector(vector, min(CHECK_K, len(searcher.index)), label=str(image))
         for hit in result.hits:
             if hit.distance <= rule.threshold + 1e-9:

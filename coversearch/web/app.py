@@ -193,7 +193,7 @@ class Engine:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
                 genres = self._classify(model_name, decoded.rgb, vectors) if model_name else []
-                duplicates = self._check_duplicates(data, filename)
+                duplicates = self._check_duplicates(data, filename, vectors)
         finally:
             os.unlink(tmp)
         similar = result.to_dict()
@@ -210,13 +210,13 @@ class Engine:
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
 
-    def _check_duplicates(self, data: bytes, filename: str) -> dict[str, Any] | None:
+    def _check_duplicates(self, data: bytes, filename: str, vectors: dict[str, np.ndarray]) -> dict[str, Any] | None:
         """The duplicate verdict for an upload (as `coversearch check`), or None without phash/vgg16 vectors."""
         if not self.duplicate_rules:
             return None
         try:
             check = check_image(self.store, filename, self.duplicate_rules, data=data, label=filename,
-                                extractors=self.extractors, searchers=self.searchers)
+                                extractors=self.extractors, searchers=self.searchers, vectors=vectors)
         except CoverSearchError as exc:
             raise QueryError(str(exc)) from None
         answer = check.to_dict()
