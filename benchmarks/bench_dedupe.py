@@ -232,6 +232,9 @@ def choose(found, originals, rows, rules: list[dict[str, float]], twins) -> dict
 def quality(args) -> None:
     out = Path(args.out)
     copies = dict(np.load(out / "copies.npz"))
+    # Hashes are cheap: made again from the files, so they always come from the current phash code.
+    phash = get_extractor("phash")
+    copies["vectors_phash"] = extract_images(phash, [decode_image(Path(p).read_bytes()).rgb for p in copies["paths"]])
     found, originals, sha_of = neighbours(Path(args.db), copies)
     twins = (load_twins()[0], sha_of)
     transforms = copies["transforms"]

@@ -133,7 +133,8 @@ def test_an_unrelated_cover_is_new(base_store, covers5_dir, vgg16_extractor):
 def test_unrelated_covers_are_not_grouped(base_store):
     with Store.open(base_store, read_only=True) as store:
         result = find_groups(store, default_rules(store))
-    assert result.albums == PER_GENRE * len(GENRES) and result.groups == []
+        albums = store.stats()["albums"]  # 25 files, fewer albums: covers5 files the same bytes under two genres
+    assert result.albums == albums and result.groups == []
 
 
 def test_each_original_and_its_copies_form_one_group_and_nothing_else_joins(grouped_store, originals):
@@ -222,8 +223,8 @@ def test_dedupe_json_and_csv_are_valid_and_agree(grouped_store, tmp_path):
     assert one["rules"] == ["phash <= 0"] and all(
         m["distances"]["phash"] == 0 for g in one["groups"] for m in g["members"]
     )
-    pop = json.loads(run(grouped_store, tmp_path / "idx", "dedupe", "--genre", "Country", "--json").stdout)
-    assert pop["albums"] == PER_GENRE and pop["groups"] == []  # the copies are filed under Pop
+    country = json.loads(run(grouped_store, tmp_path / "idx", "dedupe", "--genre", "Country", "--json").stdout)
+    assert country["albums"] == PER_GENRE and country["groups"] == []  # the copies are filed under Pop
 
 
 def test_check_and_similar_duplicates_give_the_verdict(base_store, originals, copies_dir, covers5_dir, tmp_path):
@@ -323,7 +324,9 @@ def test_the_report_shows_the_largest_groups_as_thumbnail_rows(grouped_store, tm
     html = out.read_text()
     section = html[html.index('<section id="duplicates">') : html.index("</section>", html.index('<section id="duplicates">'))]
     assert section.count('class="dup-group"') == ORIGINALS
-    assert section.count("<img") == ORIGINALS * (len(TRANSFORMS) - 1) and "representative" in section
+    from coversearch.report.build import GROUP_MEMBERS
+
+    assert section.count("<img") == ORIGINALS * min(GROUP_MEMBERS, len(TRANSFORMS) - 1) and "representative" in section
 
 
 # -- the faiss-binary index kind -------------------------------------------------------------------------
