@@ -29,7 +29,8 @@ from coversearch.store import Store
 from coversearch.store.curate import remove_albums
 from conftest import GENRES, link_covers
 
-ALL_KINDS = list(INDEX_KINDS)
+# Every kind for float vectors (faiss-binary, for bit codes only, has its own tests in test_duplicates.py).
+ALL_KINDS = [kind for kind, cls in INDEX_KINDS.items() if "euclidean" in cls.supported_metrics]
 APPROXIMATE_KINDS = ["faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "annoy"]
 FAISS_ADD_KINDS = ["exact", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq"]
 

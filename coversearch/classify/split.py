@@ -1,10 +1,13 @@
 """A fixed train / validation / test split of albums, stratified by genre, stored in the store.
 
-Albums (distinct bytes) are what is split, so every copy of a cover is on one side.  Each
-album's stratum is its full genre set ("Electronic+Pop" is a stratum of its own), so albums with
-several genres spread over the sides like the rest.  Within a stratum, albums are ordered by a
-hash of (seed, sha256) and cut by the fractions: the same seed gives the same split whatever the
-order of ingestion.
+Albums (distinct bytes) are what is split, so every copy of the same bytes is on one side; and
+near-duplicate groups (resized, cropped, re-compressed copies of one cover: see
+``coversearch.index.duplicates``, the same default rule as `coversearch dedupe`) are split as
+one unit, so no test album has a near-copy in train.  Each unit's stratum is its full genre set
+("Electronic+Pop" is a stratum of its own), so albums with several genres spread over the sides
+like the rest.  Within a stratum, units are ordered by a hash of (seed, sha256) (a group's
+smallest sha256) and cut by the fractions: the same seed gives the same split whatever the order
+of ingestion.
 
 Albums ingested after a split was made are placed by a fixed rule, so a split never needs
 remaking to cover them: an album goes to train when u < train fraction, to validation when
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from coversearch.errors import CoverSearchError
+from coversearch.index.duplicates import default_rules, store_groups
 from coversearch.store import Store
 from coversearch.store.db import utcnow
 
@@ -58,35 +63,64 @@ def side_by_rule(seed: int, sha: str, fractions) -> str:
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
-def assign_sides(albums: list[tuple[int, str, tuple[str, ...]]], seed: int, fractions=DEFAULT_FRACTIONS) -> dict[int, str]:
-    """albums: (id, sha256, genres).  Returns album id -> side."""
+def assign_sides(
+    albums: list[tuple[int, str, tuple[str, ...]]],
+    seed: int,
+    fractions=DEFAULT_FRACTIONS,
+    groups: Sequence[Sequence[int]] = (),
+) -> dict[int, str]:
+    """albums: (id, sha256, genres); groups: album ids that must share a side.  Returns album id -> side."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise CoverSearchError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    strata: dict[tuple[str, ...], list[tuple[int, str]]] = {}
-    for album_id, sha, genres in albums:
-        strata.setdefault(tuple(sorted(genres)), []).append((album_id, sha))
+    by_id = {album_id: (sha, tuple(genres)) for album_id, sha, genres in albums}
+    units: list[list[int]] = []
+    grouped: set[int] = set()
+    for group in groups:
+        members = [int(a) for a in group if int(a) in by_id and int(a) not in grouped]
+        if members:
+            units.append(members)
+            grouped.update(members)
+    units.extend([album_id] for album_id, _, _ in albums if album_id not in grouped)
+    strata: dict[tuple[str, ...], list[tuple[str, list[int]]]] = {}
+    for members in units:
+        genres = tuple(sorted({g for m in members for g in by_id[m][1]}))
+        strata.setdefault(genres, []).append((min(by_id[m][0] for m in members), members))
     sides: dict[int, str] = {}
-    for members in strata.values():
-        members.sort(key=lambda m: _rank_key(seed, m[1]))
-        n = len(members)
+    for stratum in strata.values():
+        stratum.sort(key=lambda unit: _rank_key(seed, unit[0]))
+        n = sum(len(members) for _, members in stratum)
         n_train = round(n * fractions[0])
         n_val = round(n * (fractions[0] + fractions[1])) - n_train
-        for i, (album_id, _) in enumerate(members):
-            sides[album_id] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+        placed = 0  # albums placed before this unit: a unit goes where its first album would
+        for _, members in stratum:
+            side = "train" if placed < n_train else "val" if placed < n_train + n_val else "test"
+            for album_id in members:
+                sides[album_id] = side
+            placed += len(members)
     return sides
 
 
 def make_split(
-    store: Store, name: str = DEFAULT_SPLIT, seed: int = DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, replace: bool = False
+    store: Store,
+    name: str = DEFAULT_SPLIT,
+    seed: int = DEFAULT_SEED,
+    fractions=DEFAULT_FRACTIONS,
+    replace: bool = False,
+    near_duplicates: bool = True,
 ) -> Split:
-    """Assign every album with a genre to a side and store it under ``name``."""
+    """Assign every album with a genre to a side and store it under ``name``.
+
+    With ``near_duplicates`` each near-duplicate group (by the store's phash and vgg16 vectors,
+    those it has) stays on one side.
+    """
     exists = store.con.execute("SELECT count(*) FROM splits WHERE name = ?", [name]).fetchone()[0]
     if exists and not replace:
         raise CoverSearchError(f"split {name!r} already exists; models trained on it depend on it (use --replace to redo it)")
     rows = store.con.execute(
         "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
     ).fetchall()
-    sides = assign_sides([(r[0], r[1], tuple(r[2])) for r in rows], seed, fractions)
+    groups = store_groups(store, default_rules(store)) if near_duplicates else []
+    sides = assign_sides([(r[0], r[1], tuple(r[2])) for r in rows], seed, fractions, groups)
     with store.transaction() as con:
         con.execute("DELETE FROM split_assignments WHERE split = ?", [name])
         con.execute("DELETE FROM splits WHERE name = ?", [name])
@@ -125,3 +159,18 @@ def get_or_make_split(store: Store, name: str = DEFAULT_SPLIT) -> Split:
     if store.read_only:
         raise CoverSearchError(f"the store has no split {name!r} yet; run `coversearch train` or `coversearch split` first")
     return make_split(store, name)
+
+
+def groups_across_sides(split: Split, groups: Sequence[Sequence[int]]) -> dict[str, int]:
+    """How a split cuts near-duplicate groups: groups on more than one side, and test (val) albums
+    with a near-duplicate in train."""
+    crossing = test_leaks = val_leaks = 0
+    for group in groups:
+        sides = [split.sides.get(int(a)) for a in group]
+        if len({s for s in sides if s is not None}) > 1:
+            crossing += 1
+        if "train" in sides:
+            test_leaks += sides.count("test")
+            val_leaks += sides.count("val")
+    return {"groups": len(groups), "groups_split": crossing, "test_albums_with_train_duplicate": test_leaks,
+            "val_albums_with_train_duplicate": val_leaks}

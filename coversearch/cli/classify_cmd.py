@@ -14,7 +14,15 @@ from coversearch.cli.progress import progress_bar
 from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
 from coversearch.classify.registry import METHODS
-from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, DEFAULT_SPLIT, load_split, make_split
+from coversearch.classify.split import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEED,
+    DEFAULT_SPLIT,
+    groups_across_sides,
+    load_split,
+    make_split,
+)
+from coversearch.index.duplicates import default_rules, store_groups
 from coversearch.classify.train import (
     check_training,
     classify_images,
@@ -222,18 +230,27 @@ app.add_typer(split_app, name="split")
 @split_app.command("show")
 def split_show_command(ctx: typer.Context, name: str = typer.Option(DEFAULT_SPLIT, "--name"),
                        json_out: bool = typer.Option(False, "--json")) -> None:
-    """Albums per side of a stored split."""
+    """Albums per side of a stored split, and whether it keeps near-duplicate groups together."""
     with Store.open(state(ctx).db, read_only=True) as store:
         split = load_split(store, name)
-    if split is None:
-        raise CoverSearchError(f"the store has no split {name!r}; `coversearch train` or `coversearch split make` makes it")
+        if split is None:
+            raise CoverSearchError(f"the store has no split {name!r}; `coversearch train` or `coversearch split make` makes it")
+        rules = default_rules(store)
+        leaks = groups_across_sides(split, store_groups(store, rules)) if rules else None
     data = {"name": split.name, "seed": split.seed, "fractions": split.fractions, "albums": split.counts(),
-            "added_by_rule": split.added_by_rule}
+            "added_by_rule": split.added_by_rule,
+            "near_duplicates": {"rules": [r.label for r in rules], **leaks} if leaks else None}
     if json_out:
         print_json(data)
-    else:
-        typer.echo(f"split {split.name} (seed {split.seed}, fractions {split.fractions}): {split.counts()}"
-                   + (f"; {split.added_by_rule} albums ingested since placed by the rule" if split.added_by_rule else ""))
+        return
+    typer.echo(f"split {split.name} (seed {split.seed}, fractions {split.fractions}): {split.counts()}"
+               + (f"; {split.added_by_rule} albums ingested since placed by the rule" if split.added_by_rule else ""))
+    if leaks:
+        typer.echo(
+            f"near-duplicate groups ({' or '.join(r.label for r in rules)}): {leaks['groups']}, "
+            f"{leaks['groups_split']} split across sides; test albums with a near-duplicate in train: "
+            f"{leaks['test_albums_with_train_duplicate']}"
+        )
 
 
 @split_app.command("make")
@@ -243,6 +260,10 @@ def split_make_command(
     seed: int = typer.Option(DEFAULT_SEED, "--seed"),
     fractions: str = typer.Option(",".join(map(str, DEFAULT_FRACTIONS)), "--fractions", help="train,val,test"),
     replace: bool = typer.Option(False, "--replace", help="Redo an existing split (models trained on it become stale)."),
+    near_duplicates: bool = typer.Option(
+        True, "--near-duplicates/--ignore-near-duplicates",
+        help="Keep each near-duplicate group (phash, vgg16: as `coversearch dedupe`) on one side.",
+    ),
 ) -> None:
     """Make (or with --replace, remake) a stratified split of the store's albums."""
     try:
@@ -250,5 +271,5 @@ def split_make_command(
     except ValueError:
         raise CoverSearchError(f"--fractions must be three numbers like 0.7,0.1,0.2, not {fractions!r}") from None
     with Store.open(state(ctx).db, create=False) as store:
-        split = make_split(store, name, seed, parts, replace=replace)
+        split = make_split(store, name, seed, parts, replace=replace, near_duplicates=near_duplicates)
     typer.echo(f"split {split.name}: {split.counts()}")

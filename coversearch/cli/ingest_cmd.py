@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from coversearch.cli.app import app, print_json, state
+from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import MAX_FILE_BYTES
+from coversearch.index.duplicates import default_rules
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
+from coversearch.query.duplicates import duplicates_of_new_albums
 from coversearch.store import Store
 
 
@@ -41,6 +46,9 @@ def ingest_command(
     shards: Path = typer.Option(None, "--shards", help="Ray: Parquet shard folder (default <store>.shards/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    report_duplicates: bool = typer.Option(
+        False, "--report-duplicates", help="List new covers that nearly duplicate stored ones (they are still ingested)."
+    ),
 ) -> None:
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
     if engine not in ("local", "ray"):
@@ -55,7 +63,7 @@ def ingest_command(
         run_ray_ingest(ctx, listing, features, vgg16_weights, options, quiet=quiet, json_out=json_out)
         return
     run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out,
-               max_file_bytes=max_file_bytes)
+               max_file_bytes=max_file_bytes, report_duplicates=report_duplicates)
 
 
 def run_ray_ingest(
@@ -88,20 +96,46 @@ def run_ingest(
     quiet: bool = False,
     json_out: bool = False,
     max_file_bytes: int = MAX_FILE_BYTES,
+    report_duplicates: bool = False,
 ) -> dict:
     """The ingest command's work on a listing; `download --ingest` calls it too."""
     names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
     Embedder(extractors).load()  # a missing or broken weights file fails before any work
-    with Store.open(state(ctx).db) as store, progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
-        summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
-                         max_file_bytes=max_file_bytes)
-    result = summary.to_dict()
+    with Store.open(state(ctx).db) as store:
+        before = set(store.album_ids_by_sha().values()) if report_duplicates else set()
+        with progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
+            summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
+                             max_file_bytes=max_file_bytes)
+        result = summary.to_dict()
+        if report_duplicates:
+            new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)
+            rules = default_rules(store)
+            if not rules:
+                raise CoverSearchError("--report-duplicates needs phash or vgg16 vectors: add --features phash")
+            found = duplicates_of_new_albums(store, rules, new_ids, index_dir=state(ctx).index_dir) if len(new_ids) else []
+            result["near_duplicates"] = {"rules": [r.label for r in rules], "found": [asdict(d) for d in found]}
     if json_out:
         print_json(result)
     elif not quiet:
         _print_summary(result)
+    if report_duplicates and not json_out:
+        _print_duplicates(result["near_duplicates"])
     return result
+
+
+def _print_duplicates(report: dict) -> None:
+    found = report["found"]
+    rules = " or ".join(report["rules"])
+    if not found:
+        typer.echo(f"no new cover nearly duplicates a stored one ({rules})")
+        return
+    table = Table(title=f"{len({d['album_id'] for d in found})} new covers nearly duplicate stored ones ({rules}); they were ingested")
+    for column in ("new album", "new path", "stored album", "stored path", "feature", "distance"):
+        table.add_column(column, overflow="fold")
+    for d in found:
+        table.add_row(str(d["album_id"]), d["path"] or "", str(d["duplicate_of"]), d["duplicate_path"] or "", d["feature"], str(d["distance"]))
+    wide_console().print(table)
 
 
 def _print_summary(result: dict) -> None:

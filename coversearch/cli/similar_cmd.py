@@ -10,6 +10,7 @@ from rich.table import Table
 from coversearch.cli.app import app, print_json, state
 from coversearch.cli.index_cmd import wide_console
 from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.errors import CoverSearchError
 from coversearch.query.similar import DEFAULT_K, find_similar
 from coversearch.store import Store
 
@@ -27,8 +28,20 @@ def similar_command(
     refresh: bool = typer.Option(False, "--refresh", help="Bring a stale index up to date instead of refusing."),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    duplicates: bool = typer.Option(
+        False, "--duplicates", help="Instead: is IMAGE already stored (same bytes or a near-duplicate)? As `coversearch check`."
+    ),
 ) -> None:
     """Find the k stored covers nearest to IMAGE (or to --album ID)."""
+    if duplicates:
+        from coversearch.cli.dedupe_cmd import print_check, run_check
+
+        if image is None or album is not None:
+            raise CoverSearchError("--duplicates checks a query IMAGE (not --album)")
+        # --feature names the duplicate rule's feature here (default: phash and vgg16).
+        result = run_check(ctx, image, feature, None, vgg16_weights)
+        print_json(result.to_dict()) if json_out else print_check(result)
+        return
     # The store is only read; --refresh rewrites index files, never the store.
     with Store.open(state(ctx).db, read_only=True) as store:
         result = find_similar(

@@ -7,10 +7,11 @@ import os
 from coversearch.errors import FeatureError
 from coversearch.features.base import FeatureExtractor
 
-FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers", "vgg16-study")
+FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers", "vgg16-study", "phash")
 # What `ingest` computes unless told otherwise: search (hsv, vgg16) and the default classifier's input.
 # (vgg16-study, the study's own 150 px input, is asked for by name: only its recipe uses it.)
-DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers"
+# phash (near-duplicates) costs well under a millisecond per cover, so every store gets it.
+DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers,phash"
 
 
 def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
@@ -30,6 +31,10 @@ def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) 
         from coversearch.features.vgg16 import VGG16StudyFeatures
 
         return VGG16StudyFeatures(vgg16_weights)
+    if name == "phash":
+        from coversearch.features.phash import PerceptualHash
+
+        return PerceptualHash()
     raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
 
 

@@ -94,6 +94,8 @@ class AnnoyIndex(VectorIndex):
     def _distance(self, annoy_distances: np.ndarray) -> np.ndarray:
         if self.metric == metrics.COSINE:
             return annoy_distances**2 / 2.0  # annoy's angular distance is sqrt(2 - 2 cos)
+        if self.metric == metrics.HAMMING:
+            return np.rint(annoy_distances**2)  # Euclidean between 0/1 vectors is sqrt(Hamming)
         return annoy_distances
 
     def _save_native(self, path: Path) -> None:

@@ -49,6 +49,7 @@ class VectorIndex(ABC):
     supports_add: ClassVar[bool] = True  # whether vectors can be added after the build
     supports_remove: ClassVar[bool] = False  # whether vectors can be removed in place (and read back to check the rest)
     native_file: ClassVar[str | None] = None  # the kind's own file inside the index folder
+    supported_metrics: ClassVar[tuple[str, ...]] = metrics.METRICS
 
     def __init__(
         self,
@@ -58,6 +59,8 @@ class VectorIndex(ABC):
         query_params: Mapping[str, Any] | None = None,
     ):
         self.metric = metrics.check_metric(metric)
+        if self.metric not in self.supported_metrics:
+            raise IndexParamError(f"the {self.kind} kind searches under {', '.join(self.supported_metrics)}, not {self.metric}")
         self.dim = int(dim)
         defaults = kind_defaults(self.kind)
         build, query = split_params(self.kind, {**(build_params or {}), **(query_params or {})})

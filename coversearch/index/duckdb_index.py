@@ -14,7 +14,12 @@ from coversearch.index import metrics
 from coversearch.index.base import VectorIndex
 from coversearch.store import FeatureSet, Store
 
-SQL_DISTANCE = {metrics.COSINE: "array_cosine_distance", metrics.EUCLIDEAN: "array_distance"}
+# SQL for each metric's distance between the column ``vector`` and the query ``q``.
+SQL_DISTANCE = {
+    metrics.COSINE: "array_cosine_distance(vector, {q})",
+    metrics.EUCLIDEAN: "array_distance(vector, {q})",
+    metrics.HAMMING: "round(pow(array_distance(vector, {q}), 2))",  # L2^2 of 0/1 vectors counts differing bits
+}
 
 
 class DuckDBIndex(VectorIndex):
@@ -50,7 +55,7 @@ class DuckDBIndex(VectorIndex):
         if self.store is None or self.feature_set is None:
             raise RuntimeError("bind the duckdb index to a store before searching")
         sql = (
-            f"SELECT album_id, {SQL_DISTANCE[self.metric]}(vector, $query::FLOAT[{self.dim}]) AS distance "
+            f"SELECT album_id, {SQL_DISTANCE[self.metric].format(q=f'$query::FLOAT[{self.dim}]')} AS distance "
             f"FROM {self.feature_set.table}"
         )
         params: dict = {}

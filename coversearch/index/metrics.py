@@ -1,11 +1,13 @@
 """Distance metrics, and how every index kind reports them so that kinds are comparable.
 
-Two metrics, as in the original study:
+Two metrics as in the original study, and one for hashes:
 
 - ``cosine`` (vgg16): vectors are L2-normalised and compared by inner product; the reported
   distance is ``1 - cos`` (0 = same direction, 2 = opposite).
 - ``euclidean`` (hsv): the true L2 distance between the (already L2-normalised) histograms, not
   its square.
+- ``hamming`` (phash): vectors of 0/1 values (one per bit); the reported distance is the number
+  of differing bits, which is exactly their squared L2 distance.
 
 FAISS kinds index the prepared vectors (unit rows for cosine) under squared L2, which ranks
 unit vectors exactly as cosine does (``|a - b|^2 = 2 - 2 cos``); ``from_squared_l2`` turns
@@ -20,10 +22,11 @@ from coversearch.errors import CoverSearchError
 
 COSINE = "cosine"
 EUCLIDEAN = "euclidean"
-METRICS = (COSINE, EUCLIDEAN)
+HAMMING = "hamming"
+METRICS = (COSINE, EUCLIDEAN, HAMMING)
 
 # The study's choices: colour histograms under Euclidean distance, CNN features under cosine.
-DEFAULT_METRIC_BY_FEATURE = {"hsv": EUCLIDEAN, "vgg16": COSINE, "vgg16-layers": COSINE, "vgg16-study": COSINE}
+DEFAULT_METRIC_BY_FEATURE = {"hsv": EUCLIDEAN, "vgg16": COSINE, "vgg16-layers": COSINE, "vgg16-study": COSINE, "phash": HAMMING}
 
 
 def check_metric(metric: str) -> str:
@@ -57,6 +60,8 @@ def from_squared_l2(squared: np.ndarray, metric: str) -> np.ndarray:
     squared = np.maximum(np.asarray(squared, dtype=np.float32), 0.0)
     if metric == COSINE:
         return squared / 2.0  # unit vectors: |a - b|^2 / 2 = 1 - cos
+    if metric == HAMMING:
+        return np.rint(squared)  # 0/1 vectors: |a - b|^2 counts the differing bits
     return np.sqrt(squared)
 
 
@@ -66,4 +71,6 @@ def pair_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.
     v = prepare(vectors, metric).astype(np.float64)
     if metric == COSINE:
         return 1.0 - np.einsum("ij,ij->i", q, v)
+    if metric == HAMMING:
+        return np.count_nonzero((q > 0.5) != (v > 0.5), axis=1).astype(np.float64)
     return np.sqrt(np.einsum("ij,ij->i", q - v, q - v))

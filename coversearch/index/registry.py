@@ -9,12 +9,13 @@ from coversearch.index.annoy_index import AnnoyIndex
 from coversearch.index.base import VectorIndex
 from coversearch.index.duckdb_index import DuckDBIndex
 from coversearch.index.exact import ExactIndex
+from coversearch.index.faiss_binary import BinaryIndex
 from coversearch.index.faiss_hnsw import HNSWIndex
 from coversearch.index.faiss_ivf import IVFFlatIndex
 from coversearch.index.faiss_ivfpq import IVFPQIndex
 
 INDEX_KINDS: dict[str, type[VectorIndex]] = {
-    cls.kind: cls for cls in (ExactIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, AnnoyIndex, DuckDBIndex)
+    cls.kind: cls for cls in (ExactIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, AnnoyIndex, DuckDBIndex, BinaryIndex)
 }
 
 

@@ -24,12 +24,16 @@ from typing import Any, Iterable
 from coversearch.classify.model import list_cards
 from coversearch.classify.train import CONFUSION_PNG, EVALUATION
 from coversearch.errors import CoverSearchError
+from coversearch.index.duplicates import default_rules
+from coversearch.query.duplicates import find_groups
 from coversearch.query.similar import SimilarSearcher
 from coversearch.store.thumbs import find_thumbnail, placeholder
 from coversearch.store import Store
 
 DEFAULT_BENCH_DIR = Path("benchmarks/results/search")
-SECTIONS = ("store", "covers", "similar", "classifiers", "search-benchmark")
+SECTIONS = ("store", "covers", "similar", "duplicates", "classifiers", "search-benchmark")
+DUPLICATE_GROUPS = 5  # largest near-duplicate groups shown
+GROUP_MEMBERS = 8  # covers shown per group
 
 
 @dataclass
@@ -179,6 +183,32 @@ def _similar_section(page: _Page, store: Store, rng: random.Random, queries: int
                              f"<figcaption>{h.rank - 1}. d={h.distance:.4f}<br>{_e(', '.join(h.genres) or '-')}</figcaption></figure>")
             page.add(f'<div class="feature"><h4>{_e(result.feature)} ({_e(result.metric)})</h4><div class="grid">{"".join(cells)}</div></div>')
         page.add("</div>")
+    page.add("</section>")
+
+
+def _duplicates_section(page: _Page, store: Store) -> None:
+    page.add('<section id="duplicates"><h2>Near-duplicate covers</h2>')
+    rules = default_rules(store)
+    if not rules:
+        page.add("<p>The store has no phash or vgg16 vectors to compare "
+                 "(<code>coversearch ingest ROOT --features phash</code> adds them).</p></section>")
+        return
+    result = find_groups(store, rules)
+    page.add(f"<p>{len(result.groups)} groups of near-duplicates ({_e(' or '.join(result.rules))}) hold "
+             f"{result.albums_in_groups} of {result.albums} albums (<code>coversearch dedupe</code> lists them all); "
+             f"the {min(DUPLICATE_GROUPS, len(result.groups))} largest, representative (largest image) first:</p>")
+    for group in result.groups[:DUPLICATE_GROUPS]:
+        shown = group.members[:GROUP_MEMBERS]
+        albums = store.albums([m.album_id for m in shown])
+        cells = []
+        for i, member in enumerate(shown):
+            album = albums[member.album_id]
+            how = "representative" if i == 0 else ", ".join(f"{f} {d}" for f, d in member.distances.items())
+            cells.append(f"<figure>{page.cover(store, album, _label(album))}"
+                         f"<figcaption>{_e(_label(album))}<br>{_e(how)}</figcaption></figure>")
+        more = f" ({len(group.members) - len(shown)} more not shown)" if len(group.members) > len(shown) else ""
+        page.add(f'<div class="dup-group"><h3>Group {group.group}: {len(group.members)} albums{more}</h3>'
+                 f'<div class="grid">{"".join(cells)}</div></div>')
     page.add("</section>")
 
 
@@ -349,6 +379,7 @@ def build_report(
         _store_section(page, store, stats)
         _covers_section(page, store, rng, covers_per_genre)
         _similar_section(page, store, rng, queries, k, notes)
+        _duplicates_section(page, store)
     if page.missing_covers:
         notes.append(f"{page.missing_covers} covers could not be read at their stored paths (shown grey): "
                      "was the data moved since ingest?")

@@ -336,6 +336,13 @@ class Store:
     def album_ids_by_sha(self) -> dict[str, int]:
         return dict(self.con.execute("SELECT sha256, id FROM albums").fetchall())
 
+    def album_id_for_sha256(self, sha256: str) -> int | None:
+        row = self.con.execute("SELECT id FROM albums WHERE sha256 = ?", [sha256]).fetchone()
+        return int(row[0]) if row else None
+
+    def embedding_count(self, fs: FeatureSet) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {fs.table}").fetchone()[0])
+
     def embedded_album_ids(self, fs: FeatureSet) -> set[int]:
         return {r[0] for r in self.con.execute(f"SELECT album_id FROM {fs.table}").fetchall()}
 

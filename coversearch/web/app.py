@@ -36,6 +36,8 @@ from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import Store, StoreBusyError
+from coversearch.index.duplicates import default_rules
+from coversearch.query.duplicates import check_image
 from coversearch.store.thumbs import album_thumbnail
 from coversearch.web.page import PAGE
 from coversearch.web.snapshot import Snapshot, files_signature
@@ -210,6 +212,7 @@ class Engine:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
                 genres = self._classify(snap, model_name, vectors) if model_name else []
+                duplicates = self._check_duplicates(snap, data, filename, vectors)
             query_info = {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format}
             del decoded
         finally:
@@ -225,8 +228,28 @@ class Engine:
             "genres": [{"genre": g, "probability": round(p, 6)} for g, p in genres],
             "similar": similar,
             "snapshot": snap.loaded_at,
+            "duplicates": duplicates,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
+
+    def _check_duplicates(self, snap: Snapshot, data: bytes, filename: str, vectors: dict[str, np.ndarray]) -> dict[str, Any] | None:
+        """The duplicate verdict for an upload (as `coversearch check`), or None without phash/vgg16 vectors."""
+        rules = default_rules(snap.store)
+        if not rules:
+            return None
+        try:
+            check = check_image(snap.store, filename, rules, data=data, label=filename,
+                                extractors=self.extractors_for([r.feature for r in rules]), searchers=snap.searchers,
+                                vectors=vectors)
+        except CoverSearchError as exc:
+            raise QueryError(str(exc)) from None
+        answer = check.to_dict()
+        answer["summary"] = check.summary.replace(f" ({check.matches[0].path})", "") if check.matches else check.summary
+        for match in answer["matches"]:
+            match["thumb"] = f"/thumb/{match['album_id']}.jpg"
+            match.pop("path", None)
+        answer.pop("notes", None)
+        return answer
 
     def _classify(self, snap: Snapshot, name: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
         """What ``classify_images`` computes for one image, from the vectors already embedded."""

@@ -18,6 +18,7 @@ form .opts{display:flex;gap:1em;flex-wrap:wrap;margin:.8em 0;align-items:center}
 #similar figure{margin:0;width:164px;font-size:.75em}
 #similar img{width:160px;height:160px;object-fit:contain;background:#eee;display:block}
 .notes{color:#a40;font-size:.85em}.snapshot{color:#777;font-size:.8em}
+#verdict{font-weight:bold;margin:.4em 0}#verdict.new{color:#285}#verdict.dup{color:#a40}
 </style></head>
 <body>
 <h1>coversearch</h1>
@@ -44,7 +45,7 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
     <button id="submit" type="submit">search</button>
   </div>
 </form>
-<div id="error" role="alert"></div><div id="status"></div>
+<div id="error" role="alert"></div><div id="status"></div><div id="verdict"></div>
 <div class="row" id="results" style="display:none">
   <div><h3>Your cover</h3><img id="preview" alt="your cover"></div>
   <div><h3>Predicted genres <small id="model-name"></small></h3><div id="genres"></div></div>
@@ -85,10 +86,14 @@ async function run() {
   } catch (err) { showError("the upload failed: " + err); clearResults(); $("status").textContent = ""; return; }
   render(answer);
 }
-function clearResults() { $("results").style.display = "none"; $("similar").innerHTML = ""; $("similar-title").style.display = "none"; }
+function clearResults() { $("verdict").textContent = ""; $("results").style.display = "none"; $("similar").innerHTML = ""; $("similar-title").style.display = "none"; }
 function render(a) {
   $("status").textContent = `${a.similar.results.length} similar covers by ${a.similar.feature} (${a.similar.kind}) in ${a.seconds.total.toFixed(2)} s`;
   $("results").style.display = "flex";
+  const verdict = $("verdict");
+  verdict.textContent = a.duplicates ? a.duplicates.summary : "";
+  verdict.className = a.duplicates ? (a.duplicates.verdict === "new" ? "new" : "dup") : "";
+  verdict.dataset.verdict = a.duplicates ? a.duplicates.verdict : "";
   const preview = $("preview"); preview.src = URL.createObjectURL(chosen); preview.style.display = "block";
   $("model-name").textContent = a.model ? `(model ${a.model})` : "(no model)";
   const genres = $("genres"); genres.innerHTML = "";

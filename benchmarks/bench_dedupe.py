@@ -1,0 +1,449 @@
+"""Near-duplicate detection: quality on transformed copies of real covers, and dedupe at scale.
+
+Stages (each caches its output under --out, so a later stage can be re-run alone):
+
+  copies    For --originals covers drawn (seeded) from covers5, write one copy per transformation
+            (coversearch/bench/transforms.py) as a JPEG file and embed each copy with the
+            product's own extractors (phash, vgg16) from its file: copies.npz.
+  quality   The store (covers5, with phash and vgg16 vectors; the copies' originals are in it) is the
+            haystack.  For every copy, its stored neighbours (k-NN through the index layer) within a
+            threshold are its predicted duplicates: a hit when the copy's original is among them,
+            a false match for any other album.  Thresholds are chosen on the first half of the
+            originals (the largest whose precision on all transformations but mirror is >= 0.99),
+            and precision / recall / F1 are reported on the second half, per transformation and
+            overall, per method, beside imagededup's defaults (pHash at Hamming 10, CNN cosine
+            similarity 0.9 = distance 0.1).  Mirror is reported on its own.
+  scale     Dedupe (`coversearch.index.duplicates`) over 100k and 1M synthetic vectors built from the
+            store's real ones (tiled, plus noise), with planted duplicate pairs: time, peak RSS, and
+            how many planted pairs were found.  Each size runs in a fresh process for a clean RSS.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_dedupe.py copies --db /tmp/covers5.duckdb
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_dedupe.py quality --db /tmp/covers5.duckdb
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_dedupe.py scale --db /tmp/covers5.duckdb --sizes 100000,1000000
+
+The store must hold phash and vgg16 vectors for covers5 (`coversearch ingest ../shared/data/covers5`
+adds phash to an existing store, computing nothing else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  # noqa: E402
+from coversearch.features.base import extract_images  # noqa: E402
+from coversearch.features.images import decode_image  # noqa: E402
+from coversearch.features.registry import get_extractor  # noqa: E402
+
+DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
+TWINS_FILE = REPO / "benchmarks" / "dedupe_twins.json"
+DEFAULT_WEIGHTS = REPO.parent / "shared" / "models" / "vgg16_imagenet_notop.weights.h5"
+COVERS5 = REPO.parent / "shared" / "data" / "covers5"
+METHOD_FEATURES = ("phash", "vgg16")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- stage 1: the copies ---------------------------------------------------------------------------
+def pick_originals(n: int, seed: int) -> list[tuple[str, Path]]:
+    """(sha256, path) of n distinct covers drawn with ``seed`` from covers5 (the store's albums are its bytes)."""
+    import hashlib
+
+    by_sha: dict[str, Path] = {}
+    for path in sorted(COVERS5.glob("*/*")):
+        by_sha.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    shas = sorted(by_sha)
+    chosen = np.random.default_rng(seed).choice(len(shas), size=n, replace=False)
+    return [(shas[i], by_sha[shas[i]]) for i in sorted(chosen)]
+
+
+def make_copies(args) -> None:
+    from PIL import Image
+
+    out = Path(args.out)
+    (out / "copies").mkdir(parents=True, exist_ok=True)
+    originals = pick_originals(args.originals, args.seed)
+    extractors = {name: get_extractor(name, vgg16_weights=args.vgg16_weights) for name in METHOD_FEATURES}
+    names = list(TRANSFORMS)
+    original_shas, transforms, paths = [], [], []
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in METHOD_FEATURES}
+    started = time.perf_counter()
+    for i, (sha, source) in enumerate(originals):
+        with Image.open(source) as img:
+            img = img.convert("RGB")
+            rgbs = []
+            for name in names:
+                path = out / "copies" / name / f"{sha[:16]}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(transformed_jpeg(img, name))
+                # Decoded from the file, as ingest or a query would see it.
+                rgbs.append(decode_image(path.read_bytes()).rgb)
+                original_shas.append(sha)
+                transforms.append(name)
+                paths.append(str(path))
+        for feature, extractor in extractors.items():
+            vectors[feature].append(extract_images(extractor, rgbs))
+        if (i + 1) % 10 == 0:
+            rate = (i + 1) * len(names) / (time.perf_counter() - started)
+            log(f"{i + 1}/{len(originals)} originals, {rate:.1f} copies/s")
+    np.savez(
+        out / "copies.npz",
+        original_shas=np.asarray(original_shas),
+        transforms=np.asarray(transforms),
+        paths=np.asarray(paths),
+        **{f"vectors_{feature}": np.concatenate(v) for feature, v in vectors.items()},
+    )
+    log(f"wrote {len(paths)} copies of {len(originals)} originals to {out} in {time.perf_counter() - started:.0f} s")
+
+# -- covers5's own near-duplicates -------------------------------------------------------------------
+# covers5 holds real near-duplicates of its own (one album's cover in several Discogs scans), so a
+# copy matching another covers5 album is not always a false match.  Pairs (original, stored album)
+# that some method matches are labelled by eye in TWINS_FILE ("same" cover or "different"); a
+# match with a "same" album counts as correct (it does not count towards recall), anything else,
+# labelled or not, as false.  `twins` lists what is still unlabelled and draws it side by side.
+LOOSE = {"phash": 12.0, "vgg16": 0.15}  # candidates for labelling: looser than any threshold chosen
+
+
+def load_twins() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    data = json.loads(TWINS_FILE.read_text()) if TWINS_FILE.exists() else {"same": [], "different": []}
+    norm = lambda pairs: {tuple(sorted(p)) for p in pairs}  # noqa: E731
+    return norm(data["same"]), norm(data["different"])
+
+
+def twins(args) -> None:
+    from PIL import Image, ImageDraw
+
+    from coversearch.index import metrics
+    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.store import Store
+
+    copies = dict(np.load(Path(args.out) / "copies.npz"))
+    same, different = load_twins()
+    shas = sorted(set(copies["original_shas"].tolist()))
+    with Store.open(Path(args.db), read_only=True) as store:
+        by_sha = store.album_ids_by_sha()
+        sha_of = {v: k for k, v in by_sha.items()}
+        originals = np.asarray([by_sha[s] for s in shas])
+        todo = set()
+        for feature, loose in LOOSE.items():
+            fs = store.feature_set(feature)
+            ids, vectors = store.load_embeddings(fs, originals)
+            index, _ = open_dedupe_index(store, feature, metrics.default_metric(feature))
+            nn_ids, nn_d = index.batch_search(vectors, 20)
+            for a, row, dist in zip(ids, nn_ids, nn_d):
+                for b in row[(dist <= loose) & (row != a) & (row >= 0)]:
+                    pair = tuple(sorted((sha_of[int(a)], sha_of[int(b)])))
+                    if pair not in same and pair not in different:
+                        todo.add(pair)
+        albums = store.albums([by_sha[x] for pair in todo for x in pair])
+    todo = sorted(todo)
+    print(json.dumps([list(p) for p in todo]))
+    for start in range(0, len(todo), 10):
+        chunk = todo[start : start + 10]
+        sheet = Image.new("RGB", (380, 130 * len(chunk)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for i, pair in enumerate(chunk):
+            for j, sha in enumerate(pair):
+                with Image.open(albums[by_sha[sha]]["path"]) as img:
+                    sheet.paste(img.convert("RGB").resize((125, 125)), (j * 130, i * 130))
+            draw.text((265, i * 130 + 50), f"{start + i}", fill="black")
+        sheet.save(Path(args.out) / f"twins-{start // 10}.png")
+    log(f"{len(todo)} unlabelled candidate pairs; sheets in {args.out}/twins-*.png")
+
+
+# -- stage 2: quality --------------------------------------------------------------------------------
+K = 100  # stored neighbours kept per copy: far more than any threshold here admits
+TARGET_PRECISION = 0.99
+GRIDS = {"phash": np.arange(0, 33, dtype=float), "vgg16": np.round(np.arange(0.0, 0.5001, 0.0025), 4)}
+# imagededup's defaults: PHash max_distance_threshold=10, CNN min_similarity_threshold=0.9.
+BASELINES = {"phash": 10.0, "vgg16": 0.1}
+
+
+def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
+    """For each feature, (ids, distances) of the K stored albums nearest to each copy, through the index layer;
+    each copy's original album id; album id -> sha256."""
+    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.index import metrics
+    from coversearch.store import Store
+
+    found = {}
+    with Store.open(db, read_only=True) as store:
+        by_sha = store.album_ids_by_sha()
+        originals = np.asarray([by_sha[sha] for sha in copies["original_shas"]], dtype=np.int64)
+        sha_of = {album: sha for sha, album in by_sha.items()}
+        for feature in METHOD_FEATURES:
+            index, label = open_dedupe_index(store, feature, metrics.default_metric(feature))
+            started = time.perf_counter()
+            found[feature] = index.batch_search(copies[f"vectors_{feature}"], K)
+            log(f"{feature}: {len(originals)} copies searched against {len(index)} albums with {label} in {time.perf_counter() - started:.1f} s")
+    return found, originals, sha_of
+
+
+def counts(found: dict, originals: np.ndarray, rule: dict[str, float], rows: np.ndarray, twins) -> tuple[int, int, int, int]:
+    """(copies whose original was matched, matches with a labelled twin of the original, false matches,
+    copies) over ``rows`` under a rule (feature -> threshold; a match when any holds)."""
+    same, sha_of = twins
+    predicted = np.zeros((len(rows), K * len(rule)), dtype=np.int64) - 1
+    for j, (feature, threshold) in enumerate(rule.items()):
+        ids, dist = found[feature]
+        predicted[:, j * K : (j + 1) * K] = np.where(dist[rows] <= threshold + 1e-9, ids[rows], -1)
+    tp = twin = fp = 0
+    for row, original in zip(predicted, originals[rows]):
+        matched = set(row[row >= 0].tolist())
+        tp += original in matched
+        for other in matched - {original}:
+            if tuple(sorted((sha_of[original], sha_of[other]))) in same:
+                twin += 1
+            else:
+                fp += 1
+    return tp, twin, fp, len(rows)
+
+
+def prf(tp: int, twin: int, fp: int, n: int) -> tuple[float, float, float]:
+    p = (tp + twin) / (tp + twin + fp) if tp + twin + fp else 1.0
+    r = tp / n if n else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def choose(found, originals, rows, rules: list[dict[str, float]], twins) -> dict[str, float]:
+    """The rule with the highest recall whose precision is >= the target (ties: higher precision)."""
+    best, best_key = None, None
+    for rule in rules:
+        p, r, _ = prf(*counts(found, originals, rule, rows, twins))
+        key = (p >= TARGET_PRECISION, r if p >= TARGET_PRECISION else p, p)
+        if best_key is None or key > best_key:
+            best, best_key = rule, key
+    return best
+
+
+def quality(args) -> None:
+    out = Path(args.out)
+    copies = dict(np.load(out / "copies.npz"))
+    # Hashes are cheap: made again from the files, so they always come from the current phash code.
+    phash = get_extractor("phash")
+    copies["vectors_phash"] = extract_images(phash, [decode_image(Path(p).read_bytes()).rgb for p in copies["paths"]])
+    found, originals, sha_of = neighbours(Path(args.db), copies)
+    twins = (load_twins()[0], sha_of)
+    transforms = copies["transforms"]
+    shas = sorted(set(copies["original_shas"].tolist()))
+    calibration_shas = set(shas[0::2])  # every other original (sorted by sha256): a fixed half
+    in_calibration = np.asarray([s in calibration_shas for s in copies["original_shas"]])
+    not_mirror = transforms != MIRROR
+    calibrate = np.flatnonzero(in_calibration & not_mirror)
+    candidates = {
+        "phash": [{"phash": t} for t in GRIDS["phash"]],
+        "vgg16": [{"vgg16": t} for t in GRIDS["vgg16"]],
+        "phash or vgg16": [{"phash": tp, "vgg16": tv} for tp in GRIDS["phash"][:25] for tv in GRIDS["vgg16"][::2]],
+    }
+    methods = {f"{name} (calibrated)": choose(found, originals, calibrate, rules, twins) for name, rules in candidates.items()}
+    methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
+    methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
+    test = ~in_calibration
+    results = {"originals": len(shas), "calibration_originals": len(calibration_shas), "copies": int(len(transforms)),
+               "methods": {}}
+    for name, rule in methods.items():
+        entry = {"rule": rule, "by_transform": {}}
+        for subset, mask in (("all but mirror", test & not_mirror), ("mirror", test & ~not_mirror)):
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(mask), twins)
+            entry[subset] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
+        for t in TRANSFORMS:
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(test & (transforms == t)), twins)
+            entry["by_transform"][t] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
+        results["methods"][name] = entry
+    (out / "quality.json").write_text(json.dumps(results, indent=2))
+    text = quality_markdown(results)
+    (out / "quality.md").write_text(text)
+    print(text)
+    if args.readme:
+        from benchmarks.report import replace_block
+
+        replace_block(REPO / "benchmarks" / "README.md", "dedupe-quality", text)
+
+
+def _rule_text(rule: dict[str, float]) -> str:
+    return " or ".join(f"{f} <= {int(t) if f == 'phash' else t:g}" for f, t in rule.items())
+
+
+def quality_markdown(results: dict) -> str:
+    lines = [
+        f"{results['copies']} copies of {results['originals']} covers5 originals ({len(TRANSFORMS)} transformations each), "
+        f"searched among all covers5 albums; thresholds chosen on {results['calibration_originals']} originals "
+        f"(highest recall at precision >= {TARGET_PRECISION} on all transformations but mirror), figures below on the "
+        "other half only.",
+        "",
+        "| method | rule | precision | recall | F1 | twin matches | false matches | mirror: precision | mirror: recall |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in results["methods"].items():
+        a, m = entry["all but mirror"], entry["mirror"]
+        lines.append(
+            f"| {name} | {_rule_text(entry['rule'])} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {a['twin']} | {a['fp']} | "
+            f"{m['precision']:.3f} | {m['recall']:.3f} |"
+        )
+    lines += ["", "Recall per transformation (test half; precision in brackets):", ""]
+    names = list(results["methods"])
+    lines.append("| transformation | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    for t in TRANSFORMS:
+        cells = []
+        for name in names:
+            e = results["methods"][name]["by_transform"][t]
+            cells.append(f"{e['recall']:.2f} ({e['precision']:.2f})")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -- stage 3: scale ----------------------------------------------------------------------------------
+SCALE_INDEX = {  # the index each feature's dedupe runs through at scale (index-layer kinds and params)
+    "phash": ("faiss-binary", {"nhash": 4, "hash_bits": 16, "nflip": 2}),  # exact within 11 bits >= the threshold
+    "vgg16": ("faiss-hnsw", {"M": 16, "efConstruction": 100, "efSearch": 64}),
+}
+PLANTED_SHARE = 0.01  # one row in a hundred gets a planted near copy
+
+
+def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n vectors, planted pairs (rows a, b)): real vectors tiled, each tile perturbed so that tiles of
+    one cover are not near-duplicates of each other; then PLANTED_SHARE of the rows overwritten by a
+    near copy of another row (within the feature's default threshold)."""
+    rng = np.random.default_rng(seed)
+    planted = int(n * PLANTED_SHARE)
+    out = np.empty((n, real.shape[1]), dtype=np.float32)
+    chunk = 65536
+    if feature == "phash":
+        for start in range(0, n, chunk):
+            rows = np.arange(start, min(start + chunk, n))
+            bits = real[rows % len(real)].copy()
+            flips = rng.random(bits.shape) < 0.25  # ~16 bits per tile: tiles land ~25 bits apart
+            out[rows] = np.where(flips, 1 - bits, bits)
+    else:
+        unit = real / np.linalg.norm(real, axis=1, keepdims=True)
+        sigma = 0.75 / np.sqrt(real.shape[1])  # noise of norm ~0.75, the median real nearest-neighbour distance
+        for start in range(0, n, chunk):
+            rows = np.arange(start, min(start + chunk, n))
+            out[rows] = unit[rows % len(unit)] + rng.normal(0, sigma, size=(len(rows), real.shape[1])).astype(np.float32)
+    sources = rng.choice(n, size=planted, replace=False)
+    targets = (sources + rng.integers(1, n, size=planted)) % n
+    keep = ~np.isin(targets, sources)
+    sources, targets = sources[keep], targets[keep]
+    _, first = np.unique(targets, return_index=True)
+    sources, targets = sources[first], targets[first]
+    if feature == "phash":
+        copies = out[sources].copy()
+        for row, flips in zip(copies, rng.integers(0, 5, size=len(copies))):  # 0-4 bits
+            where = rng.choice(copies.shape[1], size=flips, replace=False)
+            row[where] = 1 - row[where]
+    else:
+        copies = out[sources] / np.linalg.norm(out[sources], axis=1, keepdims=True)
+        copies = copies + rng.normal(0, 0.2 / np.sqrt(real.shape[1]), size=copies.shape).astype(np.float32)  # cos dist ~0.02
+    out[targets] = copies
+    return out, np.stack([np.minimum(sources, targets), np.maximum(sources, targets)], axis=1)
+
+
+def scale_one(args) -> None:
+    """One (feature, n) run in this process: prints one JSON line."""
+    from coversearch.index import metrics
+    from coversearch.index.duplicates import DEFAULT_THRESHOLDS, connected_components, make_rule, near_pairs
+    from coversearch.index.registry import create_index
+    from coversearch.store import Store
+
+    feature, n = args.feature, args.n
+    with Store.open(Path(args.db), read_only=True) as store:
+        _, real = store.load_embeddings(store.feature_set(feature))
+    vectors, planted = synthetic(feature, real, n, seed=n)
+    del real
+    ids = np.arange(n, dtype=np.int64)
+    rule = make_rule(feature, DEFAULT_THRESHOLDS[feature], vectors.shape[1])
+    kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, {})
+    started = time.perf_counter()
+    index = create_index(kind, metrics.default_metric(feature), vectors.shape[1], params).fit(vectors, ids)
+    built = time.perf_counter()
+    a, b, _ = near_pairs(index, vectors, ids, rule)
+    searched = time.perf_counter()
+    groups = connected_components(ids, a, b)
+    done = time.perf_counter()
+    found = set(zip(a.tolist(), b.tolist()))
+    hits = sum((int(x), int(y)) in found for x, y in planted)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({
+        "feature": feature, "n": n, "kind": kind, "params": index.build_params | index.query_params, "rule": rule.label,
+        "build_s": round(built - started, 1), "pairs_s": round(searched - built, 1), "components_s": round(done - searched, 1),
+        "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20),
+        "planted": len(planted), "planted_found": hits, "pairs": int(len(a)), "groups": len(groups),
+    }), flush=True)
+
+
+def scale(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "scale.jsonl"
+    for n in [int(x) for x in args.sizes.split(",")]:
+        for feature in args.features.split(","):
+            log(f"dedupe {feature} at n={n:,} (fresh process)")
+            cmd = [sys.executable, __file__, "scale-one", "--db", str(args.db), "--feature", feature, "--n", str(n)]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            if done.returncode != 0:
+                log(f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+                continue
+            line = done.stdout.strip().splitlines()[-1]
+            log(line)
+            with open(results_file, "a") as fh:
+                fh.write(line + "\n")
+    text = scale_markdown([json.loads(line) for line in results_file.read_text().splitlines() if line.strip()])
+    (out / "scale.md").write_text(text)
+    print(text)
+    if args.readme:
+        from benchmarks.report import replace_block
+
+        replace_block(REPO / "benchmarks" / "README.md", "dedupe-scale", text)
+
+
+def scale_markdown(rows: list[dict]) -> str:
+    latest = {(r["feature"], r["n"]): r for r in rows}  # the last run of each
+    lines = [
+        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | planted pairs found |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (feature, n), r in sorted(latest.items()):
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        lines.append(
+            f"| {feature} | {n:,} | {r['kind']} ({params}) | {r['rule']} | {r['build_s']} | {r['pairs_s']} | "
+            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one"])
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--vgg16-weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--originals", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--features", default="phash,vgg16", help="scale: features to dedupe")
+    parser.add_argument("--feature", help=argparse.SUPPRESS)  # scale-one
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)  # scale-one
+    parser.add_argument("--kind", help="scale: index kind instead of the default per feature")
+    parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
+    parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
+    args = parser.parse_args()
+    {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""`coversearch dedupe`: groups of near-duplicate covers in the store; `coversearch check`: is this one here?"""
+
+from __future__ import annotations
+
+import csv
+from contextlib import ExitStack
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coversearch.cli.app import app, print_json, state
+from coversearch.cli.index_cmd import wide_console
+from coversearch.cli.progress import progress_bar
+from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.errors import CoverSearchError
+from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, DEFAULT_THRESHOLDS
+from coversearch.query.duplicates import DedupeResult, DuplicateCheck, check_image, find_groups, parse_rules
+from coversearch.store import Store
+
+_DEFAULTS = ", ".join(f"{f}={t:g}" for f, t in DEFAULT_THRESHOLDS.items())
+FEATURE_HELP = f"Feature(s) to compare, comma-separated (default: {','.join(DEFAULT_RULE_FEATURES)}, those the store holds)."
+THRESHOLD_HELP = f"Largest distance that still counts as a near-duplicate: T for one feature, FEATURE=T for several (calibrated defaults: {_DEFAULTS})."
+
+CSV_COLUMNS = ["group", "size", "album_id", "representative", "distances", "width", "height", "genres", "path"]
+
+
+def _features(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+@app.command("dedupe")
+def dedupe_command(
+    ctx: typer.Context,
+    feature: str = typer.Option(None, "--feature", "-f", help=FEATURE_HELP),
+    threshold: list[str] = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP),
+    genre: str = typer.Option(None, "--genre", "-g", help="Only albums of this genre."),
+    json_out: bool = typer.Option(False, "--json", help="Print the groups as JSON."),
+    csv_file: Path = typer.Option(None, "--csv", help="Write one row per group member to this CSV file."),
+    top: int = typer.Option(20, "--top", min=0, help="Groups shown in the table (all go to --json / --csv)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Find groups of near-duplicate covers (resized, cropped, re-compressed, bordered... copies)."""
+    if json_out and csv_file is not None:
+        raise CoverSearchError("choose one of --json and --csv")
+    if csv_file is not None and not csv_file.parent.is_dir():
+        raise CoverSearchError(f"cannot write {csv_file}: folder {csv_file.parent} does not exist")
+    with Store.open(state(ctx).db, read_only=True) as store, ExitStack() as bars:
+        rules = parse_rules(store, _features(feature), threshold)
+        progress = None if quiet or json_out else lambda what, total: bars.enter_context(progress_bar(what, total, "albums"))
+        result = find_groups(store, rules, genre=genre, index_dir=state(ctx).index_dir, progress=progress)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    if csv_file is not None:
+        write_csv(result, csv_file)
+    print_groups(result, top)
+    if csv_file is not None:
+        typer.echo(f"wrote {result.albums_in_groups} rows to {csv_file}", err=True)
+
+
+def write_csv(result: DedupeResult, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for group in result.groups:
+            for member in group.members:
+                writer.writerow(
+                    [
+                        group.group,
+                        len(group.members),
+                        member.album_id,
+                        int(member.album_id == group.representative),
+                        ";".join(f"{f}={d}" for f, d in member.distances.items()),
+                        member.width,
+                        member.height,
+                        ";".join(member.genres),
+                        member.path,
+                    ]
+                )
+    tmp.replace(path)
+
+
+def print_groups(result: DedupeResult, top: int) -> None:
+    console = wide_console()
+    where = f" of genre {result.genre}" if result.genre else ""
+    console.print(
+        f"{len(result.groups)} groups holding {result.albums_in_groups} of {result.albums} albums{where} "
+        f"({' or '.join(result.rules)}; {result.pairs} pairs; {result.seconds:.1f} s)"
+    )
+    if not result.groups or top == 0:
+        return
+    table = Table(title=f"largest {min(top, len(result.groups))} groups (representative first)")
+    table.add_column("group", justify="right")
+    table.add_column("album id", justify="right")
+    table.add_column("distance to representative")
+    table.add_column("size")
+    table.add_column("genres")
+    table.add_column("path", overflow="fold")
+    for group in result.groups[:top]:
+        for i, member in enumerate(group.members):
+            table.add_row(
+                str(group.group) if i == 0 else "",
+                str(member.album_id) + (" *" if i == 0 else ""),
+                ", ".join(f"{f} {d}" for f, d in member.distances.items()) if i else "",
+                f"{member.width}x{member.height}",
+                ", ".join(member.genres),
+                member.path or "",
+            )
+    console.print(table)
+
+
+@app.command("check")
+def check_command(
+    ctx: typer.Context,
+    image: Path = typer.Argument(..., help="The cover to look for (need not be in the store)."),
+    feature: str = typer.Option(None, "--feature", "-f", help=FEATURE_HELP),
+    threshold: list[str] = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP),
+    vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Is this cover already in the store? Exact (same bytes) or near duplicate, with the matches.
+
+    Exit code 0 either way; the verdict is the first line (or "verdict" in --json).
+    """
+    result = run_check(ctx, image, feature, threshold, vgg16_weights)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        print_check(result)
+
+
+def run_check(ctx, image, feature, threshold, vgg16_weights) -> DuplicateCheck:
+    with Store.open(state(ctx).db, read_only=True) as store:
+        rules = parse_rules(store, _features(feature), threshold)
+        result = check_image(store, image, rules, index_dir=state(ctx).index_dir, vgg16_weights=vgg16_weights)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    return result
+
+
+def print_check(result: DuplicateCheck) -> None:
+    typer.echo(result.summary)
+    if not result.matches:
+        return
+    table = Table(title=f"stored matches for {result.query}")
+    table.add_column("album id", justify="right")
+    table.add_column("match")
+    table.add_column("genres")
+    table.add_column("path", overflow="fold")
+    for match in result.matches:
+        how = ", ".join(f"{f} {d}" for f, d in match.distances.items())
+        table.add_row(str(match.album_id), ("same bytes; " if match.exact else "") + how, ", ".join(match.genres), match.path or "")
+    wide_console().print(table)
