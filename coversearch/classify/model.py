@@ -2,8 +2,10 @@
 
 A model folder holds ``card.json`` (method, features with their versions and model
 fingerprints, the store's embedding fingerprints at training time, the split, classes,
-parameters, timings) and the estimator's own files.  A model refuses to run on a store whose
-features differ from the ones it learned from.
+parameters, timings, calibration summary), the estimator's own files and, when calibrated,
+``calibration.json`` (the calibrator) with ``calibration-data.npz`` (the validation probabilities it
+was fitted on, so another method can be fitted without retraining).  A model refuses to run on a
+store whose features differ from the ones it learned from.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from coversearch.classify.base import GenreClassifier
+from coversearch.classify.calibration import Answer, answers, calibrated, calibrator_from_state
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import staged_folder
 from coversearch.store import FeatureSet, Store
 
 CARD = "card.json"
 ESTIMATOR = "estimator"
+CALIBRATION = "calibration.json"
+CALIBRATION_DATA = "calibration-data.npz"
 MODEL_FORMAT = 1
 
 
@@ -59,6 +64,13 @@ class ModelCard:
     refit: bool = False  # fitted on train + validation after validation chose (ClassifierBase.fit_final)
     format: int = MODEL_FORMAT
     notes: dict[str, Any] = field(default_factory=dict)
+    # {method, fitted_on, validation albums, validation ECE before/after, min_confidence, ...}; None: raw probabilities.
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def min_confidence(self) -> float:
+        """The default "none of these" threshold (0, never abstain, for an uncalibrated model)."""
+        return float((self.calibration or {}).get("min_confidence", 0.0))
 
     @property
     def feature_names(self) -> list[str]:
@@ -84,6 +96,8 @@ def _estimator_class(method: str):
 class TrainedModel:
     card: ModelCard
     estimator: GenreClassifier
+    calibrator: Any = None  # from classify.calibration; None: the estimator's probabilities as they are
+    calibration_data: dict[str, np.ndarray] | None = None  # {"proba": raw, "Y": genre matrix}: what it was fitted on
 
     def check_store(self, store: Store) -> list[FeatureSet]:
         """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
@@ -107,7 +121,13 @@ class TrainedModel:
         return sets
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(X)
+        """Calibrated probabilities: what every command, the page and the API show."""
+        return calibrated(self.calibrator, self.estimator.predict_proba(X))
+
+    def answer(self, X: np.ndarray, min_confidence: float | None = None) -> list[Answer]:
+        """For each row: the top genre, or "unknown" below ``min_confidence`` (default: the model's), and every genre ranked."""
+        threshold = self.card.min_confidence if min_confidence is None else min_confidence
+        return answers(self.classes, self.predict_proba(X), threshold)
 
     def features_matrix(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
         """Per-feature vectors ({name: (n, dim) or (dim,)}) concatenated in the model's order."""
@@ -115,7 +135,7 @@ class TrainedModel:
 
     def rank_genres(self, X: np.ndarray) -> list[list[tuple[str, float]]]:
         """For each row, every genre with its probability, most likely first."""
-        return [[(self.classes[i], float(row[i])) for i in np.argsort(-row)] for row in self.predict_proba(X)]
+        return [a.ranked for a in self.answer(X)]
 
     @property
     def classes(self) -> list[str]:
@@ -126,6 +146,10 @@ class TrainedModel:
         with staged_folder(models_dir, self.card.name) as staging:
             (staging / ESTIMATOR).mkdir()
             self.estimator.save(staging / ESTIMATOR)
+            if self.calibrator is not None:
+                (staging / CALIBRATION).write_text(json.dumps({"method": self.calibrator.method, **self.calibrator.state()}))
+            if self.calibration_data is not None:
+                np.savez(staging / CALIBRATION_DATA, **self.calibration_data)
             (staging / CARD).write_text(json.dumps(self.card.to_json(), indent=2, default=str))
         return Path(models_dir) / self.card.name
 
@@ -147,7 +171,17 @@ class TrainedModel:
             raise
         except Exception as exc:  # a damaged file from any of the libraries
             raise ModelError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        return cls(card, estimator)
+        calibrator = data = None
+        if card.calibration is not None:
+            try:
+                state = json.loads((folder / CALIBRATION).read_text())
+                calibrator = calibrator_from_state(state.pop("method"), state)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise ModelError(f"model {name!r} is calibrated but its {CALIBRATION} is unreadable: {exc}") from None
+            if (folder / CALIBRATION_DATA).is_file():
+                with np.load(folder / CALIBRATION_DATA) as stored:
+                    data = {key: stored[key] for key in stored.files}
+        return cls(card, estimator, calibrator, data)
 
 
 def list_model_names(models_dir: Path) -> list[str]:
