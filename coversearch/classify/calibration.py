@@ -137,9 +137,10 @@ class TemperatureScaling:
         def loss(log_t: float) -> float:
             return log_loss(self._scaled(log_p, math.exp(log_t)), Y)
 
-        # A grid over T in [1/20, 20], then golden-section search in the best cell: the loss is
-        # one-dimensional and smooth, but with several genres per album not always convex.
-        grid = np.linspace(-3.0, 3.0, 121)
+        # A grid over T in [1/20, 400] (a 1-nearest-neighbour vote needs hundreds), then
+        # golden-section search in the best cell: the loss is one-dimensional and smooth, but with
+        # several genres per album not always convex.
+        grid = np.linspace(-3.0, 6.0, 181)
         best = int(np.argmin([loss(t) for t in grid]))
         low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
         ratio = (math.sqrt(5) - 1) / 2

@@ -21,6 +21,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, render_template_string, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from coversearch.classify.calibration import Answer, parse_min_confidence
 from coversearch.classify.model import TrainedModel, latest_default_model, list_model_names
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
@@ -154,7 +155,9 @@ class Engine:
         k: int = DEFAULT_K,
         genre: str | None = None,
         model: str | None = None,
+        min_confidence: float | None = None,
     ) -> dict[str, Any]:
+        """``min_confidence`` None: the model's own threshold for "unknown"."""
         started = time.perf_counter()
         feature = feature or self.default_feature
         if feature not in self.searchers:
@@ -189,7 +192,7 @@ class Engine:
                 except CoverSearchError as exc:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
-                genres = self._classify(model_name, decoded.rgb, vectors) if model_name else []
+                answer = self._classify(model_name, decoded.rgb, vectors, min_confidence) if model_name else None
         finally:
             os.unlink(tmp)
         similar = result.to_dict()
@@ -200,18 +203,23 @@ class Engine:
         return {
             "query": {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format},
             "model": model_name,
-            "genres": [{"genre": g, "probability": round(p, 6)} for g, p in genres],
+            "answer": answer.genre if answer else None,  # the top genre, or "unknown" below min_confidence
+            "confidence": round(answer.confidence, 6) if answer else None,
+            "min_confidence": (self.models[model_name].card.min_confidence if min_confidence is None else min_confidence)
+            if model_name else None,
+            "calibration": (self.models[model_name].card.calibration or {}).get("method", "none") if model_name else None,
+            "genres": [{"genre": g, "probability": round(p, 6)} for g, p in (answer.ranked if answer else [])],
             "similar": similar,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
 
-    def _classify(self, name: str, rgb: np.ndarray, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    def _classify(self, name: str, rgb: np.ndarray, vectors: dict[str, np.ndarray], min_confidence: float | None) -> Answer:
         """What ``classify_images`` computes for one image, with the warm extractors."""
         model = self.models[name]
         for ref in model.card.features:  # reuse the vector the search already computed
             if ref.name not in vectors:
                 vectors[ref.name] = extract_images(self.extractors[ref.name], [rgb])[0]
-        return model.rank_genres(model.features_matrix(vectors))[0]
+        return model.answer(model.features_matrix(vectors), min_confidence)[0]
 
     def thumbnail(self, album_id: int) -> bytes | None:
         with self.lock:
@@ -268,6 +276,7 @@ def create_app(
         except ValueError:
             return error(f"k must be a whole number from 1 to {MAX_K}, not {k_text!r}", 400)
         try:
+            min_confidence = parse_min_confidence(request.form.get("min_confidence"), "min_confidence")
             answer = engine.query(
                 data,
                 upload.filename,
@@ -275,6 +284,7 @@ def create_app(
                 k=k,
                 genre=request.form.get("genre") or None,
                 model=request.form.get("model") or None,
+                min_confidence=min_confidence,
             )
         except QueryError as exc:
             return error(str(exc), exc.status)
