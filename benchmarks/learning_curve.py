@@ -1,6 +1,6 @@
 """Learning curve of the default genre model: test accuracy against the number of training covers.
 
-    .venv/bin/python benchmarks/learning_curve.py --db COPY_OF_COVERS5.duckdb [--fractions 0.1,0.25,0.5,1] [--seeds 3]
+    .venv/bin/python benchmarks/learning_curve.py --db COPY_OF_COVERS5.duckdb [--runs 0.1:3,0.25:3,0.5:2,1:1]
 
 The default recipe is fitted on 10%, 25%, 50% and 100% of the stored train split (a subsample
 stratified by each album's genre set, one per seed at the sizes below 100%), with the validation
@@ -54,12 +54,12 @@ def subsample(data: LabelledAlbums, fraction: float, seed: int) -> LabelledAlbum
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True, help="A copy of the covers5 store (train makes the split if missing).")
-    parser.add_argument("--fractions", default="0.1,0.25,0.5,1")
-    parser.add_argument("--seeds", type=int, default=3, help="Subsamples per fraction below 1.")
+    parser.add_argument("--runs", default="0.1:3,0.25:3,0.5:2,1:1",
+                        help="share of the train split:subsamples (seeds), comma-separated; a share of 1 has one subsample.")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "learning_curve.json")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
-    fractions = [float(f) for f in args.fractions.split(",")]
+    plan = [(float(share), int(seeds)) for share, seeds in (item.split(":") for item in args.runs.split(","))]
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(args.results.read_text()) if args.results.exists() else []
@@ -69,8 +69,8 @@ def main() -> None:
         split = get_or_make_split(store)
         train, val, test = (load_labelled(store, feature_sets, split.album_ids(side)) for side in ("train", "val", "test"))
     X_val, y_val = val.expanded()
-    for fraction in fractions:
-        for seed in range(args.seeds if fraction < 1 else 1):
+    for fraction, seeds in plan:
+        for seed in range(seeds if fraction < 1 else 1):
             if (fraction, seed) in done:
                 continue
             part = subsample(train, fraction, seed)
@@ -120,7 +120,7 @@ def main() -> None:
     save_figure(fig, HERE / "plots" / "learning-curve.png")
 
     block = "\n".join([
-        f"Command: `.venv/bin/python benchmarks/learning_curve.py --db /tmp/lc.duckdb --fractions {args.fractions} --seeds {args.seeds}` "
+        f"Command: `.venv/bin/python benchmarks/learning_curve.py --db /tmp/lc.duckdb --runs {args.runs}` "
         "(a copy of the covers5 store)  ",
         f"Machine: {machine_line()}, shared with other work",
         "",
