@@ -233,10 +233,14 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
         print_json([c.to_json() for c in cards])
         return
     table = Table(title=f"models in {state(ctx).model_dir}")
-    for col in ("name", "recipe", "method", "features", "trained", "train s"):
+    for col in ("name", "recipe", "method", "features", "calibration", "unknown below", "trained", "train s"):
         table.add_column(col)
     for c in cards:
-        table.add_row(c.name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}")
+        calibration = (c.calibration or {}).get("method", "none")
+        if "temperature" in (c.calibration or {}):
+            calibration += f" T={c.calibration['temperature']:.2f}"
+        table.add_row(c.name, c.recipe or "-", c.method, "+".join(c.feature_names), calibration, f"{c.min_confidence:.2f}",
+                      c.trained_at, f"{c.train_seconds:.1f}")
     Console().print(table)
 
 
