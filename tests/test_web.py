@@ -253,10 +253,13 @@ def test_a_stored_calibration_is_applied_identically_by_cli_api_and_page(browser
     assert api["answer"] == out["results"][0]["answer"] and api["min_confidence"] == out["min_confidence"] == model.card.min_confidence
     assert api["calibration"] == "temperature"
 
-    upload_in_page(browser, url, image, "hsv")
+    browser.get(url + "/")  # every field set before the file is picked: one request
+    Select(browser.find_element(By.ID, "feature")).select_by_value("hsv")
     Select(browser.find_element(By.ID, "model")).select_by_value("xgb-hsv")
     browser.find_element(By.ID, "min_confidence").send_keys("1")
-    browser.find_element(By.ID, "submit").click()
+    field = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].style.display = 'block';", field)
+    field.send_keys(str(image))
     wait_for(lambda: browser.find_element(By.ID, "answer").text.startswith("unknown") and "xgb-hsv" in browser.find_element(By.ID, "model-name").text,
              what="the page's answer")
     rows = browser.find_elements(By.CSS_SELECTOR, "#genres .genre")

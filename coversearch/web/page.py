@@ -56,6 +56,7 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
 const MAX_BYTES = {{ info.max_upload_bytes | tojson }};
 const $ = id => document.getElementById(id);
 let chosen = null;
+let latest = 0;  // only the newest request's answer is shown
 function showError(msg) { $("error").textContent = msg ? "error: " + msg : ""; }
 function pick(file) { chosen = file; run(); }
 $("file").addEventListener("change", e => { if (e.target.files.length) pick(e.target.files[0]); });
@@ -78,12 +79,14 @@ async function run() {
   form.append("image", chosen, chosen.name);
   for (const id of ["feature", "genre", "k", "model", "min_confidence"]) form.append(id, $(id).value);
   $("status").textContent = "searching...";
+  const ticket = ++latest;
   let answer;
   try {
     const response = await fetch("/api/query", {method: "POST", body: form});
     answer = await response.json();
+    if (ticket !== latest) return;
     if (!response.ok) { showError(answer.error || ("HTTP " + response.status)); clearResults(); $("status").textContent = ""; return; }
-  } catch (err) { showError("the upload failed: " + err); clearResults(); $("status").textContent = ""; return; }
+  } catch (err) { if (ticket === latest) { showError("the upload failed: " + err); clearResults(); $("status").textContent = ""; } return; }
   render(answer);
 }
 function clearResults() { $("results").style.display = "none"; $("similar").innerHTML = ""; $("similar-title").style.display = "none"; }
