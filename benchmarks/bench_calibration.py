@@ -103,7 +103,7 @@ def main() -> None:
     cal = model.card.calibration
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_calibration.py --db /tmp/cal.duckdb{' --no-refit' if args.no_refit else ''}` (a copy of the covers5 store)  ",
-        f"Machine: {machine_line()}, shared with other work; {'trained the default model (' + format(train_seconds, '.0f') + ' s, train-only fit + refit) and ' if trained else ''}"
+        f"Machine: {machine_line()}, shared with other work; {'trained the model (' + format(train_seconds, '.0f') + ' s' + (', train-only fit + refit' if model.card.refit else '') + ') and ' if trained else ''}"
         f"evaluated in {seconds:.0f} s in all",
         "",
         f"Model `{model.card.name}` (recipe `{model.card.recipe}`, refit on train + validation: {model.card.refit}); "
@@ -114,9 +114,9 @@ def main() -> None:
         "| probabilities on the test split | ECE (15 bins) | Brier | log-loss | mean confidence | accuracy |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, _, m in rows:
-        bold = "**" if "(shipped)" in name else ""
-        lines.append(f"| {name} | {bold}{m['ece']:.3f}{bold} | {m['brier']:.3f} | {m['log_loss']:.3f} | "
+    for label, _, m in rows:
+        bold = "**" if "(shipped)" in label else ""
+        lines.append(f"| {label} | {bold}{m['ece']:.3f}{bold} | {m['brier']:.3f} | {m['log_loss']:.3f} | "
                      f"{pct(m['mean_confidence'])} | {pct(m['accuracy'])} |")
     ece_after = rows[1][2]["ece"]
     lines += [
