@@ -46,8 +46,8 @@ def test_report_opens_in_a_browser_with_every_section_and_image(browser, web_sto
     for section in SECTIONS:
         assert browser.find_elements(By.ID, section), f"section {section} is missing"
     count, broken = images_loaded(browser, "img")
-    # 5 genres x 5 covers, 3 queries x (1 + 2 x 5), 3 plots, 3 confusion matrices (one per model)
-    assert count == 25 + 33 + 3 + 3 and broken == [], broken
+    # 5 genres x 5 covers, 3 queries x (1 + 2 x 5), 3 plots, 3 confusion matrices and 3 reliability diagrams (one per model)
+    assert count == 25 + 33 + 3 + 3 + 3 and broken == [], broken
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#covers .genre-row")
     assert [r.find_element(By.TAG_NAME, "h3").text for r in rows] == list(GENRES)
@@ -61,6 +61,7 @@ def test_report_opens_in_a_browser_with_every_section_and_image(browser, web_sto
         assert len(captions) == 10 and all(re.match(r"\d\. d=\d\.\d{4}", c) for c in captions)
     models_table = browser.find_element(By.CSS_SELECTOR, "#classifiers table").text
     assert all(name in models_table for name in ("knn-vgg16", "xgb-hsv", "xgb-layers")) and "%" in models_table
+    assert "(temperature)" in models_table  # each model's test ECE, raw -> calibrated
     bench = browser.find_element(By.ID, "search-benchmark").text
     assert "faiss-hnsw" in bench and "ef=64" in bench and "0.99" in bench
     assert "Country" in browser.find_element(By.ID, "store").text

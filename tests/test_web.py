@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
 from coversearch.classify.model import TrainedModel
 from coversearch.classify.recipes import Recipe
+from coversearch.classify.split import make_split
 from coversearch.classify.train import classify_images, train_model
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
@@ -53,12 +55,13 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def web_store(tmp_path_factory, covers5_dir, vgg16_extractor, vgg16_weights):
-    """A small real store (8 covers per genre, hsv, vgg16, vgg16-layers) and a folder of three quick models."""
+    """A small real store (8 covers per genre, hsv, vgg16, vgg16-layers) and a folder of three quick calibrated models."""
     root = link_covers(covers5_dir, tmp_path_factory.mktemp("web-covers"), per_genre=PER_GENRE, offset=300)
     base = tmp_path_factory.mktemp("web-store")
     db, models = base / "store.duckdb", base / "models"
     with Store.open(db) as store:
         ingest(store, read_source(root), [get_extractor("hsv"), vgg16_extractor, get_extractor("vgg16-layers", vgg16_weights=vgg16_weights)])
+        make_split(store, fractions=(0.6, 0.2, 0.2))  # one validation album per genre: the models are calibrated on them
         train_model(store, models, Recipe("xgb-hsv", "xgboost", ("hsv",), {"n_estimators": 5}), name="xgb-hsv")
         train_model(store, models, Recipe("knn-vgg16", "knn", ("vgg16",), {"k": 3, "index_kind": "exact", "metric": "cosine"}),
                     name="knn-vgg16")
@@ -229,6 +232,57 @@ def test_api_genres_equal_classify_images(server, web_store, covers5_dir, vgg16_
     assert [g["probability"] for g in answer["genres"]] == pytest.approx([p for _, p in want.genres], abs=1e-5)
 
 
+def test_a_stored_calibration_is_applied_identically_by_cli_api_and_page(browser, server, web_store, covers5_dir, tmp_path):
+    """The temperature in the model folder, applied by hand to the estimator's raw probabilities,
+    is what `classify --json`, the API and the page all show; "unknown" keeps the ranked genres."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from conftest import Cli
+    from coversearch.features.base import extract_images
+    from coversearch.features.images import decode_image
+
+    url, _ = server
+    db, models, _ = web_store
+    image = a_cover(covers5_dir, "Pop", 4)
+    model = TrainedModel.load(models, "xgb-hsv")
+    temperature = json.loads((models / "xgb-hsv" / "calibration.json").read_text())["temperature"]
+    raw = model.estimator.predict_proba(extract_images(get_extractor("hsv"), [decode_image(image.read_bytes()).rgb]))[0]
+    by_hand = raw.astype(float) ** (1 / temperature) / np.sum(raw.astype(float) ** (1 / temperature))
+    want = {g: by_hand[i] for i, g in enumerate(model.classes)}
+    assert np.abs(by_hand - raw).max() > 0.01  # the calibration changes what is shown
+
+    cli = Cli(db, tmp_path / "no-indexes", models)
+    out = json.loads(cli("classify", image, "--model", "xgb-hsv", "--json").stdout)
+    cli_genres = {g["genre"]: g["probability"] for g in out["results"][0]["genres"]}
+    api = post(url, image, model="xgb-hsv", feature="hsv").json()
+    api_genres = {g["genre"]: g["probability"] for g in api["genres"]}
+    assert cli_genres == pytest.approx(want, abs=1e-4) and api_genres == pytest.approx(want, abs=1e-6)
+    assert api["answer"] == out["results"][0]["answer"] and api["min_confidence"] == out["min_confidence"] == model.card.min_confidence
+    assert api["calibration"] == "temperature"
+
+    browser.get(url + "/")  # every field set before the file is picked: one request
+    Select(browser.find_element(By.ID, "feature")).select_by_value("hsv")
+    Select(browser.find_element(By.ID, "model")).select_by_value("xgb-hsv")
+    browser.find_element(By.ID, "min_confidence").send_keys("1")
+    field = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].style.display = 'block';", field)
+    field.send_keys(str(image))
+    wait_for(lambda: browser.find_element(By.ID, "answer").text.startswith("unknown") and "xgb-hsv" in browser.find_element(By.ID, "model-name").text,
+             what="the page's answer")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#genres .genre")
+    page = {r.get_attribute("data-genre"): float(r.find_element(By.CLASS_NAME, "p").text.rstrip("%")) / 100 for r in rows}
+    assert page == pytest.approx(want, abs=6e-4)
+    assert [r.get_attribute("data-genre") for r in rows] == sorted(want, key=want.get, reverse=True)
+    assert "below 100.0%" in browser.find_element(By.ID, "answer").text
+    with_one = post(url, image, model="xgb-hsv", feature="hsv", min_confidence="1").json()
+    with_zero = post(url, image, model="xgb-hsv", feature="hsv", min_confidence="0").json()
+    assert (with_one["answer"], with_zero["answer"]) == ("unknown", max(want, key=want.get))
+    assert with_one["genres"] == with_zero["genres"] == api["genres"]
+
+
 def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):
     url, engine = server
     cover = a_cover(covers5_dir)
@@ -242,6 +296,8 @@ def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):
         (post(url, cover, k="0"), 400, "k must be a whole number from 1 to 50"),
         (post(url, cover, k="ten"), 400, "k must be a whole number"),
         (post(url, cover, model="nope"), 400, "no model named 'nope'"),
+        (post(url, cover, min_confidence="1.5"), 400, "min_confidence must be a number from 0 to 1 (a probability), not '1.5'"),
+        (post(url, cover, min_confidence="most"), 400, "min_confidence must be a number from 0 to 1"),
         (post(url, cover, genre="Rock", k="9"), 400, "k=9 is more than the 8 albums of genre 'Rock'"),
         (requests.get(f"{url}/api/query", timeout=30), 405, "GET is not allowed"),
         (requests.get(f"{url}/thumb/999999.jpg", timeout=30), 404, "no album with id 999999"),

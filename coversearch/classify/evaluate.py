@@ -1,4 +1,4 @@
-"""Test-split evaluation: accuracy, per-genre recall, confusion matrix (and its heat map).
+"""Test-split evaluation: accuracy, per-genre recall, confusion matrix (and its heat map), reliability diagram.
 
 An album filed under several genres counts as right when the predicted genre is any of them.
 Its confusion-matrix row is the genre it was predicted as when that is one of its genres, else
@@ -56,4 +56,31 @@ def plot_confusion(result: dict, title: str, path: Path) -> Path:
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set_title(f"{title}\naccuracy {result['accuracy']:.1%} on {result['albums']} test albums", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
+    return save_figure(fig, path)
+
+
+def plot_reliability(result: dict, title: str, path: Path) -> Path:
+    """Reliability diagrams before and after calibration: accuracy against confidence per bin."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), dpi=110, sharey=True)
+    for ax, stage in zip(axes, ("before", "after")):
+        bins = result["reliability"][stage]
+        measures = result["calibration"][stage]
+        width = bins[0]["high"] - bins[0]["low"]
+        filled = [b for b in bins if b["albums"]]
+        ax.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+               color="#4a7ab5", edgecolor="white", label="accuracy in the bin")
+        ax.bar([b["low"] for b in filled], [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
+               width=width, align="edge", color="#d9534f", alpha=0.35, edgecolor="#d9534f", label="gap to mean confidence")
+        ax.plot([0, 1], [0, 1], color="#555", linestyle="--", linewidth=1)
+        for b in filled:
+            ax.text(b["low"] + width / 2, 0.01, str(b["albums"]), ha="center", va="bottom", fontsize=6, color="white", rotation=90)
+        name = "raw probabilities" if stage == "before" else f"calibrated ({result['calibration']['method']})"
+        ax.set_title(f"{name}\nECE {measures['ece']:.3f}, Brier {measures['brier']:.3f}", fontsize=9)
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence of the top genre")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"{title}: reliability on {result['albums']} test albums (bars: 15 bins, album counts at the foot)", fontsize=9)
     return save_figure(fig, path)

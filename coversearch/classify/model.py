@@ -2,10 +2,12 @@
 
 A model folder holds ``card.json`` (method, features with their versions and model
 fingerprints, the store's embedding fingerprints at training time, the split, classes,
-parameters, timings) and the estimator's own files under ``estimator/``.  A model refuses to run
-on a store whose features differ from the ones it learned from.
+parameters, timings, calibration summary), the estimator's own files and, when calibrated,
+``calibration.json`` (the calibrator) with ``calibration-data.npz`` (the validation probabilities it
+was fitted on, so another method can be fitted without retraining).  A model refuses to run on a
+store whose features differ from the ones it learned from.
 
-The card records the size and sha256 of every estimator file (``files``) and a sha256 of its own
+The card records the size and sha256 of every estimator and calibration file (``files``) and a sha256 of its own
 content (``card_sha256``).  Both are checked before XGBoost, Keras, annoy, FAISS or numpy read a
 byte, so a damaged or edited model is one clear error, never a crash or a silently wrong answer.
 Models saved before checksums were recorded have neither: they still load, as *unverified*
@@ -22,14 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from coversearch.checksums import FileRecord, record_tree, tree_files, verify_records
+from coversearch.checksums import FileRecord, file_record, record_tree, tree_files, verify_records
 from coversearch.classify.base import GenreClassifier
+from coversearch.classify.calibration import Answer, answers, calibrated, calibrator_from_state
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.store import FeatureSet, Store
 
 CARD = "card.json"
 ESTIMATOR = "estimator"
+CALIBRATION = "calibration.json"
+CALIBRATION_DATA = "calibration-data.npz"
 MODEL_FORMAT = 1
 CARD_CHECKSUM = "card_sha256"
 
@@ -70,6 +75,13 @@ class ModelCard:
     notes: dict[str, Any] = field(default_factory=dict)
     # estimator file (relative to the model folder) -> {"bytes", "sha256"}; None: saved before checksums
     files: dict[str, dict[str, Any]] | None = None
+    # {method, fitted_on, validation albums, validation ECE before/after, min_confidence, ...}; None: raw probabilities.
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def min_confidence(self) -> float:
+        """The default "none of these" threshold (0, never abstain, for an uncalibrated model)."""
+        return float((self.calibration or {}).get("min_confidence", 0.0))
 
     @property
     def feature_names(self) -> list[str]:
@@ -139,6 +151,8 @@ class TrainedModel:
     card: ModelCard
     estimator: GenreClassifier
     verified: bool = True  # False: saved before checksums were recorded, its files could not be checked
+    calibrator: Any = None  # from classify.calibration; None: the estimator's probabilities as they are
+    calibration_data: dict[str, np.ndarray] | None = None  # {"proba": raw, "Y": genre matrix}: what it was fitted on
 
     def check_store(self, store: Store) -> list[FeatureSet]:
         """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
@@ -162,7 +176,13 @@ class TrainedModel:
         return sets
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(X)
+        """Calibrated probabilities: what every command, the page and the API show."""
+        return calibrated(self.calibrator, self.estimator.predict_proba(X))
+
+    def answer(self, X: np.ndarray, min_confidence: float | None = None) -> list[Answer]:
+        """For each row: the top genre, or "unknown" below ``min_confidence`` (default: the model's), and every genre ranked."""
+        threshold = self.card.min_confidence if min_confidence is None else min_confidence
+        return answers(self.classes, self.predict_proba(X), threshold)
 
     def features_matrix(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
         """Per-feature vectors ({name: (n, dim) or (dim,)}) concatenated in the model's order."""
@@ -170,7 +190,7 @@ class TrainedModel:
 
     def rank_genres(self, X: np.ndarray) -> list[list[tuple[str, float]]]:
         """For each row, every genre with its probability, most likely first."""
-        return [[(self.classes[i], float(row[i])) for i in np.argsort(-row)] for row in self.predict_proba(X)]
+        return [a.ranked for a in self.answer(X)]
 
     @property
     def classes(self) -> list[str]:
@@ -182,8 +202,15 @@ class TrainedModel:
         with staged_folder(models_dir, self.card.name) as staging:
             (staging / ESTIMATOR).mkdir()
             self.estimator.save(staging / ESTIMATOR)
-            records = record_tree(staging / ESTIMATOR)
-            self.card.files = {f"{ESTIMATOR}/{name}": rec.to_json() for name, rec in records.items()}
+            if self.calibrator is not None:
+                (staging / CALIBRATION).write_text(json.dumps({"method": self.calibrator.method, **self.calibrator.state()}))
+            if self.calibration_data is not None:
+                np.savez(staging / CALIBRATION_DATA, **self.calibration_data)
+            records = {f"{ESTIMATOR}/{name}": rec for name, rec in record_tree(staging / ESTIMATOR).items()}
+            for extra in (CALIBRATION, CALIBRATION_DATA):
+                if (staging / extra).is_file():
+                    records[extra] = file_record(staging / extra)
+            self.card.files = {name: rec.to_json() for name, rec in records.items()}
             write_card(staging, self.card)
         self.verified = True
         return Path(models_dir) / self.card.name
@@ -214,7 +241,17 @@ class TrainedModel:
         if [str(c) for c in getattr(estimator, "classes_", [])] != list(card.classes):
             raise ModelError(f"{label}: the genres in {CARD} ({', '.join(card.classes)}) are not the estimator's; retrain it")
         card.name = name  # the folder names the model (a copied folder is a model of its own)
-        return cls(card, estimator, verified)
+        calibrator = data = None
+        if card.calibration is not None:
+            try:
+                state = json.loads((folder / CALIBRATION).read_text())
+                calibrator = calibrator_from_state(state.pop("method"), state)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise ModelError(f"{label} is calibrated but its {CALIBRATION} is unreadable: {exc}") from None
+            if (folder / CALIBRATION_DATA).is_file():
+                with np.load(folder / CALIBRATION_DATA) as stored:
+                    data = {key: stored[key] for key in stored.files}
+        return cls(card, estimator, verified=verified, calibrator=calibrator, calibration_data=data)
 
 
 def list_model_names(models_dir: Path) -> list[str]:

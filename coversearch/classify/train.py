@@ -12,8 +12,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from coversearch.classify.base import ProgressFn
-from coversearch.classify.data import feature_sets_for, load_labelled, require_rows
-from coversearch.classify.evaluate import evaluate_predictions, plot_confusion
+from coversearch.classify.calibration import (
+    DEFAULT_MAX_ABSTAIN, Answer, RISK_COVERAGE_THRESHOLDS, calibrated, calibration_measures, check_calibration_method,
+    choose_min_confidence, fit_calibrator, genre_matrix, reliability_bins, risk_coverage,
+)
+from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled, require_rows
+from coversearch.classify.evaluate import evaluate_predictions, plot_confusion, plot_reliability
 from coversearch.classify.model import FeatureRef, ModelCard, ModelError, TrainedModel
 from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
@@ -27,6 +31,8 @@ from coversearch.store import Store
 
 EVALUATION = "evaluation.json"
 CONFUSION_PNG = "confusion.png"
+RELIABILITY_PNG = "reliability.png"
+DEFAULT_CALIBRATION = "temperature"
 
 
 def resolve_recipe(recipe: str | None, method: str | None, features: Sequence[str] | None, params: dict | None,
@@ -61,8 +67,18 @@ def train_model(
     split_name: str = DEFAULT_SPLIT,
     progress: ProgressFn | None = None,
     evaluate: bool = True,
+    calibration: str = DEFAULT_CALIBRATION,
+    max_abstain: float = DEFAULT_MAX_ABSTAIN,
 ) -> TrainedModel:
+    """Fit ``recipe`` on the train split (validation for early stopping), calibrate it on validation, save it.
+
+    Calibration needs validation probabilities from a model that did not learn from validation.
+    A refit model has (it is fitted on train + validation), so for it the recipe is first fitted
+    on train alone, exactly as ``fit_final``'s first step; that fit's validation probabilities
+    fit the calibrator and choose the default threshold, and the refit model ships with them.
+    """
     name = check_training(recipe, name)
+    check_calibration_method(calibration)
     feature_sets = feature_sets_for(store, list(recipe.features))
     split = get_or_make_split(store, split_name)
     train = load_labelled(store, feature_sets, split.album_ids("train"))
@@ -78,11 +94,20 @@ def train_model(
         X_val, y_val = X_val[known], y_val[known]
 
     estimator = make_estimator(recipe.method, recipe.params)
+    calibrate = calibration != "none" and X_val is not None and len(X_val) > 0
     started = time.perf_counter()
     if recipe.refit:
-        estimator.fit_final(X, y, X_val, y_val, progress=progress)
+        final_progress = progress
+        if calibrate:  # the train-only fit that calibrates, then the final fit: one progress bar for both
+            probe = make_estimator(recipe.method, recipe.params)
+            probe.fit(X, y, X_val, y_val, progress=progress and (lambda done, total: progress(done, 2 * total)))
+            val_raw = probe.predict_proba(val.X)
+            final_progress = progress and (lambda done, total: progress(total + done, 2 * total))
+        estimator.fit_final(X, y, X_val, y_val, progress=final_progress)
     else:
         estimator.fit(X, y, X_val, y_val, progress=progress)
+        if calibrate:
+            val_raw = estimator.predict_proba(val.X)
     seconds = time.perf_counter() - started
 
     card = ModelCard(
@@ -101,10 +126,38 @@ def train_model(
         refit=recipe.refit,
     )
     model = TrainedModel(card, estimator)
+    if calibrate:
+        _calibrate(model, calibration, val_raw, val, max_abstain)
+    elif calibration != "none":
+        card.notes["calibration"] = "not calibrated: the validation split is empty"
     folder = model.save(models_dir)
     if evaluate:
         evaluate_model(store, model, folder)
     return model
+
+
+def _calibrate(model: TrainedModel, method: str, val_raw: np.ndarray, val: LabelledAlbums, max_abstain: float) -> None:
+    """Fit ``method`` on the validation probabilities ``val_raw`` (from a fit that never saw validation)."""
+    Y = genre_matrix(model.classes, val.genres)
+    try:
+        calibrator = fit_calibrator(method, val_raw, Y)
+    except CoverSearchError as exc:  # too few validation albums: ship raw probabilities and say so
+        model.card.notes["calibration"] = f"not calibrated: {exc}"
+        return
+    after = calibrated(calibrator, val_raw)
+    model.calibrator = calibrator
+    model.calibration_data = {"proba": np.asarray(val_raw, dtype=np.float64), "Y": Y}
+    model.card.calibration = {
+        "method": method,
+        **({"temperature": round(calibrator.temperature, 6)} if method == "temperature" else {}),
+        "fitted_on": "validation split, predicted by the fit on train alone" if model.card.refit
+        else "validation split, which the model did not train on (early stopping may have read it)",
+        "validation_albums": int(Y.any(axis=1).sum()),
+        "validation_before": calibration_measures(calibrated(None, val_raw), Y),
+        "validation_after": calibration_measures(after, Y),
+        "max_abstain": max_abstain,
+        "min_confidence": round(choose_min_confidence(after, max_abstain), 6),
+    }
 
 
 @dataclass
@@ -116,6 +169,10 @@ class Evaluation:
     def confusion_png(self) -> Path | None:
         return self.folder / CONFUSION_PNG if self.folder else None
 
+    @property
+    def reliability_png(self) -> Path | None:
+        return self.folder / RELIABILITY_PNG if self.folder else None
+
 
 def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None) -> Evaluation:
     """Score ``model`` on the test split it never saw; write evaluation.json and confusion.png into ``folder``."""
@@ -126,9 +183,22 @@ def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None
     test = load_labelled(store, feature_sets, split.album_ids("test"))
     require_rows(test, "test")
     started = time.perf_counter()
-    proba = model.predict_proba(test.X)
+    raw = model.estimator.predict_proba(test.X)
     predict_seconds = time.perf_counter() - started
+    proba = calibrated(model.calibrator, raw)  # = model.predict_proba(test.X), without predicting twice
     result = evaluate_predictions(model.classes, proba, test.genres)
+    Y = genre_matrix(model.classes, test.genres)
+    threshold = model.card.min_confidence
+    at_threshold = risk_coverage(proba, Y, [threshold])[0]
+    result.update(
+        calibration={"method": (model.card.calibration or {}).get("method", "none"),
+                     "before": calibration_measures(calibrated(None, raw), Y), "after": calibration_measures(proba, Y)},
+        reliability={"before": reliability_bins(calibrated(None, raw), Y), "after": reliability_bins(proba, Y)},
+        min_confidence=threshold,
+        abstained_share=at_threshold["abstained_share"],
+        answered_accuracy=at_threshold["answered_accuracy"],
+        risk_coverage=risk_coverage(proba, Y, [*RISK_COVERAGE_THRESHOLDS, threshold]),
+    )
     result.update(
         model=model.card.name,
         method=model.card.method,
@@ -142,6 +212,7 @@ def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None
     if folder is not None:
         (folder / EVALUATION).write_text(json.dumps(result, indent=2))
         plot_confusion(result, f"{model.card.name} ({model.card.method} on {'+'.join(model.card.feature_names)})", folder / CONFUSION_PNG)
+        plot_reliability(result, model.card.name, folder / RELIABILITY_PNG)
     return Evaluation(result, folder)
 
 
@@ -167,8 +238,12 @@ def expand_image_paths(paths: Sequence[Path]) -> list[Path]:
 @dataclass
 class Classification:
     path: Path
-    genres: list[tuple[str, float]] | None  # ranked, with probabilities
+    answer: Answer | None  # the genre or "unknown", and every genre ranked with its calibrated probability
     error: str | None = None
+
+    @property
+    def genres(self) -> list[tuple[str, float]] | None:
+        return self.answer.ranked if self.answer else None
 
 
 def classify_images(
@@ -179,8 +254,11 @@ def classify_images(
     vgg16_weights=None,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
+    min_confidence: float | None = None,
 ) -> list[Classification]:
-    """Classify image files with one loaded model; undecodable files get an error, not a crash."""
+    """Classify image files with one loaded model; undecodable files get an error, not a crash.
+
+    ``min_confidence`` None uses the model's default threshold for "unknown"."""
     model.check_store(store)
     extractors = []
     for ref in model.card.features:
@@ -209,8 +287,8 @@ def classify_images(
                 results.append(Classification(path, None, f"{exc.reason}: {exc.detail}"))
         if images:
             vectors = embedder.embed(images)
-            for path, ranked in zip(good, model.rank_genres(model.features_matrix(vectors))):
-                results.append(Classification(path, ranked))
+            for path, answer in zip(good, model.answer(model.features_matrix(vectors), min_confidence)):
+                results.append(Classification(path, answer))
         if on_batch:
             on_batch(len(batch))
     order = {p: i for i, p in enumerate(paths)}

@@ -11,6 +11,7 @@ from rich.table import Table
 from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
+from coversearch.classify.calibration import CALIBRATION_METHODS, UNKNOWN, check_calibration_method, parse_min_confidence
 from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
 from coversearch.classify.registry import METHODS
@@ -25,6 +26,7 @@ from coversearch.classify.split import (
 from coversearch.index.duplicates import default_rules, store_groups
 from coversearch.classify.train import (
     check_training,
+    DEFAULT_CALIBRATION,
     classify_images,
     evaluate_model,
     expand_image_paths,
@@ -52,21 +54,28 @@ def train_command(
         None, "--refit/--no-refit",
         help="Refit on train + validation once validation has chosen epochs/rounds (default: the recipe's; on for the default recipe).",
     ),
+    calibration: str = typer.Option(
+        DEFAULT_CALIBRATION, "--calibration",
+        help=f"How probabilities are calibrated on the validation split: {', '.join(CALIBRATION_METHODS)}.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     json_out: bool = typer.Option(False, "--json", help="Print the model card and test evaluation as JSON."),
 ) -> None:
     """Train a genre model on the store's train split and evaluate it on the test split.
 
-    With no --method/--feature/--recipe, trains the default (best) recipe.
+    With no --method/--feature/--recipe, trains the default (best) recipe.  Probabilities are
+    calibrated on the validation split (temperature scaling unless --calibration says otherwise).
     """
     # Imported feature sets have names of their own: the store says whether each one exists.
     features = parse_feature_list(feature, known=None) if feature else None
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
     check_training(chosen, name)  # method, parameters and name before the store is opened
+    check_calibration_method(calibration)
     bar = _ProgressAdapter(quiet)
     with Store.open(state(ctx).db, create=False) as store:
         try:
-            model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False)
+            model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False,
+                                calibration=calibration)
         finally:
             bar.close()
         evaluation = evaluate_model(store, model, state(ctx).model_dir / model.card.name)
@@ -78,6 +87,17 @@ def train_command(
             f"{model.card.train_seconds:.1f}s; test accuracy [bold]{evaluation.result['accuracy']:.1%}[/] "
             f"on {evaluation.result['albums']} albums -> {state(ctx).model_dir / model.card.name}"
         )
+        Console().print(_calibration_line(evaluation.result, model.card))
+
+
+def _calibration_line(result: dict, card) -> str:
+    cal = result["calibration"]
+    if card.calibration is None:
+        return f"probabilities not calibrated ({card.notes.get('calibration', '--calibration none')})"
+    return (f"calibration {cal['method']}: test ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}, "
+            f"Brier {cal['before']['brier']:.3f} -> {cal['after']['brier']:.3f}; \"unknown\" below {result['min_confidence']:.2f} "
+            f"({result['abstained_share']:.1%} of test albums, accuracy on the rest "
+            f"{'-' if result['answered_accuracy'] is None else format(result['answered_accuracy'], '.1%')})")
 
 
 class _ProgressAdapter:
@@ -120,33 +140,51 @@ def classify_command(
     images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
     model: str = typer.Option(None, "--model", help="Model name (default: the latest default model)."),
     top: int = typer.Option(5, "--top", min=1, help="Genres to show per image."),
+    min_confidence: str = typer.Option(
+        None, "--min-confidence", metavar="P",
+        help="Answer 'unknown' when the top calibrated probability is below P (0 to 1; default: the model's, chosen on validation).",
+    ),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 weights (or env {VGG16_WEIGHTS_ENV})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Rank genres for each image with one loaded model (images are classified in batches)."""
+    """Rank genres for each image with one loaded model (images are classified in batches).
+
+    Each image gets an answer: its top genre, or "unknown" when that genre's calibrated
+    probability is below --min-confidence; the ranked genres are shown either way.
+    """
+    threshold = parse_min_confidence(min_confidence)
     paths = expand_image_paths(images)
     trained = TrainedModel.load(state(ctx).model_dir, _model_name(ctx, model))
     _note_unverified(trained)
     with Store.open(state(ctx).db, read_only=True) as store, progress_bar("classify", len(paths), "img", quiet=quiet or len(paths) < 2) as advance:
-        results = classify_images(store, trained, paths, vgg16_weights=vgg16_weights, on_batch=advance)
+        results = classify_images(store, trained, paths, vgg16_weights=vgg16_weights, on_batch=advance, min_confidence=threshold)
+    threshold = trained.card.min_confidence if threshold is None else threshold
     failed = [r for r in results if r.error]
     if json_out:
         print_json({
             "model": trained.card.name,
+            "calibration": (trained.card.calibration or {}).get("method", "none"),
+            "min_confidence": threshold,
             "results": [
-                {"path": str(r.path), "genres": [{"genre": g, "probability": round(p, 4)} for g, p in (r.genres or [])[:top]],
+                {"path": str(r.path), "answer": r.answer.genre if r.answer else None,
+                 "confidence": round(r.answer.confidence, 4) if r.answer else None,
+                 "genres": [{"genre": g, "probability": round(p, 4)} for g, p in (r.genres or [])[:top]],
                  "error": r.error}
                 for r in results
             ],
         })
     else:
-        table = Table(title=f"genres by model {trained.card.name}")
+        table = Table(title=f"genres by model {trained.card.name} (\"{UNKNOWN}\" below {threshold:.2f})")
         table.add_column("image")
+        table.add_column("answer")
         table.add_column("genres (probability)")
         for r in results:
-            text = r.error and f"[red]error: {r.error}[/]" or ", ".join(f"{g} {p:.0%}" for g, p in r.genres[:top])
-            table.add_row(str(r.path), text)
+            if r.error:
+                table.add_row(str(r.path), "-", f"[red]error: {r.error}[/]")
+            else:
+                table.add_row(str(r.path), f"[dim]{UNKNOWN}[/]" if r.answer.abstained else r.answer.genre,
+                              ", ".join(f"{g} {p:.0%}" for g, p in r.genres[:top]))
         Console().print(table)
     if failed:
         raise CoverSearchError(f"{len(failed)} of {len(results)} images could not be classified (first: {failed[0].path}: {failed[0].error})")
@@ -159,7 +197,8 @@ def evaluate_command(
     png: Path = typer.Option(None, "--png", help="Also write the confusion heat map here."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Test accuracy, per-genre recall and the confusion matrix (also saved as a PNG heat map)."""
+    """Test accuracy, per-genre recall, the confusion matrix (also saved as a PNG heat map), calibration
+    (ECE and Brier before/after, reliability diagram PNG) and the risk-coverage table of "unknown"."""
     name = _model_name(ctx, model)
     trained = TrainedModel.load(state(ctx).model_dir, name)
     _note_unverified(trained)
@@ -172,7 +211,7 @@ def evaluate_command(
         plot_confusion(evaluation.result, name, png)
     result = evaluation.result
     if json_out:
-        print_json({**result, "confusion_png": str(png or evaluation.confusion_png)})
+        print_json({**result, "confusion_png": str(png or evaluation.confusion_png), "reliability_png": str(evaluation.reliability_png)})
         return
     console = Console()
     console.print(f"model [bold]{name}[/]: test accuracy [bold]{result['accuracy']:.1%}[/] on {result['albums']} albums "
@@ -191,6 +230,16 @@ def evaluate_command(
         confusion.add_row(c, *map(str, row))
     console.print(confusion)
     console.print(f"heat map: {png or evaluation.confusion_png}")
+    console.print(_calibration_line(result, trained.card))
+    risk = Table(title="answer or \"unknown\": test albums abstained and accuracy on the answered, by threshold")
+    for col in ("min confidence", "abstained", "answered", "accuracy answered"):
+        risk.add_column(col, justify="right")
+    for row in result["risk_coverage"]:
+        mark = " (default)" if row["min_confidence"] == result["min_confidence"] else ""
+        risk.add_row(f"{row['min_confidence']:.2f}{mark}", f"{row['abstained_share']:.1%}", str(row["answered"]),
+                     "-" if row["answered_accuracy"] is None else f"{row['answered_accuracy']:.1%}")
+    console.print(risk)
+    console.print(f"reliability diagram: {evaluation.reliability_png}")
 
 
 models_app = make_app("Trained genre models.")
@@ -210,16 +259,20 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
                      "files": e.files} for e in entries])
         return
     table = Table(title=f"models in {model_dir}")
-    for col in ("name", "recipe", "method", "features", "trained", "train s", "files"):
+    for col in ("name", "recipe", "method", "features", "calibration", "unknown below", "trained", "train s", "files"):
         table.add_column(col)
     for e in entries:
         c = e.card
         if c is None:
-            table.add_row(e.folder, "-", "-", "-", "-", "-", f"[red]{e.files}[/]")
+            table.add_row(e.folder, "-", "-", "-", "-", "-", "-", "-", f"[red]{e.files}[/]")
             continue
         name = e.folder if c.name == e.folder else f"{e.folder} (card: {c.name})"
         files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
-        table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), c.trained_at, f"{c.train_seconds:.1f}", files)
+        calibration = (c.calibration or {}).get("method", "none")
+        if "temperature" in (c.calibration or {}):
+            calibration += f" T={c.calibration['temperature']:.2f}"
+        table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), calibration, f"{c.min_confidence:.2f}",
+                      c.trained_at, f"{c.train_seconds:.1f}", files)
     wide_console().print(table)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from coversearch.classify.model import list_cards
-from coversearch.classify.train import CONFUSION_PNG, EVALUATION
+from coversearch.classify.train import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
 from coversearch.errors import CoverSearchError
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import find_groups
@@ -215,7 +215,7 @@ def _duplicates_section(page: _Page, store: Store) -> None:
 def _classifier_section(page: _Page, model_dir: Path, notes: list[str]) -> None:
     page.add(f'<section id="classifiers"><h2>Genre classifiers</h2><p>Models in {_e(model_dir)}, scored on the test split '
              "they never saw (from each model's evaluation.json).</p>")
-    rows, plots, accuracies = [], [], {}
+    rows, plots, reliability, accuracies = [], [], [], {}
     cards = sorted(list_cards(model_dir), key=lambda c: c.name)
     for card in cards:
         folder = Path(model_dir) / card.name
@@ -223,19 +223,24 @@ def _classifier_section(page: _Page, model_dir: Path, notes: list[str]) -> None:
             result = json.loads((folder / EVALUATION).read_text())
         except (OSError, ValueError):
             notes.append(f"model {card.name} has no readable {EVALUATION}: run `coversearch evaluate --model {card.name}`")
-            rows.append((card.name, card.method, "+".join(card.feature_names), "-", "-", "-", card.trained_at))
+            rows.append((card.name, card.method, "+".join(card.feature_names), "-", "-", "-", "-", card.trained_at))
             continue
         accuracies[card.name] = result.get("accuracy", 0.0)
         recall = result.get("per_genre_recall") or {}
+        cal = result.get("calibration")
+        ece = f"{cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f} ({cal['method']})" if cal else "-"
         rows.append((card.name, card.method, "+".join(card.feature_names), f"{result.get('accuracy', 0):.1%}",
                      result.get("albums", "-"),
-                     ", ".join(f"{g} {v:.0%}" for g, v in recall.items() if v is not None), card.trained_at))
+                     ", ".join(f"{g} {v:.0%}" for g, v in recall.items() if v is not None), ece, card.trained_at))
         if (folder / CONFUSION_PNG).is_file():
             plots.append((card.name, (folder / CONFUSION_PNG).read_bytes()))
+        if (folder / RELIABILITY_PNG).is_file():
+            reliability.append((card.name, (folder / RELIABILITY_PNG).read_bytes()))
     if not cards:
         page.add(f"<p>No trained models in {_e(model_dir)} (train one with <code>coversearch train</code>).</p></section>")
         return
-    page.add(_table(("model", "method", "features", "test accuracy", "test albums", "per-genre recall", "trained"), rows, "models"))
+    page.add(_table(("model", "method", "features", "test accuracy", "test albums", "per-genre recall",
+                     "test ECE, raw -> calibrated", "trained"), rows, "models"))
     if accuracies:
         names = sorted(accuracies, key=accuracies.get)
         png = _plot_png(lambda ax: (ax.barh(names, [accuracies[n] for n in names], color="#6a9f58"),
@@ -244,7 +249,14 @@ def _classifier_section(page: _Page, model_dir: Path, notes: list[str]) -> None:
     page.add('<h3>Confusion matrices</h3><div class="grid confusion">')
     for name, data in plots:
         page.add(f'<figure>{page.img(data, "image/png", f"confusion matrix of {name}", "heat")}<figcaption>{_e(name)}</figcaption></figure>')
-    page.add("</div></section>")
+    page.add("</div>")
+    if reliability:
+        page.add('<h3>Reliability diagrams</h3><p>Accuracy against the confidence of the top genre on the test split, '
+                 'before and after calibration (ECE: 15 bins).</p><div class="grid reliability">')
+        for name, data in reliability:
+            page.add(f'<figure>{page.img(data, "image/png", f"reliability diagram of {name}", "plot")}<figcaption>{_e(name)}</figcaption></figure>')
+        page.add("</div>")
+    page.add("</section>")
 
 
 def _scalar(value: Any) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from coversearch.classify.calibration import Answer, parse_min_confidence
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
@@ -171,7 +172,9 @@ class Engine:
         k: int = DEFAULT_K,
         genre: str | None = None,
         model: str | None = None,
+        min_confidence: float | None = None,
     ) -> dict[str, Any]:
+        """``min_confidence`` None: the model's own threshold for "unknown"."""
         started = time.perf_counter()
         snap = self.snapshot  # the whole query answers from this one state
         feature = feature or snap.default_feature
@@ -211,7 +214,7 @@ class Engine:
                 except CoverSearchError as exc:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
-                genres = self._classify(snap, model_name, vectors) if model_name else []
+                answer = self._classify(snap, model_name, vectors, min_confidence) if model_name else None
                 duplicates = self._check_duplicates(snap, data, filename, vectors)
             query_info = {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format}
             del decoded
@@ -225,7 +228,12 @@ class Engine:
         return {
             "query": query_info,
             "model": model_name,
-            "genres": [{"genre": g, "probability": round(p, 6)} for g, p in genres],
+            "answer": answer.genre if answer else None,  # the top genre, or "unknown" below min_confidence
+            "confidence": round(answer.confidence, 6) if answer else None,
+            "min_confidence": (snap.models[model_name].card.min_confidence if min_confidence is None else min_confidence)
+            if model_name else None,
+            "calibration": (snap.models[model_name].card.calibration or {}).get("method", "none") if model_name else None,
+            "genres": [{"genre": g, "probability": round(p, 6)} for g, p in (answer.ranked if answer else [])],
             "similar": similar,
             "snapshot": snap.loaded_at,
             "duplicates": duplicates,
@@ -251,10 +259,10 @@ class Engine:
         answer.pop("notes", None)
         return answer
 
-    def _classify(self, snap: Snapshot, name: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    def _classify(self, snap: Snapshot, name: str, vectors: dict[str, np.ndarray], min_confidence: float | None) -> Answer:
         """What ``classify_images`` computes for one image, from the vectors already embedded."""
         model = snap.models[name]
-        return model.rank_genres(model.features_matrix(vectors))[0]
+        return model.answer(model.features_matrix(vectors), min_confidence)[0]
 
     def thumbnail(self, album_id: int) -> bytes | None:
         snap = self.snapshot
@@ -346,6 +354,7 @@ def create_app(
         except ValueError:
             return error(f"k must be a whole number from 1 to {MAX_K}, not {k_text!r}", 400)
         try:
+            min_confidence = parse_min_confidence(request.form.get("min_confidence"), "min_confidence")
             answer = engine.query(
                 data,
                 upload.filename,
@@ -353,6 +362,7 @@ def create_app(
                 k=k,
                 genre=request.form.get("genre") or None,
                 model=request.form.get("model") or None,
+                min_confidence=min_confidence,
             )
         except QueryError as exc:
             return error(str(exc), exc.status)

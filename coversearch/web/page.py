@@ -19,6 +19,8 @@ form .opts{display:flex;gap:1em;flex-wrap:wrap;margin:.8em 0;align-items:center}
 #similar img{width:160px;height:160px;object-fit:contain;background:#eee;display:block}
 .notes{color:#a40;font-size:.85em}.snapshot{color:#777;font-size:.8em}
 #verdict{font-weight:bold;margin:.4em 0}#verdict.new{color:#285}#verdict.dup{color:#a40}
+#answer{font-size:1.2em;font-weight:bold;margin:.3em 0}#answer.unknown{color:#777}
+#answer small{font-weight:normal;color:#555;font-size:.75em}
 </style></head>
 <body>
 <h1>coversearch</h1>
@@ -42,13 +44,15 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
       {% for m in info.models %}<option value="{{ m }}" {% if m == info.default_model %}selected{% endif %}>{{ m }}{% if m == info.default_model %} (default){% endif %}</option>{% endfor %}
       {% for m, why in info.broken_models.items() %}<option value="{{ m }}" class="broken" disabled title="{{ why }}">{{ m }} (broken)</option>{% endfor %}
     </select></label>
+    <label title="answer 'unknown' when the top genre's calibrated probability is below this (empty: the model's default)">min confidence
+      <input id="min_confidence" name="min_confidence" type="number" min="0" max="1" step="0.05" placeholder="model default" style="width:7em"></label>
     <button id="submit" type="submit">search</button>
   </div>
 </form>
 <div id="error" role="alert"></div><div id="status"></div><div id="verdict"></div>
 <div class="row" id="results" style="display:none">
   <div><h3>Your cover</h3><img id="preview" alt="your cover"></div>
-  <div><h3>Predicted genres <small id="model-name"></small></h3><div id="genres"></div></div>
+  <div><h3>Predicted genres <small id="model-name"></small></h3><div id="answer"></div><div id="genres"></div></div>
 </div>
 <h3 id="similar-title" style="display:none">Similar covers</h3>
 <div id="similar"></div>
@@ -56,6 +60,7 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
 const MAX_BYTES = {{ info.max_upload_bytes | tojson }};
 const $ = id => document.getElementById(id);
 let chosen = null;
+let latest = 0;  // only the newest request's answer is shown
 function showError(msg) { $("error").textContent = msg ? "error: " + msg : ""; }
 function pick(file) { chosen = file; run(); }
 $("file").addEventListener("change", e => { if (e.target.files.length) pick(e.target.files[0]); });
@@ -65,7 +70,7 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over");
   if (e.dataTransfer.files.length) pick(e.dataTransfer.files[0]); });
 $("form").addEventListener("submit", e => { e.preventDefault(); run(); });
-for (const id of ["feature", "genre", "model"]) $(id).addEventListener("change", () => { if (chosen) run(); });
+for (const id of ["feature", "genre", "model", "min_confidence"]) $(id).addEventListener("change", () => { if (chosen) run(); });
 
 async function run() {
   showError("");
@@ -76,14 +81,16 @@ async function run() {
   }
   const form = new FormData();
   form.append("image", chosen, chosen.name);
-  for (const id of ["feature", "genre", "k", "model"]) form.append(id, $(id).value);
+  for (const id of ["feature", "genre", "k", "model", "min_confidence"]) form.append(id, $(id).value);
   $("status").textContent = "searching...";
+  const ticket = ++latest;
   let answer;
   try {
     const response = await fetch("/api/query", {method: "POST", body: form});
     answer = await response.json();
+    if (ticket !== latest) return;
     if (!response.ok) { showError(answer.error || ("HTTP " + response.status)); clearResults(); $("status").textContent = ""; return; }
-  } catch (err) { showError("the upload failed: " + err); clearResults(); $("status").textContent = ""; return; }
+  } catch (err) { if (ticket === latest) { showError("the upload failed: " + err); clearResults(); $("status").textContent = ""; } return; }
   render(answer);
 }
 function clearResults() { $("verdict").textContent = ""; $("results").style.display = "none"; $("similar").innerHTML = ""; $("similar-title").style.display = "none"; }
@@ -96,6 +103,17 @@ function render(a) {
   verdict.dataset.verdict = a.duplicates ? a.duplicates.verdict : "";
   const preview = $("preview"); preview.src = URL.createObjectURL(chosen); preview.style.display = "block";
   $("model-name").textContent = a.model ? `(model ${a.model})` : "(no model)";
+  const answer = $("answer"); answer.textContent = ""; answer.className = "";
+  if (a.answer) {
+    const pct = p => (100 * p).toFixed(1) + "%";
+    answer.className = a.answer === "unknown" ? "unknown" : "known";
+    answer.append(a.answer === "unknown" ? "unknown" : `${a.answer} (${pct(a.confidence)})`);
+    const note = document.createElement("small");
+    note.textContent = a.answer === "unknown"
+      ? ` none of these: the top genre's probability ${pct(a.confidence)} is below ${pct(a.min_confidence)}; ranked genres:`
+      : ` (answers "unknown" below ${pct(a.min_confidence)}; ${a.calibration === "none" ? "uncalibrated" : "calibrated"} probabilities)`;
+    answer.append(note);
+  }
   const genres = $("genres"); genres.innerHTML = "";
   for (const g of a.genres) {
     const row = document.createElement("div"); row.className = "genre"; row.dataset.genre = g.genre;
