@@ -33,6 +33,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder
 from coversearch.store import Store, migrate
+from coversearch.store.db import LOCK_TIMEOUT_ENV
 
 XGBOOST = Recipe("xgb", "xgboost", ("hsv",), {"n_estimators": 30})
 KNN = Recipe("knn", "knn", ("hsv",), {"k": 3, "index_kind": "exact"})
@@ -130,8 +131,8 @@ def test_serve_skips_and_reports_a_model_that_fails_its_check(store, models):
     labels.write_bytes(labels.read_bytes()[:-8])  # truncated
     engine = Engine(store, models)
     try:
-        assert set(engine.models) == {"xgb"}
-        assert "labels.npy is truncated" in engine.model_errors["knn"]
+        assert set(engine.snapshot.models) == {"xgb"}
+        assert "labels.npy is truncated" in engine.snapshot.broken_models["knn"]
     finally:
         engine.close()
 
@@ -294,7 +295,8 @@ def test_only_ingest_creates_a_store(tmp_path, args):
 
 
 # -- 13: a store held by an ingest -----------------------------------------------------------------
-def test_readers_are_told_an_ingest_holds_the_store(tmp_path, covers5_dir):
+def test_readers_are_told_an_ingest_holds_the_store(tmp_path, covers5_dir, monkeypatch):
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "0")  # readers wait 30 s for a writer by default: meet it at once here
     root = link_covers(covers5_dir, tmp_path / "covers", per_genre=200)
     cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
     assert cli("db", "upgrade").exit_code == 0

@@ -41,7 +41,7 @@ def serve_command(
     engine = web.extensions["coversearch"]
     for note in engine.notes:
         echo(f"note: {note}")
-    for name, problem in engine.model_errors.items():
+    for name, problem in engine.snapshot.broken_models.items():
         echo(f"note: model {name!r} skipped: {problem}")
     server = WebServer(web, host, port, threads=threads, dev=dev)
     reloader = Reloader(engine, watch=watch, interval=reload_interval, log=echo).start()
