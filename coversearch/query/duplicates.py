@@ -283,13 +283,15 @@ def check_image(
     searchers: dict[str, Any] | None = None,
     vectors: dict[str, np.ndarray] | None = None,
     data: bytes | None = None,
+    rgb: np.ndarray | None = None,
     label: str | None = None,
 ) -> DuplicateCheck:
     """Whether ``image`` (a file, or its ``data``) is already in the store: same bytes, or near copies.
 
     ``extractors`` lends already-loaded extractors (the web page's VGG16) and ``searchers``
     already-open ``SimilarSearcher`` objects, by feature name; ``vectors`` the image's vectors
-    already computed (the web page's query vector), which are then used as they are.
+    already computed (the web page's query vector), which are then used as they are; ``rgb`` the
+    image already decoded from ``data`` (the web page's upload), so it is not decoded again.
     """
     from coversearch.query.similar import SimilarSearcher
 
@@ -297,10 +299,11 @@ def check_image(
         if not Path(image).is_file():
             raise CoverSearchError(f"cannot check {image}: no such file")
         data = read_bytes(image)
-    try:
-        rgb = decode_image(data).rgb
-    except ImageError as exc:
-        raise CoverSearchError(f"cannot check {label or image}: {exc}") from None
+    if rgb is None:
+        try:
+            rgb = decode_image(data).rgb
+        except ImageError as exc:
+            raise CoverSearchError(f"cannot check {label or image}: {exc}") from None
     sha = hashlib.sha256(data).hexdigest()
     found: dict[int, DuplicateMatch] = {}
     exact_id = store.album_id_for_sha256(sha)

@@ -215,7 +215,7 @@ class Engine:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
                 answer = self._classify(snap, model_name, vectors, min_confidence) if model_name else None
-                duplicates = self._check_duplicates(snap, data, filename, vectors)
+                duplicates = self._check_duplicates(snap, data, decoded.rgb, filename, vectors)
             query_info = {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format}
             del decoded
         finally:
@@ -240,13 +240,15 @@ class Engine:
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
 
-    def _check_duplicates(self, snap: Snapshot, data: bytes, filename: str, vectors: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    def _check_duplicates(
+        self, snap: Snapshot, data: bytes, rgb: np.ndarray, filename: str, vectors: dict[str, np.ndarray]
+    ) -> dict[str, Any] | None:
         """The duplicate verdict for an upload (as `coversearch check`), or None without phash/vgg16 vectors."""
         rules = default_rules(snap.store)
         if not rules:
             return None
         try:
-            check = check_image(snap.store, filename, rules, data=data, label=filename,
+            check = check_image(snap.store, filename, rules, data=data, rgb=rgb, label=filename,
                                 extractors=self.extractors_for([r.feature for r in rules]), searchers=snap.searchers,
                                 vectors=vectors)
         except CoverSearchError as exc:
