@@ -298,7 +298,7 @@ def test_the_web_api_and_page_give_the_duplicate_verdict(base_store, originals, 
 
     from coversearch.web import create_app
 
-    app = create_app(base_store, tmp_path / "no-models", tmp_path / "idx", vgg16_weights, vgg16_extractor=vgg16_extractor)
+    app = create_app(base_store, tmp_path / "no-models", tmp_path / "idx", vgg16_weights)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_port}"

@@ -98,7 +98,7 @@ def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
     from coversearch.web.server import WebServer
 
     db, models, _ = web_store
-    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights, vgg16_extractor=vgg16_extractor)
+    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights)
     srv = WebServer(app, "127.0.0.1", 0, threads=4)
     srv.start()
     try:

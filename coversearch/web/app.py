@@ -74,7 +74,6 @@ class Engine:
         index_dir: str | os.PathLike | None = None,
         vgg16_weights: str | os.PathLike | None = None,
         *,
-        vgg16_extractor: FeatureExtractor | None = None,
         lock_timeout: float | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_slots: int = DEFAULT_DECODE_SLOTS,
@@ -93,8 +92,6 @@ class Engine:
         self._reload_lock = threading.Lock()
         self._extractor_lock = threading.Lock()
         self.extractors: dict[str, FeatureExtractor] = {}
-        if vgg16_extractor is not None:
-            self.extractors["vgg16"] = vgg16_extractor
         self.reloads = 0
         self.last_reload_error: str | None = None
         self.snapshot = Snapshot.load(self.store_path, self.model_dir, self.index_dir, self.extractors_for, lock_timeout=lock_timeout)
@@ -283,7 +280,6 @@ def create_app(
     index_dir: str | os.PathLike | None = None,
     vgg16_weights: str | os.PathLike | None = None,
     *,
-    vgg16_extractor: FeatureExtractor | None = None,
     lock_timeout: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode_slots: int = DEFAULT_DECODE_SLOTS,
@@ -292,7 +288,7 @@ def create_app(
 
     Every error answers JSON ``{"error": message, "status": code}``, with the HTTP status code.
     """
-    engine = Engine(store_path, model_dir, index_dir, vgg16_weights, vgg16_extractor=vgg16_extractor,
+    engine = Engine(store_path, model_dir, index_dir, vgg16_weights,
                     lock_timeout=lock_timeout, max_pixels=max_pixels, decode_slots=decode_slots)
     app = Flask("coversearch.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the small form fields
