@@ -20,7 +20,7 @@ from coversearch.features.embedder import Embedder
 from coversearch.features.images import MAX_FILE_BYTES
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch
 from coversearch.ingest.readers import SourceItem, SourceListing
-from coversearch.ingest.writer import StoreWriter, WriteCounts
+from coversearch.store.writer import StoreWriter, WriteCounts
 from coversearch.store import Store
 
 DEFAULT_BATCH_SIZE = 64

@@ -32,7 +32,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.mapper import MappedItem
 from coversearch.ingest.pipeline import IngestSummary
 from coversearch.ingest.readers import SourceItem, SourceListing
-from coversearch.ingest.writer import StoreWriter, WriteCounts
+from coversearch.store.writer import StoreWriter, WriteCounts
 from coversearch.store import Store
 from coversearch.store.parquet import read_rows
 
