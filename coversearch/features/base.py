@@ -3,7 +3,7 @@
 Extraction is split in two so that ingestion can overlap work: ``prepare`` is per-image CPU work
 (resize, colour conversion) that runs in reader threads; ``extract`` is the batched part (a
 network forward pass) that runs on the main thread.  A new feature is one new module with one
-class implementing this protocol, registered in ``registry.py``.
+class implementing this protocol, registered with one line in ``registry.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class FeatureExtractor(Protocol):
     name: str  # stable identifier, e.g. "hsv"
     version: int  # bump when the numbers it produces change
     dim: int  # length of each vector
+    metric: str  # how vectors compare: "cosine", "euclidean" or "hamming" (index/metrics.py)
 
     def params(self) -> dict[str, Any]:
         """Everything that determines the output, recorded with the feature set."""

@@ -15,6 +15,7 @@ RANGES = [0, 180, 0, 256, 0, 256]
 class HSVHistogram:
     name = "hsv"
     version = 1
+    metric = "euclidean"  # the study compared histograms by Euclidean distance
     dim = BINS[0] * BINS[1] * BINS[2]
 
     def params(self) -> dict[str, Any]:

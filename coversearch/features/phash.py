@@ -77,6 +77,7 @@ def hash_hex(bits: np.ndarray) -> str:
 class PerceptualHash:
     name = "phash"
     version = 1
+    metric = "hamming"  # differing bits
     dim = HASH_SIZE * HASH_SIZE
 
     def params(self) -> dict[str, Any]:

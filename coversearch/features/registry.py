@@ -1,4 +1,4 @@
-"""Feature extractors by name."""
+"""Feature extractors by name: one line each, the module imported when the feature is first used."""
 
 from __future__ import annotations
 
@@ -6,39 +6,50 @@ import os
 
 from coversearch.errors import FeatureError
 from coversearch.features.base import FeatureExtractor
+from coversearch.registry import Registry, UnknownNameError
 
-FEATURE_NAMES = ("hsv", "vgg16", "vgg16-layers", "vgg16-study", "phash")
+
+class UnknownFeatureError(UnknownNameError, FeatureError):
+    pass
+
+
+FEATURES = Registry("feature", {
+    "hsv": "coversearch.features.hsv:HSVHistogram",
+    "vgg16": "coversearch.features.vgg16:VGG16Features",
+    "vgg16-layers": "coversearch.features.vgg16:VGG16LayerStats",
+    "vgg16-study": "coversearch.features.vgg16:VGG16StudyFeatures",
+    "phash": "coversearch.features.phash:PerceptualHash",
+}, error=UnknownFeatureError)
+
+# The registered names, live: a feature registered later is in it too.
+FEATURE_NAMES = FEATURES
 # What `ingest` computes unless told otherwise: search (hsv, vgg16) and the default classifier's input.
 # (vgg16-study, the study's own 150 px input, is asked for by name: only its recipe uses it.)
 # phash (near-duplicates) costs well under a millisecond per cover, so every store gets it.
 DEFAULT_FEATURES = "hsv,vgg16,vgg16-layers,phash"
 
 
+def register(name: str, target: str) -> None:
+    """Add a feature extractor: ``target`` is "package.module:Class" (see coversearch/registry.py)."""
+    FEATURES.register(name, target)
+
+
+def extractor_class(name: str) -> type:
+    return FEATURES.load(name)
+
+
 def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
-    if name == "hsv":
-        from coversearch.features.hsv import HSVHistogram
-
-        return HSVHistogram()
-    if name == "vgg16":
-        from coversearch.features.vgg16 import VGG16Features
-
-        return VGG16Features(vgg16_weights)
-    if name == "vgg16-layers":
-        from coversearch.features.vgg16 import VGG16LayerStats
-
-        return VGG16LayerStats(vgg16_weights)
-    if name == "vgg16-study":
-        from coversearch.features.vgg16 import VGG16StudyFeatures
-
-        return VGG16StudyFeatures(vgg16_weights)
-    if name == "phash":
-        from coversearch.features.phash import PerceptualHash
-
-        return PerceptualHash()
-    raise FeatureError(f"unknown feature {name!r}; choose from {', '.join(FEATURE_NAMES)}")
+    """An extractor of feature ``name``; classes with ``takes_vgg16_weights`` get the weights path."""
+    cls = FEATURES.load(name)
+    return cls(vgg16_weights) if getattr(cls, "takes_vgg16_weights", False) else cls()
 
 
-def parse_feature_list(text: str, known: tuple[str, ...] | None = FEATURE_NAMES) -> list[str]:
+def feature_metric(name: str) -> str:
+    """The metric a computed feature is compared under: its extractor's ``metric``."""
+    return FEATURES.load(name).metric
+
+
+def parse_feature_list(text: str, known=FEATURE_NAMES) -> list[str]:
     """'hsv,vgg16' -> ['hsv', 'vgg16'], checked against ``known`` (None: any name), order kept,
     duplicates dropped."""
     names = [part.strip() for part in text.split(",") if part.strip()]

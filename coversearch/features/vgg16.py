@@ -221,6 +221,8 @@ class VGG16Head:
     name: str
     version: int
     dim: int
+    metric = "cosine"  # CNN activations compare by direction (the study's choice)
+    takes_vgg16_weights = True  # get_extractor passes --vgg16-weights to __init__
     recipe: InputRecipe = IMAGENET_224
 
     def __init__(self, weights: str | os.PathLike | None = None):

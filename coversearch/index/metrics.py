@@ -19,15 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from coversearch.errors import CoverSearchError
+from coversearch.features.registry import FEATURES, feature_metric
 
 COSINE = "cosine"
 EUCLIDEAN = "euclidean"
 HAMMING = "hamming"
 METRICS = (COSINE, EUCLIDEAN, HAMMING)
-
-# The study's choices: colour histograms under Euclidean distance, CNN features under cosine.
-DEFAULT_METRIC_BY_FEATURE = {"hsv": EUCLIDEAN, "vgg16": COSINE, "vgg16-layers": COSINE, "vgg16-study": COSINE, "phash": HAMMING}
-
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
@@ -36,12 +33,18 @@ def check_metric(metric: str) -> str:
 
 
 def default_metric(feature: str) -> str:
-    return DEFAULT_METRIC_BY_FEATURE.get(feature, EUCLIDEAN)
+    """A computed feature's metric: its extractor class says (``metric``); an unknown name is an error."""
+    return check_metric(feature_metric(feature))
 
 
 def metric_for(feature_set) -> str:
-    """A feature set's metric: the one recorded with it (imported vectors), else its feature's default."""
-    return feature_set.params.get("metric") or default_metric(feature_set.name)
+    """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
+    recorded = feature_set.params.get("metric")
+    if recorded:
+        return check_metric(recorded)
+    if feature_set.name not in FEATURES:
+        raise CoverSearchError(f"feature set {feature_set.name!r} records no metric and no extractor is registered for it")
+    return default_metric(feature_set.name)
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
