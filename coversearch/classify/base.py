@@ -9,6 +9,8 @@ the learned state in a folder; provenance (features, store fingerprint) is the j
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -72,13 +74,39 @@ def check_param(method: str, key: str, value: Any, kind: type, low: float | None
         raise ParamError(f"bad {method} parameter {key}={value!r}: must be {bounds}")
 
 
+META_FILE = "estimator.json"
+
+
 class ClassifierBase:
-    """Shared plumbing: label encoding, ``predict`` from ``predict_proba``, ``set_params``, ``fit_final``."""
+    """Shared plumbing: parameters, label encoding, ``predict`` from ``predict_proba``, ``fit_final``,
+    and the estimator.json every estimator saves beside its learned state."""
 
     classes_: np.ndarray
 
     # Whether ``fit`` lets validation rows steer training (early stopping); see ``fit_final``.
     uses_validation: bool = False
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The ``__init__`` arguments, in order: each is kept in an attribute of the same name."""
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict[str, Any]:
+        """scikit-learn's rule: the parameters are the ``__init__`` arguments, read back from attributes."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def save_meta(self, folder: Path, **extra: Any) -> None:
+        """estimator.json: the parameters, the genres in column order, and ``extra`` learned facts."""
+        (folder / META_FILE).write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist(), **extra}))
+
+    @classmethod
+    def load_meta(cls, folder: Path) -> tuple[Any, dict[str, Any]]:
+        """An estimator made from a saved estimator.json (its learned state still to load), and the file's content."""
+        meta = json.loads((folder / META_FILE).read_text())
+        self = cls(**meta["params"])
+        self.classes_ = np.array(meta["classes"])
+        return self, meta
 
     def set_params(self, **params: Any) -> "ClassifierBase":
         for key, value in params.items():

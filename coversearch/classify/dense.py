@@ -8,7 +8,6 @@ otherwise dominate; the study's recipe leaves it at 1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,6 @@ class DenseGenre(ClassifierBase):
         self.standardize = standardize
         self.power = power
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("hidden", "dropout", "learning_rate", "epochs", "batch_size",
-                                               "patience", "l2", "standardize", "power", "seed")}
 
     def _build(self, dim: int):
         keras = import_keras()
@@ -106,15 +101,12 @@ class DenseGenre(ClassifierBase):
         self.model_.save(folder / "head.keras")
         if self.scaler_ is not None:
             np.savez(folder / "scaler.npz", **self.scaler_.state())
-        (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist(),
-                                                           "epochs_run": self.epochs_run_, "best_epoch": self.best_epoch_}))
+        self.save_meta(folder, epochs_run=self.epochs_run_, best_epoch=self.best_epoch_)
 
     @classmethod
     def load(cls, folder: Path) -> "DenseGenre":
         keras = import_keras()
-        meta = json.loads((folder / "estimator.json").read_text())
-        self = cls(**meta["params"])
-        self.classes_ = np.array(meta["classes"])
+        self, meta = cls.load_meta(folder)
         self.epochs_run_ = meta["epochs_run"]
         self.best_epoch_ = meta.get("best_epoch", self.epochs_run_)  # absent from models saved before refitting existed
         self.model_ = keras.models.load_model(folder / "head.keras")

@@ -8,13 +8,13 @@ nearest neighbours), so their averaged probabilities are better than any one of 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from coversearch.classify.base import ClassifierBase, ProgressFn
+from coversearch.classify.registry import make_estimator, method_class
 from coversearch.errors import CoverSearchError
 
 
@@ -24,8 +24,6 @@ class EnsembleGenre(ClassifierBase):
     def __init__(self, members: list[dict[str, Any]] | None = None):
         if not members:
             raise CoverSearchError("an ensemble needs members: [{method, params, columns: [start, stop]}, ...]")
-        from coversearch.classify.registry import make_estimator
-
         if not isinstance(members, list):
             raise CoverSearchError(f"bad ensemble parameter members={members!r}: expected a list of members")
         for member in members:
@@ -38,9 +36,6 @@ class EnsembleGenre(ClassifierBase):
                 )
             make_estimator(member["method"], member.get("params", {}))  # each member's parameters checked now, not after training
         self.members = [dict(m) for m in members]
-
-    def get_params(self) -> dict[str, Any]:
-        return {"members": self.members}
 
     def _columns(self, X: np.ndarray, member: dict) -> np.ndarray:
         start, stop = member["columns"]
@@ -57,8 +52,6 @@ class EnsembleGenre(ClassifierBase):
         return self._fit_members(X, y, X_val, y_val, progress, final=True)
 
     def _fit_members(self, X, y, X_val, y_val, progress: ProgressFn | None, final: bool) -> "EnsembleGenre":
-        from coversearch.classify.registry import make_estimator
-
         # A final fit also learns from the validation rows, so their genres count too.
         self._set_classes(np.concatenate([y, y_val]) if final and X_val is not None else np.asarray(y))
         self.estimators_ = []
@@ -83,14 +76,10 @@ class EnsembleGenre(ClassifierBase):
         for i, estimator in enumerate(self.estimators_):
             (folder / f"member-{i}").mkdir()
             estimator.save(folder / f"member-{i}")
-        (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist()}))
+        self.save_meta(folder)
 
     @classmethod
     def load(cls, folder: Path) -> "EnsembleGenre":
-        from coversearch.classify.registry import method_class
-
-        meta = json.loads((folder / "estimator.json").read_text())
-        self = cls(**meta["params"])
-        self.classes_ = np.array(meta["classes"])
+        self, _ = cls.load_meta(folder)
         self.estimators_ = [method_class(m["method"]).load(folder / f"member-{i}") for i, m in enumerate(self.members)]
         return self

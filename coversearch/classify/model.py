@@ -27,6 +27,7 @@ import numpy as np
 from coversearch.checksums import FileRecord, file_record, record_tree, tree_files, verify_records
 from coversearch.classify.base import GenreClassifier
 from coversearch.classify.calibration import Answer, answers, calibrated, calibrator_from_state
+from coversearch.classify.registry import method_class
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.store import FeatureSet, Store
@@ -140,12 +141,6 @@ def verify_model_files(folder: Path, data: dict[str, Any], label: str) -> bool:
     return True
 
 
-def _estimator_class(method: str):
-    from coversearch.classify.registry import method_class
-
-    return method_class(method)
-
-
 @dataclass
 class TrainedModel:
     card: ModelCard
@@ -233,7 +228,7 @@ class TrainedModel:
         if card.format != MODEL_FORMAT:
             raise ModelError(f"{label} has format {card.format}; this version reads format {MODEL_FORMAT}")
         try:
-            estimator = _estimator_class(card.method).load(folder / ESTIMATOR)
+            estimator = method_class(card.method).load(folder / ESTIMATOR)
         except CoverSearchError:
             raise
         except Exception as exc:  # a damaged file from any of the libraries

@@ -1,30 +1,26 @@
-"""Classifier methods by name."""
+"""Classifier methods by name: one line each, the module imported when the method is first used."""
 
 from __future__ import annotations
 
 from coversearch.errors import CoverSearchError
+from coversearch.registry import Registry
 
-METHODS = ("knn", "xgboost", "dense", "ensemble")
+CLASSIFIERS = Registry("method", {
+    "knn": "coversearch.classify.knn:KNNVote",
+    "xgboost": "coversearch.classify.xgboost_clf:XGBoostGenre",
+    "dense": "coversearch.classify.dense:DenseGenre",
+    "ensemble": "coversearch.classify.ensemble:EnsembleGenre",
+})
+METHODS = CLASSIFIERS  # the registered names, live
+
+
+def register(method: str, target: str) -> None:
+    """Add a classifier method: ``target`` is "package.module:Class" (see coversearch/registry.py)."""
+    CLASSIFIERS.register(method, target)
 
 
 def method_class(method: str):
-    if method == "knn":
-        from coversearch.classify.knn import KNNVote
-
-        return KNNVote
-    if method == "xgboost":
-        from coversearch.classify.xgboost_clf import XGBoostGenre
-
-        return XGBoostGenre
-    if method == "dense":
-        from coversearch.classify.dense import DenseGenre
-
-        return DenseGenre
-    if method == "ensemble":
-        from coversearch.classify.ensemble import EnsembleGenre
-
-        return EnsembleGenre
-    raise CoverSearchError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return CLASSIFIERS.load(method)
 
 
 def make_estimator(method: str, params: dict):

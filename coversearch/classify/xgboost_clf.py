@@ -6,7 +6,6 @@ scikit-learn, which this project does not otherwise need.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,6 @@ class XGBoostGenre(ClassifierBase):
         self.colsample_bytree = colsample_bytree
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate", "subsample",
-                                               "colsample_bytree", "early_stopping_rounds", "seed")}
 
     def _booster_params(self) -> dict[str, Any]:
         return {
@@ -99,13 +94,11 @@ class XGBoostGenre(ClassifierBase):
 
     def save(self, folder: Path) -> None:
         self.booster_.save_model(folder / "booster.ubj")
-        (folder / "estimator.json").write_text(json.dumps({"params": self.get_params(), "classes": self.classes_.tolist()}))
+        self.save_meta(folder)
 
     @classmethod
     def load(cls, folder: Path) -> "XGBoostGenre":
-        meta = json.loads((folder / "estimator.json").read_text())
-        self = cls(**meta["params"])
-        self.classes_ = np.array(meta["classes"])
+        self, _ = cls.load_meta(folder)
         self.booster_ = xgb.Booster()
         self.booster_.load_model(folder / "booster.ubj")
         return self
