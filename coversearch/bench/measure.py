@@ -47,7 +47,7 @@ class Built:
     rss_delta_bytes: int
     memory_bytes: int
     size_bytes: int
-    search_kwargs: dict[str, Any]  # e.g. the duckdb kind's filter to the indexed albums
+    search_kwargs: dict[str, Any]  # e.g. a store-searching kind's filter to the indexed albums
 
 
 def build(kind: str, dataset: Dataset, build_params: Mapping[str, Any],
@@ -59,9 +59,9 @@ def build(kind: str, dataset: Dataset, build_params: Mapping[str, Any],
     started = time.perf_counter()
     index.fit(dataset.base, dataset.base_ids)
     search_kwargs: dict[str, Any] = {}
-    if kind == "duckdb":
+    if index.searches_store:
         if binding is None:
-            raise ValueError("the duckdb kind needs a store to search")
+            raise ValueError(f"the {kind} kind needs a store to search")
         index.bind(*binding)
         # The table holds the held-out queries too: search only the indexed albums (a SQL WHERE).
         search_kwargs["allowed_ids"] = dataset.base_ids

@@ -6,14 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from coversearch.index.registry import INDEX_KINDS
 from coversearch.plots import pyplot, save_figure
 
-KIND_ORDER = ("exact", "duckdb", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "annoy")
-APPROXIMATE = ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "annoy")
 
 
 def _kind_rank(kind: str) -> int:
-    return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    order = list(INDEX_KINDS)  # registry order
+    return order.index(kind) if kind in order else len(order)
+
+
+def _approximate_kinds() -> list[str]:
+    return [k for k in INDEX_KINDS if not INDEX_KINDS[k].exact]
 
 
 def points_of(results: dict[str, Any], dataset_key: str) -> list[dict[str, Any]]:
@@ -169,7 +173,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             continue
         out.append(Target(f"{where}: exact search median < 1 ms per query", exact["p50_ms"] < 1.0,
                           f"p50 {exact['p50_ms']:.3f} ms, p99 {exact['p99_ms']:.3f} ms, {exact['qps']:,.0f} q/s"))
-        for kind in APPROXIMATE:
+        for kind in _approximate_kinds():
             mine = [p for p in pts if p["kind"] == kind]
             if not mine:
                 continue

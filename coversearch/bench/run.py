@@ -11,10 +11,19 @@ from coversearch.bench.datasets import Dataset, real_dataset, synthetic_dataset
 from coversearch.bench.measure import GenreTask, load_genre_task
 from coversearch.bench.sweep import RESULTS_FILE, Results, Sweep, load_sweep, plan_size, run_sweep
 from coversearch.errors import CoverSearchError
-from coversearch.index.registry import index_class
+from coversearch.index.metrics import COSINE, EUCLIDEAN, metric_for
+from coversearch.index.registry import INDEX_KINDS, index_class
 from coversearch.store import FeatureSet, Store
 
-DEFAULT_KINDS = ("exact", "duckdb", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "annoy")
+
+
+def default_kinds() -> tuple[str, ...]:
+    """The registered kinds that search float vectors under both cosine and Euclidean distance
+    (faiss-binary, for hashes only, is measured by the dedupe benchmark), in registry order."""
+    return tuple(k for k in INDEX_KINDS if {COSINE, EUCLIDEAN} <= set(INDEX_KINDS[k].supported_metrics))
+
+
+DEFAULT_KINDS = default_kinds()
 # The sweep files live beside the benchmarks in a source checkout (the package is installed editable).
 DEFAULT_SWEEPS = Path(__file__).resolve().parents[2] / "benchmarks" / "sweeps"
 
@@ -76,7 +85,7 @@ def prepare(bench: SearchBench, store: Store, store_name: str, log: Callable[[st
         for feature in features:
             fs, ids, vectors, fingerprint = loaded[feature]
             log(f"real data set: {feature}")
-            d = real_dataset(store_name, feature, ids, vectors, fingerprint, bench.queries, bench.seed)
+            d = real_dataset(store_name, feature, ids, vectors, fingerprint, bench.queries, bench.seed, metric_for(fs))
             datasets.append(d)
             bindings[d.key] = (store, fs)
             task = load_genre_task(store, feature, d.metric, bench.split)

@@ -27,7 +27,6 @@ from coversearch.index.registry import index_class
 from coversearch.store import FeatureSet, Store
 
 RESULTS_FILE = "results.json"
-STORE_ONLY_KINDS = ("duckdb",)  # kinds that search a store table: real data sets only
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,8 @@ class Results:
 
 
 def kinds_for(dataset: Dataset, kinds: Sequence[str], has_binding: bool) -> list[str]:
-    return [k for k in kinds if k not in STORE_ONLY_KINDS or (dataset.real and has_binding)]
+    # A kind that searches a store table runs on real data sets only.
+    return [k for k in kinds if not index_class(k).searches_store or (dataset.real and has_binding)]
 
 
 def plan_size(datasets: Sequence[Dataset], kinds: Sequence[str], sweeps: dict[str, Sweep],
@@ -170,7 +170,7 @@ def run_sweep(
                 log(f"{dataset.key}: building {kind} {build_params or '(defaults)'}")
                 built = build(kind, dataset, build_params, bindings.get(dataset.key))
                 task = genre_tasks.get(dataset.feature) if dataset.real else None
-                vote = GenreVote(task, kind, build_params) if task is not None and kind not in STORE_ONLY_KINDS else None
+                vote = GenreVote(task, kind, build_params) if task is not None and not index_class(kind).searches_store else None
                 for query_params in todo:
                     if query_params:
                         built.index.set_query_arguments(**query_params)

@@ -8,7 +8,6 @@ training row per genre); ties go to the genre of the nearest voter among the tie
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,10 @@ class KNNVote(ClassifierBase):
 
     def __init__(self, k: int = 10, index_kind: str = "annoy", metric: str = "euclidean",
                  index_params: dict[str, Any] | None = None, query_params: dict[str, Any] | None = None):
-        if index_kind == "duckdb":
-            # That kind searches a store table; here the neighbours are training rows (use `exact`).
-            raise CoverSearchError("knn cannot use the duckdb index kind (it searches the store, not training rows); use exact")
         check_param(self.method, "k", k, int, 1)
-        index_class(index_kind)  # an unknown kind fails here, before training
+        if index_class(index_kind).searches_store:  # an unknown kind fails here too, before training
+            # Such a kind searches a store table; here the neighbours are training rows (use `exact`).
+            raise CoverSearchError(f"knn cannot use the {index_kind} index kind (it searches the store, not training rows); use exact")
         check_metric(metric)
         for key, value in (("index_params", index_params), ("query_params", query_params)):
             if value is not None and not isinstance(value, dict):
@@ -41,10 +39,6 @@ class KNNVote(ClassifierBase):
         self.metric = metric
         self.index_params = dict(index_params or {})  # build parameters of the index kind
         self.query_params = dict(query_params or {})  # its query parameters (e.g. annoy's search_k)
-
-    def get_params(self) -> dict[str, Any]:
-        return {"k": self.k, "index_kind": self.index_kind, "metric": self.metric, "index_params": self.index_params,
-                "query_params": self.query_params}
 
     def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "KNNVote":
         self.labels_ = self._set_classes(np.asarray(y))
@@ -73,15 +67,11 @@ class KNNVote(ClassifierBase):
         (folder / INDEX_FOLDER).mkdir()
         self.index_.save(folder / INDEX_FOLDER)
         np.save(folder / "labels.npy", self.labels_)
-        meta = {"params": self.get_params(), "classes": self.classes_.tolist(), "dim": self.index_.dim,
-                "build_params": self.index_.build_params, "query_params": self.index_.query_params}
-        (folder / "estimator.json").write_text(json.dumps(meta))
+        self.save_meta(folder, dim=self.index_.dim, build_params=self.index_.build_params, query_params=self.index_.query_params)
 
     @classmethod
     def load(cls, folder: Path) -> "KNNVote":
-        meta = json.loads((folder / "estimator.json").read_text())
-        self = cls(**meta["params"])
-        self.classes_ = np.array(meta["classes"])
+        self, meta = cls.load_meta(folder)
         self.labels_ = np.load(folder / "labels.npy")
         self.index_ = index_class(self.index_kind).load(
             folder / INDEX_FOLDER, metric=self.metric, dim=meta["dim"],

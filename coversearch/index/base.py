@@ -6,7 +6,7 @@ Shaped after ann-benchmarks' small algorithm interface: ``fit`` (build), ``searc
 row -> album id mapping (``ids``) itself, and every kind reports distances the same way for the
 same metric (see ``metrics.py``).
 
-A kind is one module with one subclass, registered in ``registry.py``.  Subclasses work on rows
+A kind is one module with one subclass, registered with one line in ``registry.py``.  Subclasses work on rows
 (0..n-1, in insertion order) and prepared vectors; this class does the id mapping, the id filter,
 input checks, thread counts and the ids file.
 """
@@ -50,6 +50,12 @@ class VectorIndex(ABC):
     supports_remove: ClassVar[bool] = False  # whether vectors can be removed in place (and read back to check the rest)
     native_file: ClassVar[str | None] = None  # the kind's own file inside the index folder
     supported_metrics: ClassVar[tuple[str, ...]] = metrics.METRICS
+    # True for a kind that searches the store's own table (duckdb): it has no vectors of its own,
+    # must be bound to an open store (``bind``) before searching, and cannot index other rows.
+    searches_store: ClassVar[bool] = False
+    # Parameters of a kind that has no section in defaults.toml (one registered from outside).
+    build_defaults: ClassVar[Mapping[str, Any]] = {}
+    query_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self,
@@ -96,6 +102,10 @@ class VectorIndex(ABC):
             with all_threads():
                 self._add(x)
             self.ids = np.concatenate([self.ids, ids])
+
+    def bind(self, store, feature_set) -> "VectorIndex":
+        """Called when the index is opened over ``store``; kinds that read the store keep it here."""
+        return self
 
     def resolve_params(self, n: int) -> None:
         """Turn "auto" parameters into numbers for a build on ``n`` vectors, and check them all."""

@@ -10,8 +10,8 @@ index is refused, or refreshed: FAISS kinds add the new vectors in place when al
 added; kinds that can remove in place (exact, faiss-ivf) drop the removed albums' vectors, check
 that every vector left is still the store's, and add the new ones; anything else (removals from
 faiss-hnsw, faiss-ivfpq or annoy, a re-created feature set, a new model, vectors changed under the
-same album ids) means a rebuild with the parameters it was built with.  The duckdb kind searches the store itself and
-is always current.
+same album ids) means a rebuild with the parameters it was built with.  A kind that searches the
+store itself (``searches_store``: duckdb) is always current.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -31,8 +31,6 @@ from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex, load_ids
-from coversearch.index.duckdb_index import DuckDBIndex
-from coversearch.index.faiss_ivfpq import IVFPQIndex
 from coversearch.index.manifest import (
     MANIFEST_FILE,
     IndexManifest,
@@ -43,8 +41,10 @@ from coversearch.index.manifest import (
 )
 from coversearch.index.params import kind_defaults, split_params
 from coversearch.index.registry import create_index, index_class
-from coversearch.index.sharded import Progress, ShardOptions, build_sharded
 from coversearch.store import FeatureSet, Store
+
+if TYPE_CHECKING:
+    from coversearch.index.sharded import Progress, ShardOptions
 
 class StaleIndexError(CoverSearchError):
     """The index no longer matches the store's vectors."""
@@ -138,6 +138,8 @@ def _build(
         work = Path(tempfile.mkdtemp(prefix=f".{name}.staging-{os.getpid()}-", dir=index_dir))
         try:
             started = time.perf_counter()
+            from coversearch.index.sharded import build_sharded
+
             sharding_report = build_sharded(store, fs, index, sharding, work, progress)
             seconds = time.perf_counter() - started
             manifest = _new_manifest(store, fs, name, kind, metric, index, build_given, query_given, seconds, fingerprint,
@@ -251,7 +253,7 @@ def check_current(store: Store, manifest: IndexManifest) -> Freshness:
     fs = max(candidates, key=lambda f: f.version)
     if fs.dim != manifest.dim:
         return Freshness(False, f"the store's {fs.label} vectors have dimension {fs.dim}, the index {manifest.dim}")
-    if manifest.kind == DuckDBIndex.kind:
+    if index_class(manifest.kind).searches_store:
         return Freshness(True)  # it reads the store on every query
     if fs.version != manifest.feature_version or fs.model_fingerprint != manifest.model_fingerprint:
         return Freshness(
@@ -321,14 +323,11 @@ def open_index(store: Store, index_dir: str | os.PathLike, name: str, *, refresh
         notes.append(
             f"index {manifest.name!r} refreshed by {refreshed_by}: {freshness.reason}; it now holds {manifest.vectors} vectors"
         )
-    elif Path(manifest.store_path) != Path(store.path).resolve() and manifest.kind != DuckDBIndex.kind:
+    elif Path(manifest.store_path) != Path(store.path).resolve() and not index_class(manifest.kind).searches_store:
         notes.append(f"index {manifest.name!r} was built from {manifest.store_path}; its vectors match this store")
     index = load_index(manifest, verify=refreshed_by is not None)
     fs = store.feature_set(manifest.feature)
-    if isinstance(index, DuckDBIndex):
-        index.bind(store, fs)
-    if isinstance(index, IVFPQIndex):
-        index.bind_exact_vectors(lambda album_ids: store.vectors_for(fs, album_ids))  # the rerank query parameter
+    index.bind(store, fs)  # kinds that read the store (duckdb's scan, faiss-ivfpq's rerank) keep it
     return OpenedIndex(index, manifest, fs, refreshed_by, notes)
 
 
@@ -386,5 +385,7 @@ def _sharding_of(manifest: IndexManifest) -> ShardOptions | None:
     """The shard options a sharded index was built with (a rebuild uses them again)."""
     if not manifest.sharding:
         return None
+    from coversearch.index.sharded import ShardOptions
+
     fields = ShardOptions.__dataclass_fields__
     return ShardOptions(**{k: v for k, v in manifest.sharding.items() if k in fields})

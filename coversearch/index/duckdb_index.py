@@ -26,6 +26,7 @@ class DuckDBIndex(VectorIndex):
     kind = "duckdb"
     exact = True
     native_file = None
+    searches_store = True  # always current; bound to the store when opened; never over other rows
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

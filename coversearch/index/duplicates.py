@@ -175,7 +175,7 @@ def open_dedupe_index(store, feature: str, metric: str, index_dir=None) -> tuple
                 opened = open_index(store, index_dir, manifest.name)
             except StaleIndexError:
                 continue  # dedupe never rewrites an index; a stale one is passed over for exact search
-            if opened.index.kind != "duckdb":  # one SQL scan per album would be far slower than exact search
+            if not opened.index.searches_store:  # one SQL scan per album would be far slower than exact search
                 return opened.index, f"index {manifest.name!r} ({manifest.kind})"
     fs = store.feature_set(feature)
     ids, vectors = store.load_embeddings(fs)

@@ -44,6 +44,10 @@ class IVFPQIndex(IVFFlatIndex):
         """``fetch(album_ids) -> float32 (n, dim)``: where ``rerank`` reads the exact vectors (the store)."""
         self.exact_vectors = fetch
 
+    def bind(self, store, feature_set) -> "IVFPQIndex":
+        self.bind_exact_vectors(lambda album_ids: store.vectors_for(feature_set, album_ids))  # the rerank query parameter
+        return self
+
     def code_dim(self) -> int:
         """The dimension the PQ codes are made in: reduced by OPQ for wide vectors."""
         rules = kind_defaults(self.kind).auto

@@ -48,9 +48,16 @@ def _all_defaults() -> dict[str, KindDefaults]:
 
 
 def kind_defaults(kind: str) -> KindDefaults:
+    """The kind's section of defaults.toml; a kind without one (registered from outside the package)
+    gives its class's ``build_defaults`` and ``query_defaults``."""
     defaults = _all_defaults()
     if kind not in defaults:
-        raise IndexParamError(f"no defaults for index kind {kind!r} in defaults.toml")
+        from coversearch.index.registry import INDEX_KINDS
+
+        if kind not in INDEX_KINDS:
+            raise IndexParamError(f"no defaults for index kind {kind!r} in defaults.toml")
+        cls = INDEX_KINDS[kind]
+        return KindDefaults(dict(cls.build_defaults), dict(cls.query_defaults))
     spec = defaults[kind]
     # Copies, so that callers may change them without touching the cache.
     return KindDefaults(dict(spec.build), dict(spec.query), dict(spec.auto))

@@ -1,33 +1,39 @@
-"""Index kinds by name."""
+"""Index kinds by name: one line each, the module imported when the kind is first used.
+
+Listing the kinds (``--help``, messages) imports nothing, so FAISS and Annoy load only in the
+commands that build or search an index.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from coversearch.errors import CoverSearchError
-from coversearch.index.annoy_index import AnnoyIndex
-from coversearch.index.base import VectorIndex
-from coversearch.index.duckdb_index import DuckDBIndex
-from coversearch.index.exact import ExactIndex
-from coversearch.index.faiss_binary import BinaryIndex
-from coversearch.index.faiss_hnsw import HNSWIndex
-from coversearch.index.faiss_ivf import IVFFlatIndex
-from coversearch.index.faiss_ivfpq import IVFPQIndex
-
-INDEX_KINDS: dict[str, type[VectorIndex]] = {
-    cls.kind: cls for cls in (ExactIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, AnnoyIndex, DuckDBIndex, BinaryIndex)
-}
+from coversearch.registry import Registry, UnknownNameError
 
 
-class UnknownKindError(CoverSearchError):
+class UnknownKindError(UnknownNameError):
     pass
 
 
-def index_class(kind: str) -> type[VectorIndex]:
-    try:
-        return INDEX_KINDS[kind]
-    except KeyError:
-        raise UnknownKindError(f"unknown index kind {kind!r}; choose from {', '.join(INDEX_KINDS)}") from None
+# Registration order is the order kinds are listed in (help, benchmark tables).
+INDEX_KINDS = Registry("index kind", {
+    "exact": "coversearch.index.exact:ExactIndex",
+    "duckdb": "coversearch.index.duckdb_index:DuckDBIndex",
+    "faiss-hnsw": "coversearch.index.faiss_hnsw:HNSWIndex",
+    "faiss-ivf": "coversearch.index.faiss_ivf:IVFFlatIndex",
+    "faiss-ivfpq": "coversearch.index.faiss_ivfpq:IVFPQIndex",
+    "annoy": "coversearch.index.annoy_index:AnnoyIndex",
+    "faiss-binary": "coversearch.index.faiss_binary:BinaryIndex",
+}, error=UnknownKindError)
+
+
+def register(kind: str, target: str) -> None:
+    """Add an index kind: ``target`` is "package.module:Class" (see coversearch/registry.py)."""
+    INDEX_KINDS.register(kind, target)
+
+
+def index_class(kind: str):
+    return INDEX_KINDS.load(kind)
 
 
 def create_index(
@@ -36,6 +42,7 @@ def create_index(
     dim: int,
     build_params: Mapping[str, Any] | None = None,
     query_params: Mapping[str, Any] | None = None,
-) -> VectorIndex:
+):
     """An unbuilt index of ``kind``: defaults from defaults.toml, overridden by the given params."""
     return index_class(kind)(metric, dim, build_params, query_params)
+
