@@ -2,8 +2,9 @@
 
 from alembic import context
 
-import coversearch.store.migrate  # noqa: F401  (registers the DuckDB implementation)
-from coversearch.store.migrate import engine_for
+from coversearch.store.migrate import engine_for, register_duckdb_impl
+
+register_duckdb_impl()  # Alembic's implementation for the duckdb dialect
 
 config = context.config
 connection = config.attributes.get("connection")

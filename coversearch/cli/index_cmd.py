@@ -16,7 +16,6 @@ from coversearch.index import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests, load_manifest, refresh_index
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class
-from coversearch.index.sharded import ShardOptions
 from coversearch.store import Store
 from coversearch.store.parquet import check_known_feature
 
@@ -53,6 +52,8 @@ def build_command(
         build_params.update(parse_param_pairs(kind, [f"factory={factory}"])[0])
     sharding = None
     if shards is not None or engine is not None or on_disk:
+        from coversearch.index.sharded import ShardOptions
+
         sharding = ShardOptions(shards=4 if shards is None else shards, engine=engine or "local", on_disk=on_disk).check()
     index_dir = state(ctx).index_dir
     with Store.open(state(ctx).db, read_only=True) as store:

@@ -6,7 +6,12 @@ memory_bytes) with one module per kind: ``exact`` (FAISS flat), ``faiss-hnsw``, 
 disk and in step with the store; ``recall`` measures them.
 """
 
-from coversearch.index.base import IndexFileError, Neighbours, VectorIndex
+import os
+
+# Before any kind's module imports FAISS: its OpenMP runtime reads this once (see threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from coversearch.index.base import IndexFileError, Neighbours, VectorIndex  # noqa: E402
 from coversearch.index.catalog import (
     OpenedIndex,
     StaleIndexError,

@@ -6,7 +6,8 @@ OpenMP threads, so single queries run on one thread; builds and batch searches u
 OpenMP threads that wait by spinning (libgomp's default) turn pathological when the cores are
 shared: on a busy 2-core machine a 2-thread PQ training took 14-44 s against 5.7 s on one thread.
 Passive waiting removes that (5.8 s) at the cost of microseconds per parallel region, so it is the
-default here unless OMP_WAIT_POLICY is set.  It must be set before FAISS's OpenMP runtime loads.
+default here unless OMP_WAIT_POLICY is set.  It must be set before FAISS's OpenMP runtime loads,
+so ``coversearch/index/__init__.py`` sets it too, before any kind's module can import FAISS.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import faiss  # noqa: E402  (after the wait policy)
 
 
 def available_cores() -> int:
@@ -30,6 +29,8 @@ def available_cores() -> int:
 @contextmanager
 def faiss_threads(n: int) -> Iterator[None]:
     """Run the block with FAISS limited to ``n`` OpenMP threads, then restore the previous limit."""
+    import faiss  # here: a kind without FAISS (annoy, duckdb) does not load it
+
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, n))
     try:

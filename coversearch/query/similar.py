@@ -26,7 +26,7 @@ from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex
 from coversearch.index.catalog import indexes_for_feature, list_manifests, open_index
-from coversearch.index.exact import ExactIndex
+from coversearch.index.registry import create_index
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
 from coversearch.store.parquet import check_known_feature, is_imported
@@ -140,7 +140,7 @@ class SimilarSearcher:
         ids, vectors = store.load_embeddings(fs)
         if len(ids) == 0:
             raise CoverSearchError(f"the store has no {fs.label} vectors to search; run `coversearch ingest --features {feature}`")
-        index = ExactIndex(metric, fs.dim).fit(vectors, ids)
+        index = create_index("exact", metric, fs.dim).fit(vectors, ids)
         where = f" in {index_dir}" if index_dir is not None else ""
         note = (
             f"no readable {feature} index{where}: exact search over {len(ids)} vectors "
