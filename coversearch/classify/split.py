@@ -113,41 +113,21 @@ def make_split(
     With ``near_duplicates`` each near-duplicate group (by the store's phash and vgg16 vectors,
     those it has) stays on one side.
     """
-    exists = store.con.execute("SELECT count(*) FROM splits WHERE name = ?", [name]).fetchone()[0]
-    if exists and not replace:
+    if store.split_exists(name) and not replace:
         raise CoverSearchError(f"split {name!r} already exists; models trained on it depend on it (use --replace to redo it)")
-    rows = store.con.execute(
-        "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
-    ).fetchall()
     groups = store_groups(store, default_rules(store)) if near_duplicates else []
-    sides = assign_sides([(r[0], r[1], tuple(r[2])) for r in rows], seed, fractions, groups)
-    with store.transaction() as con:
-        con.execute("DELETE FROM split_assignments WHERE split = ?", [name])
-        con.execute("DELETE FROM splits WHERE name = ?", [name])
-        con.execute("INSERT INTO splits VALUES (?, ?, ?, ?, ?, ?)", [name, seed, *fractions, utcnow()])
-        if sides:
-            con.execute(
-                "INSERT INTO split_assignments SELECT $1, unnest($2), unnest($3)",
-                [name, np.array(list(sides), dtype=np.int64), list(sides.values())],
-            )
+    sides = assign_sides(store.labelled_albums(), seed, fractions, groups)
+    store.save_split(name, seed, fractions, sides, utcnow())
     return Split(name, seed, tuple(fractions), sides)
 
 
 def load_split(store: Store, name: str = DEFAULT_SPLIT) -> Split | None:
-    row = store.con.execute(
-        "SELECT seed, train_fraction, val_fraction, test_fraction FROM splits WHERE name = ?", [name]
-    ).fetchone()
-    if row is None:
+    stored = store.read_split(name)
+    if stored is None:
         return None
-    seed, fractions = int(row[0]), (row[1], row[2], row[3])
-    sides = {int(a): s for a, s in store.con.execute("SELECT album_id, side FROM split_assignments WHERE split = ?", [name]).fetchall()}
-    newer = store.con.execute(
-        "SELECT a.id, a.sha256 FROM albums a WHERE a.id IN (SELECT album_id FROM album_genres) "
-        "AND a.id NOT IN (SELECT album_id FROM split_assignments WHERE split = ?)",
-        [name],
-    ).fetchall()
-    for album_id, sha in newer:
-        sides[int(album_id)] = side_by_rule(seed, sha, fractions)
+    seed, fractions, sides, newer = stored
+    for album_id, sha in newer:  # albums labelled since the split was made go by its rule
+        sides[album_id] = side_by_rule(seed, sha, fractions)
     return Split(name, seed, fractions, sides, added_by_rule=len(newer))
 
 

@@ -43,7 +43,7 @@ def parse_rules(store: Store, features: Sequence[str] | None, thresholds: Sequen
     With no feature named: the default rule's features the store holds (at least one is needed).
     """
     held = {fs.name: fs for fs in store.feature_sets()}
-    if not held and not store.con.execute("SELECT count(*) FROM albums").fetchone()[0]:
+    if not held and not store.album_count():
         raise CoverSearchError(f"the store {store.path} is empty; run `coversearch ingest` first")
     if features:
         for name in features:
@@ -128,12 +128,7 @@ class DedupeResult:
 
 
 def genre_album_ids(store: Store, genre: str) -> np.ndarray:
-    rows = store.con.execute("SELECT DISTINCT album_id FROM album_genres WHERE genre = ? ORDER BY album_id", [genre]).fetchnumpy()
-    ids = np.asarray(rows["album_id"], dtype=np.int64)
-    if len(ids) == 0:
-        known = [g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
-        raise CoverSearchError(f"no album of genre {genre!r} in the store (genres: {', '.join(known) or 'none'})")
-    return ids
+    return store.album_ids_of_known_genre(genre)
 
 
 def find_groups(

@@ -210,11 +210,7 @@ class SimilarSearcher:
                     f"k={k} is more than the {len(self.index)} {self.feature_set.name} vectors in {self._index_label()}"
                 )
             return None
-        rows = self.store.con.execute("SELECT DISTINCT album_id FROM album_genres WHERE genre = ?", [genre]).fetchnumpy()
-        of_genre = np.asarray(rows["album_id"], dtype=np.int64)
-        if len(of_genre) == 0:
-            known = [g for (g,) in self.store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
-            raise CoverSearchError(f"no album of genre {genre!r} in the store (genres: {', '.join(known) or 'none'})")
+        of_genre = self.store.album_ids_of_known_genre(genre)
         allowed = of_genre[np.isin(of_genre, self.index.ids)]
         if k > len(allowed):
             raise CoverSearchError(

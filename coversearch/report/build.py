@@ -131,10 +131,8 @@ def _store_section(page: _Page, store: Store, stats: dict[str, Any]) -> None:
 
 def _covers_section(page: _Page, store: Store, rng: random.Random, per_genre: int) -> None:
     page.add(f'<section id="covers"><h2>Random covers per genre</h2><p>{per_genre} random albums of each genre with their labels.</p>')
-    genres = [g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
-    for genre in genres:
-        ids = [a for (a,) in store.con.execute(
-            "SELECT album_id FROM album_genres WHERE genre = ? ORDER BY album_id", [genre]).fetchall()]
+    for genre in store.genres():
+        ids = store.album_ids_in_genre(genre).tolist()
         picked = sorted(rng.sample(ids, min(per_genre, len(ids))))
         albums = store.albums(picked)
         cells = []

@@ -29,6 +29,14 @@ LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
 DEFAULT_READ_LOCK_TIMEOUT = 30.0
 
 
+# SQL for each metric's distance between the column ``vector`` and the query ``q`` (``Store.nearest``).
+SQL_DISTANCE = {
+    "cosine": "array_cosine_distance(vector, {q})",
+    "euclidean": "array_distance(vector, {q})",
+    "hamming": "round(pow(array_distance(vector, {q}), 2))",  # L2^2 of 0/1 vectors counts differing bits
+}
+
+
 class StoreBusyError(StoreError):
     """Another process holds the store's write lock."""
 
@@ -271,6 +279,11 @@ class Store:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot upgrade store {path}: {message}") from exc
 
+    def cursor(self) -> "Store":
+        """The same database through a cursor of its own (another thread need not wait for this one's
+        queries); close it when done."""
+        return Store(self.path, self.con.cursor(), read_only=self.read_only)
+
     def close(self) -> None:
         self.con.close()
 
@@ -447,6 +460,92 @@ class Store:
         ).fetchall()
         keys = ("id", "sha256", "path", "url", "artist", "title", "width", "height", "format", "genres")
         return {int(r[0]): dict(zip(keys, r)) for r in rows}
+
+    def album_count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM albums").fetchone()[0])
+
+    def genres(self) -> list[str]:
+        """Every genre some album carries, sorted."""
+        return [g for (g,) in self.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
+
+    def album_ids_in_genre(self, genre: str) -> np.ndarray:
+        """The albums carrying ``genre``, ascending (int64; empty for a genre no album has)."""
+        cols = self.con.execute(
+            "SELECT DISTINCT album_id FROM album_genres WHERE genre = ? ORDER BY album_id", [genre]
+        ).fetchnumpy()
+        return np.asarray(cols["album_id"], dtype=np.int64)
+
+    def album_ids_of_known_genre(self, genre: str) -> np.ndarray:
+        """``album_ids_in_genre``, refusing a genre no album carries with the genres there are."""
+        ids = self.album_ids_in_genre(genre)
+        if len(ids) == 0:
+            raise StoreError(f"no album of genre {genre!r} in the store (genres: {', '.join(self.genres()) or 'none'})")
+        return ids
+
+    def labelled_albums(self) -> list[tuple[int, str, tuple[str, ...]]]:
+        """(album id, sha256, genres) of every album with at least one genre."""
+        rows = self.con.execute(
+            "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
+        ).fetchall()
+        return [(r[0], r[1], tuple(r[2])) for r in rows]
+
+    # -- splits ----------------------------------------------------------------------------------
+    def split_exists(self, name: str) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM splits WHERE name = ?", [name]).fetchone()[0])
+
+    def save_split(self, name: str, seed: int, fractions: Sequence[float], sides: dict[int, str], created_at) -> None:
+        """Store split ``name`` (replacing one of that name) in one transaction."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM split_assignments WHERE split = ?", [name])
+            con.execute("DELETE FROM splits WHERE name = ?", [name])
+            con.execute("INSERT INTO splits VALUES (?, ?, ?, ?, ?, ?)", [name, seed, *fractions, created_at])
+            if sides:
+                con.execute(
+                    "INSERT INTO split_assignments SELECT $1, unnest($2), unnest($3)",
+                    [name, np.array(list(sides), dtype=np.int64), list(sides.values())],
+                )
+
+    def read_split(self, name: str) -> tuple[int, tuple[float, float, float], dict[int, str], list[tuple[int, str]]] | None:
+        """(seed, fractions, album id -> side, (album id, sha256) of labelled albums it does not
+        assign yet), or None when there is no split ``name``."""
+        row = self.con.execute(
+            "SELECT seed, train_fraction, val_fraction, test_fraction FROM splits WHERE name = ?", [name]
+        ).fetchone()
+        if row is None:
+            return None
+        sides = {int(a): s for a, s in self.con.execute("SELECT album_id, side FROM split_assignments WHERE split = ?", [name]).fetchall()}
+        newer = self.con.execute(
+            "SELECT a.id, a.sha256 FROM albums a WHERE a.id IN (SELECT album_id FROM album_genres) "
+            "AND a.id NOT IN (SELECT album_id FROM split_assignments WHERE split = ?)",
+            [name],
+        ).fetchall()
+        return int(row[0]), (row[1], row[2], row[3]), sides, [(int(a), sha) for a, sha in newer]
+
+    # -- exact search inside the store (the duckdb index kind) ------------------------------------
+    def nearest(self, fs: FeatureSet, metric: str, queries: np.ndarray, k: int,
+                allowed_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest albums of each query by one SQL scan of the set's vectors: (ids (nq, k)
+        padded with -1, distances (nq, k) padded with inf), ties broken by album id."""
+        if metric not in SQL_DISTANCE:
+            raise ValueError(f"no SQL distance for metric {metric!r}")
+        sql = (
+            f"SELECT album_id, {SQL_DISTANCE[metric].format(q=f'$query::FLOAT[{fs.dim}]')} AS distance "
+            f"FROM {fs.table}"
+        )
+        params: dict = {}
+        if allowed_ids is not None:
+            sql += " WHERE album_id IN (SELECT unnest($allowed))"
+            params["allowed"] = np.asarray(allowed_ids, dtype=np.int64)
+        sql += f" ORDER BY distance, album_id LIMIT {int(k)}"
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        for i, vector in enumerate(queries):
+            params["query"] = vector.tolist()
+            found = self.con.execute(sql, params).fetchnumpy()
+            n = len(found["album_id"])
+            ids[i, :n] = found["album_id"]
+            distances[i, :n] = found["distance"]
+        return ids, distances
 
     def stats(self) -> dict[str, Any]:
         one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731

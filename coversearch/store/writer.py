@@ -1,4 +1,4 @@
-"""Writer stage: one batch of mapped items becomes one transaction.
+"""The ingest's writer stage: one batch of mapped items becomes one transaction.
 
 Everything a batch adds (albums, files, genre links, embeddings, errors) commits together or not
 at all, so an ingest killed at any moment leaves the store as of its last whole batch, and a
@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from coversearch.ingest.mapper import MappedItem
-from coversearch.ingest.readers import SourceProblem
-from coversearch.store import FeatureSet, Store
-from coversearch.store.db import utcnow
+from coversearch.store.db import FeatureSet, Store, utcnow
+
+if TYPE_CHECKING:  # what ingest/ hands over; the store imports nothing from above it
+    from coversearch.ingest.mapper import MappedItem
+    from coversearch.ingest.readers import SourceProblem
 
 
 @dataclass

@@ -36,7 +36,7 @@ from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
-from coversearch.store import Store, StoreBusyError
+from coversearch.store import StoreBusyError
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import check_image
 from coversearch.store.thumbs import album_thumbnail
@@ -266,7 +266,7 @@ class Engine:
     def thumbnail(self, album_id: int) -> bytes | None:
         snap = self.snapshot
         # A cursor of its own: thumbnails need not wait for the queries' lock.
-        store = Store(snap.store.path, snap.store.con.cursor(), read_only=True)
+        store = snap.store.cursor()
         try:
             album = store.albums([album_id]).get(album_id)
             return album_thumbnail(store, album) if album else None

@@ -93,7 +93,7 @@ class Snapshot:
         names = [fs.name for fs in store.feature_sets() if fs.name in FEATURE_NAMES]
         if not names:
             raise CoverSearchError(f"the store {store.path} has no feature vectors; run `coversearch ingest` first")
-        genres = [g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres ORDER BY genre").fetchall()]
+        genres = store.genres()
 
         # Models first: they say which extractors are needed beyond the searched features.
         models: dict[str, TrainedModel] = {}
@@ -136,7 +136,7 @@ class Snapshot:
             default_model=default_model,
             default_feature=DEFAULT_FEATURE if DEFAULT_FEATURE in searchers else names[0],
             genres=genres,
-            albums=store.con.execute("SELECT count(*) FROM albums").fetchone()[0],
+            albums=store.album_count(),
             signature=signature,
             loaded_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             load_seconds=round(time.perf_counter() - started, 3),
