@@ -23,6 +23,7 @@ from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
 from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split, load_split
 from coversearch.errors import CoverSearchError, ImageError
+from coversearch.features.base import extractor_mismatch
 from coversearch.features.embedder import Embedder
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
@@ -268,7 +269,7 @@ def classify_images(
                 "new image files cannot be embedded for it (`coversearch evaluate` works on the stored vectors)"
             )
         extractor = get_extractor(ref.name, vgg16_weights=vgg16_weights)
-        if extractor.version != ref.version or extractor.model_fingerprint() != ref.model_fingerprint:
+        if extractor_mismatch(extractor, ref.name, ref.version, ref.model_fingerprint):
             raise ModelError(
                 f"model {model.card.name!r} needs {ref.name} v{ref.version} from {ref.model_fingerprint}; "
                 f"the extractor here is v{extractor.version} from {extractor.model_fingerprint()}"

@@ -36,3 +36,22 @@ class FeatureExtractor(Protocol):
 def extract_images(extractor: FeatureExtractor, images: Sequence[np.ndarray]) -> np.ndarray:
     """Convenience for queries: prepare and extract in one call."""
     return extractor.extract([extractor.prepare(rgb) for rgb in images])
+
+
+def extractor_mismatch(extractor: FeatureExtractor, name: str, version: int, model_fingerprint: str | None,
+                       params: dict[str, Any] | None = None) -> str | None:
+    """Why ``extractor`` cannot embed new images for stored vectors of feature ``name`` v``version``
+    made by ``model_fingerprint`` (and ``params``, when given); None when it can.
+
+    The one check behind every query path: ``similar``, ``classify`` and the web page's snapshot."""
+    label = f"{name} v{version}"
+    if extractor.name != name or extractor.version != version:
+        return (f"the store's vectors are {label}; this coversearch computes {extractor.name} v{extractor.version}: "
+                "re-ingest, or use a matching coversearch")
+    fingerprint = extractor.model_fingerprint()
+    if fingerprint != model_fingerprint:
+        return (f"the store's {label} vectors were made with model {model_fingerprint}, but the query would use "
+                f"{fingerprint}: pass the same weights with --vgg16-weights (or COVERSEARCH_VGG16_WEIGHTS)")
+    if params is not None and extractor.params() != params:
+        return f"the store's {label} vectors were made with params {params}, not {extractor.params()}"
+    return None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from coversearch.errors import CoverSearchError, FeatureError, ImageError
-from coversearch.features.base import FeatureExtractor, extract_images
+from coversearch.features.base import FeatureExtractor, extract_images, extractor_mismatch
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.index import metrics
@@ -251,19 +251,9 @@ class SimilarSearcher:
 
 def check_extractor_matches(extractor: FeatureExtractor, fs: FeatureSet) -> None:
     """Refuse to embed queries with another model than the store's vectors were made with."""
-    if extractor.name != fs.name or extractor.version != fs.version:
-        raise FeatureError(
-            f"the store's vectors are {fs.label}; this coversearch computes {extractor.name} v{extractor.version}: "
-            "re-ingest, or use a matching coversearch"
-        )
-    fingerprint = extractor.model_fingerprint()
-    if fingerprint != fs.model_fingerprint:
-        raise FeatureError(
-            f"the store's {fs.label} vectors were made with model {fs.model_fingerprint}, but the query would use "
-            f"{fingerprint}: pass the same weights with --vgg16-weights (or COVERSEARCH_VGG16_WEIGHTS)"
-        )
-    if extractor.params() != fs.params:
-        raise FeatureError(f"the store's {fs.label} vectors were made with params {fs.params}, not {extractor.params()}")
+    reason = extractor_mismatch(extractor, fs.name, fs.version, fs.model_fingerprint, fs.params)
+    if reason:
+        raise FeatureError(reason)
 
 
 def find_similar(

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from coversearch.classify.model import TrainedModel, list_cards, list_model_names
 from coversearch.classify.recipes import DEFAULT_RECIPE
 from coversearch.errors import CoverSearchError
-from coversearch.features.base import FeatureExtractor
+from coversearch.features.base import FeatureExtractor, extractor_mismatch
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index.manifest import MANIFEST_FILE
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
@@ -120,7 +120,7 @@ class Snapshot:
         for name, model in list(models.items()):
             for ref in model.card.features:
                 ex = extractors.get(ref.name)
-                if ex is None or ex.version != ref.version or ex.model_fingerprint() != ref.model_fingerprint:
+                if ex is None or extractor_mismatch(ex, ref.name, ref.version, ref.model_fingerprint):
                     broken[name] = f"model {name!r} needs {ref.name} v{ref.version} from {ref.model_fingerprint}"
                     del models[name]
                     break
