@@ -20,7 +20,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.index.registry import INDEX_KINDS
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
-from coversearch.query.similar import find_similar
+from coversearch.query.similar import SimilarSearcher, find_similar
 from coversearch.store import Store
 from conftest import link_covers
 
@@ -151,6 +151,16 @@ def test_image_queries_in_and_out_of_the_store(hsv_store, index_dir, store_facts
     assert len(found["results"]) == 5 and found["results"][0]["distance"] > 0
     table = run(hsv_store, index_dir, "similar", outside, "-f", "hsv", "--index", "hsv-annoy", "-k", 5)
     assert table.exit_code == 0 and "distance" in table.stdout and "rank" in table.stdout
+
+
+def test_decoded_pixels_are_a_query_as_good_as_the_file(hsv_store, index_dir, covers5_dir):
+    outside = sorted((covers5_dir / "Pop").iterdir())[900]
+    with Store.open(hsv_store, read_only=True) as store:
+        searcher = SimilarSearcher.open(store, feature="hsv", index_dir=index_dir, index_name="hsv-exact")
+        from_file = searcher.search_image(outside, k=5, genre="Rock")
+        from_pixels = searcher.search_pixels(decode_image(read_bytes(outside)).rgb, k=5, genre="Rock", label="upload")
+    assert [h.album_id for h in from_pixels.hits] == [h.album_id for h in from_file.hits]
+    assert [h.distance for h in from_pixels.hits] == pytest.approx([h.distance for h in from_file.hits])
 
 
 def test_without_an_index_exact_search_is_used_and_said(hsv_store, index_dir, store_facts, tmp_path):

@@ -174,6 +174,10 @@ class SimilarSearcher:
             raise CoverSearchError(f"cannot use query image {image}: {exc}") from None
         return extract_images(extractor, [rgb])[0]
 
+    def vector_for_pixels(self, rgb: np.ndarray, *, vgg16_weights: str | os.PathLike | None = None) -> np.ndarray:
+        """The query vector of an already-decoded image (H x W x 3 uint8 RGB)."""
+        return extract_images(self.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
+
     def vector_for_album(self, album_id: int) -> np.ndarray:
         ids, vectors = self.store.load_embeddings(self.feature_set, [int(album_id)])
         if len(ids) == 0:
@@ -187,6 +191,12 @@ class SimilarSearcher:
     ) -> SimilarResult:
         allowed = self._allowed_ids(genre, k)
         return self._search(self.vector_for_image(image, vgg16_weights=vgg16_weights), k, genre, allowed, str(image))
+
+    def search_pixels(self, rgb: np.ndarray, k: int = DEFAULT_K, genre: str | None = None, label: str = "image", *,
+                      vgg16_weights=None) -> SimilarResult:
+        """Search with an image already decoded (an upload): no file, no second decode."""
+        allowed = self._allowed_ids(genre, k)
+        return self._search(self.vector_for_pixels(rgb, vgg16_weights=vgg16_weights), k, genre, allowed, label)
 
     def search_album(self, album_id: int, k: int = DEFAULT_K, genre: str | None = None) -> SimilarResult:
         allowed = self._allowed_ids(genre, k)
