@@ -1,4 +1,6 @@
-"""Write a folder whole or not at all: indexes and trained models are saved this way.
+"""Write a file or a folder whole or not at all, and say how big things are.
+
+``write_atomic`` writes one file under a temporary name and renames it into place.
 
 A build writes ``.NAME.staging-PID-*`` and swaps the previous folder out as ``.NAME.old-PID-*``.
 A build killed mid-way leaves these behind; ``leftovers`` lists them and the next ``staged_folder``
@@ -167,3 +169,33 @@ def staged_folder(parent: Path, name: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o644, fsync: bool = False,
+                 suffix: str = ".tmp") -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file beside it, then ``os.replace``
+    (``fsync``: flushed to disk first, for files a crash must not leave empty)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_bytes(n: float, *, si: bool = False) -> str:
+    """1536 -> "1.5 KiB"; with ``si``, 1500 -> "1.5 kB" (powers of 1000, as download sizes are given)."""
+    base, units = (1000, ("B", "kB", "MB", "GB")) if si else (1024, ("B", "KiB", "MiB", "GiB"))
+    for unit in units:
+        if n < base or unit == units[-1]:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= base
+    raise AssertionError("unreachable")

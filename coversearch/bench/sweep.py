@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from coversearch.bench.datasets import Dataset, cached_ground_truth, own_copies_share
 from coversearch.bench.measure import K, GenreTask, GenreVote, build, measure_queries
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import write_atomic
 from coversearch.index.params import split_params
 from coversearch.index.registry import index_class
 from coversearch.store import FeatureSet, Store
@@ -116,10 +116,7 @@ class Results:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
 
 
 def kinds_for(dataset: Dataset, kinds: Sequence[str], has_binding: bool) -> list[str]:

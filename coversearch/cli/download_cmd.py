@@ -26,6 +26,7 @@ from rich.text import Text
 from coversearch.cli.app import app, err_console, print_json
 from coversearch.cli.ingest_cmd import run_ingest
 from coversearch.config import VGG16_WEIGHTS_ENV
+from coversearch.fsutil import format_bytes
 from coversearch.features.registry import DEFAULT_FEATURES, parse_feature_list
 from coversearch.ingest.readers import listing_from_links
 from coversearch.download import (
@@ -44,11 +45,7 @@ _SHOW = 20  # problems/duplicates listed in text output; --json lists all
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+    return format_bytes(n, si=True)
 
 
 class _BytesColumn(ProgressColumn):

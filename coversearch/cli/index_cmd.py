@@ -11,7 +11,7 @@ from rich.table import Table
 from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
-from coversearch.fsutil import leftovers
+from coversearch.fsutil import format_bytes, leftovers
 from coversearch.index import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests, load_manifest, refresh_index
 from coversearch.index.params import parse_param_pairs
@@ -194,8 +194,4 @@ def _params(params: dict) -> str:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    return format_bytes(n)

@@ -7,7 +7,6 @@ image (see ``fetch``), so a rerun verifies and skips what is there and fetches t
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ import requests
 from coversearch.download.fetch import TEMP_SUFFIX, FetchConfig, fetch_to_file, is_valid_image, new_session
 from coversearch.download.plan import FAILURES_FILE, DownloadPlan, contained, plan_download
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import write_atomic
 from coversearch.sources.links import LinkEntry
 
 DEFAULT_WORKERS = 16
@@ -141,16 +141,7 @@ def write_failures(path: Path, failures: list[Failure]) -> None:
     lines = ["line\turl\tpath\treason\tdetail"]
     for f in sorted(failures, key=lambda f: f.line_no):
         lines.append("\t".join([str(f.line_no), _clean(f.url), _clean(f.relpath), f.reason, _clean(f.detail)]))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o600, fsync=True, suffix=TEMP_SUFFIX)
 
 
 class _Sessions:

@@ -13,9 +13,7 @@ import base64
 import html
 import io
 import json
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, Iterable
 from coversearch.classify.model import list_cards
 from coversearch.classify.train import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import write_atomic
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import find_groups
 from coversearch.query.similar import SimilarSearcher
@@ -404,14 +403,5 @@ def build_report(
         head += '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
     text = head + "".join(page.parts) + "</body></html>"
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, text)
     return ReportSummary(out, time.perf_counter() - started, page.images, list(SECTIONS), notes)

@@ -11,8 +11,6 @@ It depends only on the store and the image decoder; the report and the web page 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from coversearch.errors import ImageError
 from coversearch.features.images import decode_image, read_bytes
+from coversearch.fsutil import write_atomic
 from coversearch.store import Store
 
 THUMB_SIZE = 160
@@ -63,22 +62,6 @@ def placeholder(text: str = "missing", size: int = THUMB_SIZE) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def album_thumbnail(store: Store, album: dict[str, Any]) -> bytes:
     """JPEG bytes of the album's thumbnail (cached; a placeholder when its file is gone or bad)."""
     return find_thumbnail(store, album) or placeholder()
@@ -99,7 +82,7 @@ def find_thumbnail(store: Store, album: dict[str, Any]) -> bytes | None:
         except ImageError:
             continue
         try:
-            _write_atomic(cached, data)
+            write_atomic(cached, data)
         except OSError:
             pass  # a read-only folder: still show it, just do not cache
         return data
