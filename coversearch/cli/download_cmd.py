@@ -23,12 +23,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from coversearch.cli.app import app, err_console, print_json
-from coversearch.cli.ingest_cmd import run_ingest
+from coversearch.cli.app import app, err_console, print_json, state
+from coversearch.cli.ingest_cmd import print_ingest_result
+from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.fsutil import format_bytes
 from coversearch.features.registry import DEFAULT_FEATURES, parse_feature_list
 from coversearch.ingest.readers import listing_from_links
+from coversearch.ingest.run import run_ingest
 from coversearch.download import (
     DEFAULT_MAX_BYTES,
     DEFAULT_WORKERS,
@@ -178,6 +180,8 @@ def download_command(
         _print_summary(summary)
     if then_ingest:
         # Only what is on disk and valid now; failed lines stay in failures.tsv, not the store.
-        run_ingest(ctx, listing_from_links(out, summary.files), features, vgg16_weights, quiet=quiet, json_out=as_json)
+        result = run_ingest(state(ctx).db, listing_from_links(out, summary.files), features, vgg16_weights,
+                            index_dir=state(ctx).index_dir, progress=lambda total: progress_bar("ingest", total, "img", quiet=quiet))
+        print_ingest_result(result, quiet=quiet, json_out=as_json)
     if not summary.ok:
         raise typer.Exit(1)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,14 +13,12 @@ from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import CoverSearchError
-from coversearch.features.embedder import Embedder
 from coversearch.features.images import MAX_FILE_BYTES
-from coversearch.index.duplicates import default_rules
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
-from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
+from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
-from coversearch.query.duplicates import duplicates_of_new_albums
+from coversearch.ingest.run import run_ingest as ingest_listing
 from coversearch.store import Store
 
 
@@ -79,10 +75,7 @@ def run_ray_ingest(
         summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options,
                              on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
     result = summary.to_dict()
-    if json_out:
-        print_json(result)
-    elif not quiet:
-        _print_summary(result)
+    print_ingest_result(result, quiet=quiet, json_out=json_out)
     return result
 
 
@@ -98,30 +91,23 @@ def run_ingest(
     max_file_bytes: int = MAX_FILE_BYTES,
     report_duplicates: bool = False,
 ) -> dict:
-    """The ingest command's work on a listing; `download --ingest` calls it too."""
-    names = parse_feature_list(features)
-    extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
-    Embedder(extractors).load()  # a missing or broken weights file fails before any work
-    with Store.open(state(ctx).db) as store:
-        before = set(store.album_ids_by_sha().values()) if report_duplicates else set()
-        with progress_bar("ingest", len(listing.items), "img", quiet=quiet) as advance:
-            summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
-                             max_file_bytes=max_file_bytes)
-        result = summary.to_dict()
-        if report_duplicates:
-            new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)
-            rules = default_rules(store)
-            if not rules:
-                raise CoverSearchError("--report-duplicates needs phash or vgg16 vectors: add --features phash")
-            found = duplicates_of_new_albums(store, rules, new_ids, index_dir=state(ctx).index_dir) if len(new_ids) else []
-            result["near_duplicates"] = {"rules": [r.label for r in rules], "found": [asdict(d) for d in found]}
+    """Ingest a listing (coversearch.ingest.run) and print the result."""
+    result = ingest_listing(
+        state(ctx).db, listing, features, vgg16_weights, index_dir=state(ctx).index_dir, batch_size=batch_size,
+        max_file_bytes=max_file_bytes, report_duplicates=report_duplicates,
+        progress=lambda total: progress_bar("ingest", total, "img", quiet=quiet),
+    )
+    print_ingest_result(result, quiet=quiet, json_out=json_out)
+    return result
+
+
+def print_ingest_result(result: dict, *, quiet: bool = False, json_out: bool = False) -> None:
     if json_out:
         print_json(result)
     elif not quiet:
         _print_summary(result)
-    if report_duplicates and not json_out:
+    if "near_duplicates" in result and not json_out:
         _print_duplicates(result["near_duplicates"])
-    return result
 
 
 def _print_duplicates(report: dict) -> None:

@@ -1,0 +1,65 @@
+"""The ingest use case on a listing: load the extractors, ingest, and (optionally) report near-duplicates.
+
+``coversearch ingest`` and ``coversearch download --ingest`` both call ``run_ingest``; the CLI only
+parses options and prints the result.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from coversearch.errors import CoverSearchError
+from coversearch.features.embedder import Embedder
+from coversearch.features.images import MAX_FILE_BYTES
+from coversearch.features.registry import get_extractor, parse_feature_list
+from coversearch.index.duplicates import default_rules
+from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
+from coversearch.ingest.readers import SourceListing
+from coversearch.query.duplicates import duplicates_of_new_albums
+from coversearch.store import Store
+
+# progress(total) -> a context yielding advance(n): the CLI passes its progress bar.
+ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None]]]
+
+
+def _no_progress(total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda n: None)
+
+
+def run_ingest(
+    db: str | os.PathLike,
+    listing: SourceListing,
+    features: str,
+    vgg16_weights: str | os.PathLike | None,
+    *,
+    index_dir: Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    report_duplicates: bool = False,
+    progress: ProgressFactory = _no_progress,
+) -> dict:
+    """Ingest ``listing`` into the store at ``db`` (made if missing); the summary as a dict, with
+    ``near_duplicates`` when ``report_duplicates``."""
+    names = parse_feature_list(features)
+    extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
+    Embedder(extractors).load()  # a missing or broken weights file fails before any work
+    with Store.open(db) as store:
+        before = set(store.album_ids_by_sha().values()) if report_duplicates else set()
+        with progress(len(listing.items)) as advance:
+            summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
+                             max_file_bytes=max_file_bytes)
+        result = summary.to_dict()
+        if report_duplicates:
+            new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)
+            rules = default_rules(store)
+            if not rules:
+                raise CoverSearchError("--report-duplicates needs phash or vgg16 vectors: add --features phash")
+            found = duplicates_of_new_albums(store, rules, new_ids, index_dir=index_dir) if len(new_ids) else []
+            result["near_duplicates"] = {"rules": [r.label for r in rules], "found": [asdict(d) for d in found]}
+    return result
