@@ -1,4 +1,5 @@
-"""Test-split evaluation: accuracy, per-genre recall, confusion matrix (and its heat map), reliability diagram.
+"""Test-split evaluation: accuracy, per-genre recall, confusion matrix (and its heat map), reliability diagram;
+``evaluate_model`` is the library function behind `coversearch evaluate`.
 
 An album filed under several genres counts as right when the predicted genre is any of them.
 Its confusion-matrix row is the genre it was predicted as when that is one of its genres, else
@@ -7,11 +8,26 @@ its first genre alphabetically; per-genre recall counts an album under every gen
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from coversearch.classify.calibration import (
+    RISK_COVERAGE_THRESHOLDS, calibrated, calibration_measures, genre_matrix, reliability_bins, risk_coverage,
+)
+from coversearch.classify.data import load_labelled, require_rows
+from coversearch.classify.model import ModelError, TrainedModel
+from coversearch.classify.split import load_split
 from coversearch.plots import pyplot, save_figure
+from coversearch.store import Store
+
+EVALUATION = "evaluation.json"
+CONFUSION_PNG = "confusion.png"
+RELIABILITY_PNG = "reliability.png"
 
 
 def evaluate_predictions(classes: Sequence[str], proba: np.ndarray, genres: Sequence[tuple[str, ...]]) -> dict:
@@ -84,3 +100,59 @@ def plot_reliability(result: dict, title: str, path: Path) -> Path:
     axes[0].legend(loc="upper left", fontsize=7)
     fig.suptitle(f"{title}: reliability on {result['albums']} test albums (bars: 15 bins, album counts at the foot)", fontsize=9)
     return save_figure(fig, path)
+
+
+@dataclass
+class Evaluation:
+    result: dict
+    folder: Path | None
+
+    @property
+    def confusion_png(self) -> Path | None:
+        return self.folder / CONFUSION_PNG if self.folder else None
+
+    @property
+    def reliability_png(self) -> Path | None:
+        return self.folder / RELIABILITY_PNG if self.folder else None
+
+
+def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None) -> Evaluation:
+    """Score ``model`` on the test split it never saw; write evaluation.json and confusion.png into ``folder``."""
+    feature_sets = model.check_store(store)
+    split = load_split(store, model.card.split)
+    if split is None:
+        raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")
+    test = load_labelled(store, feature_sets, split.album_ids("test"))
+    require_rows(test, "test")
+    started = time.perf_counter()
+    raw = model.estimator.predict_proba(test.X)
+    predict_seconds = time.perf_counter() - started
+    proba = calibrated(model.calibrator, raw)  # = model.predict_proba(test.X), without predicting twice
+    result = evaluate_predictions(model.classes, proba, test.genres)
+    Y = genre_matrix(model.classes, test.genres)
+    threshold = model.card.min_confidence
+    at_threshold = risk_coverage(proba, Y, [threshold])[0]
+    result.update(
+        calibration={"method": (model.card.calibration or {}).get("method", "none"),
+                     "before": calibration_measures(calibrated(None, raw), Y), "after": calibration_measures(proba, Y)},
+        reliability={"before": reliability_bins(calibrated(None, raw), Y), "after": reliability_bins(proba, Y)},
+        min_confidence=threshold,
+        abstained_share=at_threshold["abstained_share"],
+        answered_accuracy=at_threshold["answered_accuracy"],
+        risk_coverage=risk_coverage(proba, Y, [*RISK_COVERAGE_THRESHOLDS, threshold]),
+    )
+    result.update(
+        model=model.card.name,
+        method=model.card.method,
+        recipe=model.card.recipe,
+        features=model.card.feature_names,
+        split=split.name,
+        train_seconds=model.card.train_seconds,
+        refit=model.card.refit,
+        predict_ms_per_image=round(1000 * predict_seconds / len(test.album_ids), 4),
+    )
+    if folder is not None:
+        (folder / EVALUATION).write_text(json.dumps(result, indent=2))
+        plot_confusion(result, f"{model.card.name} ({model.card.method} on {'+'.join(model.card.feature_names)})", folder / CONFUSION_PNG)
+        plot_reliability(result, model.card.name, folder / RELIABILITY_PNG)
+    return Evaluation(result, folder)

@@ -1,38 +1,33 @@
-"""Train, evaluate and apply genre models: the library functions behind `train`, `evaluate`, `classify`."""
+"""Train genre models: the library function behind `coversearch train` (evaluate.py scores them, apply.py classifies new images)."""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from coversearch.classify.base import ProgressFn
 from coversearch.classify.calibration import (
-    DEFAULT_MAX_ABSTAIN, Answer, RISK_COVERAGE_THRESHOLDS, calibrated, calibration_measures, check_calibration_method,
-    choose_min_confidence, fit_calibrator, genre_matrix, reliability_bins, risk_coverage,
+    DEFAULT_MAX_ABSTAIN, calibrated, calibration_measures, check_calibration_method, choose_min_confidence, fit_calibrator,
+    genre_matrix,
 )
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled, require_rows
-from coversearch.classify.evaluate import evaluate_predictions, plot_confusion, plot_reliability
-from coversearch.classify.model import FeatureRef, ModelCard, ModelError, TrainedModel
+from coversearch.classify.apply import Classification, classify_images, expand_image_paths  # noqa: F401  (their old home)
+from coversearch.classify.evaluate import (  # noqa: F401  (their old home)
+    CONFUSION_PNG, EVALUATION, RELIABILITY_PNG, Evaluation, evaluate_model,
+)
+from coversearch.classify.model import FeatureRef, ModelCard, TrainedModel
 from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
-from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split, load_split
-from coversearch.errors import CoverSearchError, ImageError
-from coversearch.features.base import extractor_mismatch
-from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image, read_bytes
-from coversearch.features.registry import FEATURE_NAMES, get_extractor
+from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split
+from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name
 from coversearch.store import Store
 
-EVALUATION = "evaluation.json"
-CONFUSION_PNG = "confusion.png"
-RELIABILITY_PNG = "reliability.png"
 DEFAULT_CALIBRATION = "temperature"
 
 
@@ -159,138 +154,3 @@ def _calibrate(model: TrainedModel, method: str, val_raw: np.ndarray, val: Label
         "max_abstain": max_abstain,
         "min_confidence": round(choose_min_confidence(after, max_abstain), 6),
     }
-
-
-@dataclass
-class Evaluation:
-    result: dict
-    folder: Path | None
-
-    @property
-    def confusion_png(self) -> Path | None:
-        return self.folder / CONFUSION_PNG if self.folder else None
-
-    @property
-    def reliability_png(self) -> Path | None:
-        return self.folder / RELIABILITY_PNG if self.folder else None
-
-
-def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None) -> Evaluation:
-    """Score ``model`` on the test split it never saw; write evaluation.json and confusion.png into ``folder``."""
-    feature_sets = model.check_store(store)
-    split = load_split(store, model.card.split)
-    if split is None:
-        raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")
-    test = load_labelled(store, feature_sets, split.album_ids("test"))
-    require_rows(test, "test")
-    started = time.perf_counter()
-    raw = model.estimator.predict_proba(test.X)
-    predict_seconds = time.perf_counter() - started
-    proba = calibrated(model.calibrator, raw)  # = model.predict_proba(test.X), without predicting twice
-    result = evaluate_predictions(model.classes, proba, test.genres)
-    Y = genre_matrix(model.classes, test.genres)
-    threshold = model.card.min_confidence
-    at_threshold = risk_coverage(proba, Y, [threshold])[0]
-    result.update(
-        calibration={"method": (model.card.calibration or {}).get("method", "none"),
-                     "before": calibration_measures(calibrated(None, raw), Y), "after": calibration_measures(proba, Y)},
-        reliability={"before": reliability_bins(calibrated(None, raw), Y), "after": reliability_bins(proba, Y)},
-        min_confidence=threshold,
-        abstained_share=at_threshold["abstained_share"],
-        answered_accuracy=at_threshold["answered_accuracy"],
-        risk_coverage=risk_coverage(proba, Y, [*RISK_COVERAGE_THRESHOLDS, threshold]),
-    )
-    result.update(
-        model=model.card.name,
-        method=model.card.method,
-        recipe=model.card.recipe,
-        features=model.card.feature_names,
-        split=split.name,
-        train_seconds=model.card.train_seconds,
-        refit=model.card.refit,
-        predict_ms_per_image=round(1000 * predict_seconds / len(test.album_ids), 4),
-    )
-    if folder is not None:
-        (folder / EVALUATION).write_text(json.dumps(result, indent=2))
-        plot_confusion(result, f"{model.card.name} ({model.card.method} on {'+'.join(model.card.feature_names)})", folder / CONFUSION_PNG)
-        plot_reliability(result, model.card.name, folder / RELIABILITY_PNG)
-    return Evaluation(result, folder)
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-def expand_image_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders expanded to their image files (recursively, sorted, hidden skipped)."""
-    out: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            out.extend(
-                p for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        else:
-            out.append(path)
-    if not out:
-        raise CoverSearchError("no images to classify")
-    return out
-
-
-@dataclass
-class Classification:
-    path: Path
-    answer: Answer | None  # the genre or "unknown", and every genre ranked with its calibrated probability
-    error: str | None = None
-
-    @property
-    def genres(self) -> list[tuple[str, float]] | None:
-        return self.answer.ranked if self.answer else None
-
-
-def classify_images(
-    store: Store,
-    model: TrainedModel,
-    paths: Sequence[Path],
-    *,
-    vgg16_weights=None,
-    batch_size: int = 32,
-    on_batch: Callable[[int], None] | None = None,
-    min_confidence: float | None = None,
-) -> list[Classification]:
-    """Classify image files with one loaded model; undecodable files get an error, not a crash.
-
-    ``min_confidence`` None uses the model's default threshold for "unknown"."""
-    model.check_store(store)
-    extractors = []
-    for ref in model.card.features:
-        if ref.name not in FEATURE_NAMES:
-            raise ModelError(
-                f"model {model.card.name!r} reads {ref.name!r}, a feature set imported from outside coversearch: "
-                "new image files cannot be embedded for it (`coversearch evaluate` works on the stored vectors)"
-            )
-        extractor = get_extractor(ref.name, vgg16_weights=vgg16_weights)
-        if extractor_mismatch(extractor, ref.name, ref.version, ref.model_fingerprint):
-            raise ModelError(
-                f"model {model.card.name!r} needs {ref.name} v{ref.version} from {ref.model_fingerprint}; "
-                f"the extractor here is v{extractor.version} from {extractor.model_fingerprint()}"
-            )
-        extractors.append(extractor)
-    embedder = Embedder(extractors)  # features that share a backbone cost one forward pass
-    results: list[Classification] = []
-    for start in range(0, len(paths), batch_size):
-        batch = list(paths[start : start + batch_size])
-        images, good = [], []
-        for path in batch:
-            try:
-                images.append(decode_image(read_bytes(path)).rgb)
-                good.append(path)
-            except ImageError as exc:
-                results.append(Classification(path, None, f"{exc.reason}: {exc.detail}"))
-        if images:
-            vectors = embedder.embed(images)
-            for path, answer in zip(good, model.answer(model.features_matrix(vectors), min_confidence)):
-                results.append(Classification(path, answer))
-        if on_batch:
-            on_batch(len(batch))
-    order = {p: i for i, p in enumerate(paths)}
-    return sorted(results, key=lambda r: order[r.path])

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.cli.index_cmd import wide_console
-from coversearch.cli.progress import progress_bar
+from coversearch.cli.progress import DoneTotalBar, progress_bar
 from coversearch.classify.calibration import CALIBRATION_METHODS, UNKNOWN, check_calibration_method, parse_min_confidence
 from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
@@ -24,15 +24,9 @@ from coversearch.classify.split import (
     make_split,
 )
 from coversearch.index.duplicates import default_rules, store_groups
-from coversearch.classify.train import (
-    check_training,
-    DEFAULT_CALIBRATION,
-    classify_images,
-    evaluate_model,
-    expand_image_paths,
-    resolve_recipe,
-    train_model,
-)
+from coversearch.classify.apply import classify_images, expand_image_paths
+from coversearch.classify.evaluate import evaluate_model
+from coversearch.classify.train import DEFAULT_CALIBRATION, check_training, resolve_recipe, train_model
 from coversearch.cli.params import parse_params
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
@@ -71,7 +65,7 @@ def train_command(
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
     check_training(chosen, name)  # method, parameters and name before the store is opened
     check_calibration_method(calibration)
-    bar = _ProgressAdapter(quiet)
+    bar = DoneTotalBar("training", "epoch", quiet)
     with Store.open(state(ctx).db, create=False) as store:
         try:
             model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False,
@@ -98,30 +92,6 @@ def _calibration_line(result: dict, card) -> str:
             f"Brier {cal['before']['brier']:.3f} -> {cal['after']['brier']:.3f}; \"unknown\" below {result['min_confidence']:.2f} "
             f"({result['abstained_share']:.1%} of test albums, accuracy on the rest "
             f"{'-' if result['answered_accuracy'] is None else format(result['answered_accuracy'], '.1%')})")
-
-
-class _ProgressAdapter:
-    """Feeds (done, total) callbacks from estimators into a rich bar whose total is learned late."""
-
-    def __init__(self, quiet: bool):
-        self._quiet = quiet
-        self._cm = None
-        self._advance = None
-        self._done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._quiet:
-            return
-        if self._cm is None:
-            self._cm = progress_bar("training", total, "epoch")
-            self._advance = self._cm.__enter__()
-        if done > self._done:
-            self._advance(done - self._done)
-            self._done = done
-
-    def close(self) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
 
 
 def _note_unverified(model: TrainedModel) -> None:

@@ -66,3 +66,28 @@ def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -
     )
     with progress:
         yield _Advance(progress, progress.add_task(description, total=total))
+
+
+class DoneTotalBar:
+    """A ``(done, total)`` progress callback (what the library's long jobs call) drawn as a rich bar,
+    opened on the first call, when the total is known; ``close()`` it when the job ends."""
+
+    def __init__(self, description: str, unit: str, quiet: bool = False):
+        self._description, self._unit, self._quiet = description, unit, quiet
+        self._cm = None
+        self._advance = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._quiet:
+            return
+        if self._cm is None:
+            self._cm = progress_bar(self._description, total, self._unit)
+            self._advance = self._cm.__enter__()
+        if done > self._done:
+            self._advance(done - self._done)
+            self._done = done
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)

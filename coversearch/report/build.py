@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from coversearch.classify.model import list_cards
-from coversearch.classify.train import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
+from coversearch.classify.evaluate import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import write_atomic
 from coversearch.index.duplicates import default_rules
