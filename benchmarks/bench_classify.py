@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.classify.recipes import (  # noqa: E402
     DEFAULT_RECIPE, FIRST_DEFAULT, RECIPES, STUDY_HEAD_ON_VGG16, STUDY_RECIPES, TUNED_XGBOOST, Recipe,
 )

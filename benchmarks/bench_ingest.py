@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.features.embedder import Embedder  # noqa: E402
 from coversearch.features.images import decode_image, read_bytes  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402

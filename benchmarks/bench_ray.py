@@ -32,7 +32,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_ingest import distinct_items  # noqa: E402
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.features.registry import DEFAULT_FEATURES, get_extractor, parse_feature_list  # noqa: E402
 from coversearch.ingest.pipeline import ingest  # noqa: E402
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray  # noqa: E402

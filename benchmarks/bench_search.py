@@ -21,9 +21,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.report
-from benchmarks.report import machine_line, replace_block  # noqa: E402
-from coversearch.bench import report  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.readme_blocks
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
+from coversearch.bench import tables  # noqa: E402
 from coversearch.cli.main import app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
 
     results = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
-    keys = [k for k in results["datasets"] if report.points_of(results, k)]
+    keys = [k for k in results["datasets"] if tables.points_of(results, k)]
     # Which command measured which data set, for the README (the standard run and, when run, the 1M check).
     script = ".venv/bin/python benchmarks/bench_search.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     runs_path = args.out / "runs.json"
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         info = results["datasets"][key]
         ours = (info["real"] and not args.no_real) or (
             not info["real"] and info["n"] == args.scale and info["params"].get("noise_scale") == args.noise)
-        measured_now = any(p["measured_at"] >= started_at for p in report.points_of(results, key))
+        measured_now = any(p["measured_at"] >= started_at for p in tables.points_of(results, key))
         if ours and (measured_now or key not in runs):
             runs[key] = {"command": script, "minutes": round(seconds / 60, 1) if measured_now else None}
     runs_path.write_text(json.dumps(runs, indent=1), encoding="utf-8")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "duckdb (real-store sets only) scans the store's table restricted to the indexed albums by a SQL `WHERE` (the "
         "held-out queries are in that table), which slows it. `*` marks the Pareto front.",
         "",
-        report.markdown_report(results, keys, image_prefix="plots/", notes={
+        tables.markdown_report(results, keys, image_prefix="plots/", notes={
             k: f"Measured by `{r['command']}`" + (f" ({r['minutes']} min for the whole command)." if r["minutes"] is not None else ".")
             for k, r in runs.items()
         }).replace("\n#### ", "\n### ").replace("#### ", "### ", 1),
@@ -109,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_readme:
         PLOTS.mkdir(parents=True, exist_ok=True)
         for old in PLOTS.glob("recall-qps-*.png"):
-            if old.name not in {report.plot_name(k) for k in keys}:
+            if old.name not in {tables.plot_name(k) for k in keys}:
                 old.unlink()
         for key in keys:
-            shutil.copy2(args.out / report.plot_name(key), PLOTS / report.plot_name(key))
+            shutil.copy2(args.out / tables.plot_name(key), PLOTS / tables.plot_name(key))
         replace_block(README, "search", body)
     print("targets:")
-    print(report.targets_markdown(results))
+    print(tables.targets_markdown(results))
     return 0
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.report
-from benchmarks.report import replace_block  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.readme_blocks
+from benchmarks.readme_blocks import replace_block  # noqa: E402
 from coversearch.bench.datasets import median_nn_distance, synthetic_vectors  # the shared construction
 from coversearch.features.base import extract_images
 from coversearch.features.images import decode_image, mirror, read_bytes

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 
 TARGETS = {"hsv": 1.0, "vgg16": 2.0}
 REPORT_TARGET = 60.0

@@ -10,7 +10,7 @@ import pytest
 from conftest import link_covers
 from coversearch.bench.datasets import Dataset, cached_ground_truth
 from coversearch.bench.measure import build, measure_queries, recall_of_ids
-from coversearch.bench.report import pareto_front, targets
+from coversearch.bench.tables import pareto_front, targets
 from coversearch.bench.sweep import Results, load_sweep, run_sweep
 from coversearch.classify.split import make_split
 from coversearch.errors import CoverSearchError

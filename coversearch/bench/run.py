@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from coversearch.bench import report
+from coversearch.bench import tables
 from coversearch.bench.datasets import Dataset, real_dataset, synthetic_dataset
 from coversearch.bench.measure import GenreTask, load_genre_task
 from coversearch.bench.sweep import RESULTS_FILE, Results, Sweep, load_sweep, plan_size, run_sweep
@@ -115,4 +115,4 @@ def run(bench: SearchBench, prepared: Prepared, advance=lambda n=1: None, on_poi
 
 
 def write(bench: SearchBench, prepared: Prepared) -> dict[str, Path]:
-    return report.write_outputs(prepared.results.data, Path(bench.out_dir))
+    return tables.write_outputs(prepared.results.data, Path(bench.out_dir))

@@ -31,7 +31,7 @@ def search_command(
     json_out: bool = typer.Option(False, "--json", help="Print paths, counts and targets as JSON."),
 ) -> None:
     """Sweep index kinds and parameters: recall@10, q/s, latency, build time, size, memory, genre accuracy."""
-    from coversearch.bench import report
+    from coversearch.bench import tables
     from coversearch.bench.run import DEFAULT_KINDS, DEFAULT_SWEEPS, SearchBench, prepare, run, write
 
     chosen = [k.strip() for item in (kinds or []) for k in item.split(",") if k.strip()] or list(DEFAULT_KINDS)
@@ -50,7 +50,7 @@ def search_command(
         with progress_bar("sweep", prepared.total_points, "points", quiet=quiet) as advance:
             measured = run(bench, prepared, advance=advance, log=log)
     written = write(bench, prepared)
-    found = report.targets(prepared.results.data)
+    found = tables.targets(prepared.results.data)
     if json_out:
         print_json({
             "results": str(prepared.results.path), "markdown": str(written["markdown"]),
