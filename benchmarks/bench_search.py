@@ -2,7 +2,7 @@
 
 Runs the CLI command in-process on the covers5 store (hsv and vgg16, 4,702 albums) and on
 100,000 synthetic vectors made from its vgg16 vectors (tiled + noise), every kind over the sweeps
-in benchmarks/sweeps/, then copies the plots to benchmarks/plots/ (committed; the results folder
+in coversearch/bench/sweeps/, then copies the plots to benchmarks/plots/ (committed; the results folder
 is git-ignored), rewrites the `search` block of benchmarks/README.md and prints the targets.
 Points already in results.json are kept (rerun with --fresh to measure again).
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=1.0, help="synthetic noise, in median nearest-neighbour distances")
     parser.add_argument("--kinds", default=None, help="comma-separated kinds (default: all)")
     parser.add_argument("--no-real", action="store_true", help="skip the store's own vectors")
-    parser.add_argument("--sweeps", type=Path, default=None, help="folder of <kind>.toml sweeps (default benchmarks/sweeps)")
+    parser.add_argument("--sweeps", type=Path, default=None, help="folder of <kind>.toml sweeps (default coversearch/bench/sweeps)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--fresh", action="store_true", help="measure every point again")
     parser.add_argument("--no-readme", action="store_true", help="leave benchmarks/README.md alone")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *[f"- `{command}`" for command in dict.fromkeys(r["command"] for k, r in runs.items() if k in keys)],
         "",
-        "Sweeps: `benchmarks/sweeps/*.toml` (the 1M check: `benchmarks/sweeps/1m/`); full results: "
+        "Sweeps: `coversearch/bench/sweeps/*.toml` (the 1M check: `coversearch/bench/sweeps/1m/`); full results: "
         "`benchmarks/results/search/results.json` and `results.md` (git-ignored); plots copied to `benchmarks/plots/`. "
         "The script runs `coversearch --db benchmarks/results/covers5.duckdb bench search ...` in-process.",
         "",

@@ -24,8 +24,8 @@ def default_kinds() -> tuple[str, ...]:
 
 
 DEFAULT_KINDS = default_kinds()
-# The sweep files live beside the benchmarks in a source checkout (the package is installed editable).
-DEFAULT_SWEEPS = Path(__file__).resolve().parents[2] / "benchmarks" / "sweeps"
+# The sweep files ship with the package (package data), so an installed wheel has them too.
+DEFAULT_SWEEPS = Path(__file__).resolve().parent / "sweeps"
 
 
 @dataclass

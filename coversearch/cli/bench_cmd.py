@@ -24,7 +24,7 @@ def search_command(
     out: Path = typer.Option(Path("benchmarks/results/search"), "--out", help="Folder for results.json, results.md and plots."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Keep points already in results.json (default) or measure again."),
     real: bool = typer.Option(True, "--real/--no-real", help="Also the store's own vectors (genre accuracy, duckdb kind)."),
-    sweeps: Path = typer.Option(None, "--sweeps", help="Folder of <kind>.toml sweep files (default benchmarks/sweeps)."),
+    sweeps: Path = typer.Option(None, "--sweeps", help="Folder of <kind>.toml sweep files (default: the ones coversearch ships, coversearch/bench/sweeps)."),
     noise: float = typer.Option(1.0, "--noise", help="Synthetic noise norm, in median nearest-neighbour distances."),
     seed: int = typer.Option(0, "--seed", help="Seed for held-out queries and synthetic noise."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

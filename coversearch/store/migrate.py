@@ -1,4 +1,5 @@
-"""Alembic, driven from code: the store's schema lives in the top-level ``migrations/`` folder.
+"""Alembic, driven from code: the store's schema lives in ``coversearch/store/migrations/`` (package data,
+so an installed wheel carries it).
 
 Alembic ships no DuckDB dialect implementation, so one is registered here; DuckDB runs DDL inside
 transactions, which lets a failed migration roll back whole.  SQLAlchemy and Alembic are imported
@@ -10,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +27,7 @@ def alembic_config(url: str | None = None):
     from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise RuntimeError(f"migrations folder not found at {MIGRATIONS_DIR}; install the project with `pip install -e .`")
+        raise RuntimeError(f"migrations folder not found at {MIGRATIONS_DIR}: this coversearch was installed without its package data")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url:
