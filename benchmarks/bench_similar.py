@@ -1,15 +1,12 @@
-"""Speed and quality of `coversearch similar`, per index kind.
+"""Quality of `coversearch similar` per index kind: identification of real covers and their altered copies.
 
 (a) Identification on the real covers5 store (vgg16, cosine, every kind at its default
     parameters): for a seeded sample of stored covers, query with the cover's image file and with
     its mirrored, JPEG re-compressed (quality 75) copy; report how often the album comes back at
     rank 1.
-(b) 100,000 x 512 synthetic vectors: the store's real vgg16 embeddings (unit length) tiled, each
-    copy plus Gaussian noise whose expected norm equals the median nearest-neighbour distance of
-    the real vectors (scale 1; scale 2 doubles it for a harder task), and 1,000 held-out noisy
-    queries that are not in the index.  Recall@10 as in ann-benchmarks (coversearch.index.recall),
-    single-thread queries per second, build time, memory.
-(c) Exact-search latency: FAISS flat on 10,000 of those vectors, and the duckdb kind on the store.
+
+Recall, speed, size and memory of every kind on synthetic and real vectors (this script's former
+parts (b) and (c)) are `coversearch bench search`'s job (benchmarks/bench_search.py).
 
 Prints a Markdown report and writes it to benchmarks/results/similar.md.
 
@@ -34,14 +31,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.readme_blocks
 from benchmarks.readme_blocks import replace_block  # noqa: E402
-from coversearch.bench.datasets import median_nn_distance, synthetic_vectors  # the shared construction
 from coversearch.features.base import extract_images
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
-from coversearch.index import metrics
 from coversearch.index.catalog import build_index, open_index
-from coversearch.index.recall import ground_truth, ids_to_rows, recall_at_k
-from coversearch.index.registry import INDEX_KINDS, create_index
+from coversearch.index.registry import INDEX_KINDS
 from coversearch.index.threads import available_cores
 from coversearch.query.similar import SimilarSearcher
 from coversearch.store import Store
@@ -51,8 +45,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "models" / "vgg16_imagenet_notop.weights.h5"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "similar.md"
-SYNTHETIC_KINDS = ["faiss-hnsw", "annoy", "faiss-ivf", "faiss-ivfpq"]
-TARGETS = {"faiss-hnsw": "recall >= 0.95 at >= 1,000 q/s", "annoy": "recall >= 0.95"}
 
 
 def log(message: str) -> None:
@@ -118,7 +110,7 @@ def bench_identification(db: Path, weights: Path, sample: int, seed: int) -> tup
         rows = []
         misses = []  # (query set, album, what exact search returned): what the feature itself misses
         with tempfile.TemporaryDirectory(prefix="bench-similar-") as tmp:
-            for kind in INDEX_KINDS:
+            for kind in [k for k in INDEX_KINDS if "cosine" in INDEX_KINDS[k].supported_metrics]:  # vgg16's metric
                 log(f"(a) building {kind} over {len(ids)} vgg16 vectors")
                 manifest = build_index(store, feature="vgg16", kind=kind, index_dir=tmp)
                 opened = open_index(store, tmp, manifest.name)
@@ -172,96 +164,12 @@ def bench_identification(db: Path, weights: Path, sample: int, seed: int) -> tup
     return "\n".join(lines), {"vgg16": ids, "summary": summary}
 
 
-# -- (b) synthetic 100k x 512 -------------------------------------------------------------------
-def bench_synthetic(
-    real: np.ndarray, n: int, n_queries: int, seed: int, kinds: list[str], noise_scales: list[float]
-) -> tuple[str, np.ndarray, np.ndarray]:
-    median_nn = median_nn_distance(real)
-    lines = [
-        f"## (b) {n:,} x {real.shape[1]} synthetic vectors, {n_queries:,} held-out queries (cosine, k = 10)",
-        "",
-        f"The store's {len(real):,} real vgg16 vectors (unit length) tiled to {n:,} rows, each row plus Gaussian noise; "
-        f"queries are fresh noisy copies of random real vectors (not in the index). Noise scale 1 means an expected "
-        f"noise norm equal to the median nearest-neighbour distance between real covers, {median_nn:.4f} (L2 on unit "
-        f"vectors, i.e. 1 - cos = {median_nn**2 / 2:.4f}); scale 2 doubles it, so that a query's true neighbours are "
-        f"no longer almost all noisy copies of its own cover (the 'own copies' column). The targets apply at scale 1. "
-        f"Recall@10 as in ann-benchmarks: a returned item is a hit when its true distance <= the true 10th-nearest "
-        f"distance + 1e-3. Queries/s: single queries one at a time through `VectorIndex.search` on one FAISS thread "
-        f"(the Python wrapper included); builds use all {available_cores()} cores. Default parameters throughout.",
-        "",
-        "| noise scale (sigma/dim) | own copies in true top-10 | kind | params (build; query) | build s | memory | recall@10 | single-thread q/s | median ms | target | met |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-    base = queries = None
-    for scale in noise_scales:
-        log(f"(b) noise scale {scale}: making {n:,} x {real.shape[1]} vectors and {n_queries:,} queries")
-        base, queries, sources, sigma = synthetic_vectors(real, n, n_queries, scale * median_nn, seed)
-        ids = np.arange(n, dtype=np.int64)
-        truth = ground_truth(base, queries, 10, metrics.COSINE)
-        own = float(np.mean(truth.rows % len(real) == sources[:, None]))
-        for kind in kinds:
-            log(f"(b) building {kind} on {n:,} vectors")
-            index = create_index(kind, metrics.COSINE, base.shape[1])
-            started = time.perf_counter()
-            index.fit(base, ids)
-            build_seconds = time.perf_counter() - started
-            found, seconds = timed_single_queries(index, queries, 10)
-            recall = recall_at_k(base, queries, ids_to_rows(ids, found), 10, metrics.COSINE, truth)
-            qps = len(queries) / sum(seconds)
-            target, met = "-", "-"
-            if scale == 1.0 and kind in TARGETS:
-                target = TARGETS[kind]
-                ok = recall >= 0.95 and (kind != "faiss-hnsw" or qps >= 1000)
-                met = "yes" if ok else "NO"
-            lines.append(
-                f"| {scale:g} ({sigma:.4f}) | {own:.1%} | {kind} | {fmt_params(index.build_params)}; {fmt_params(index.query_params)} | "
-                f"{build_seconds:.1f} | {mib(index.memory_bytes())} | {recall:.4f} | {qps:,.0f} | "
-                f"{statistics.median(seconds) * 1000:.3f} | {target} | {met} |"
-            )
-            log(f"(b) scale {scale} {kind}: build {build_seconds:.1f} s, recall@10 {recall:.4f}, {qps:,.0f} q/s")
-            del index
-    return "\n".join(lines), base, queries
-
-
-# -- (c) exact latency ---------------------------------------------------------------------------
-def bench_exact_latency(base: np.ndarray, queries: np.ndarray, db: Path) -> str:
-    n = min(10_000, len(base))
-    exact = create_index("exact", metrics.COSINE, base.shape[1]).fit(base[:n], np.arange(n))
-    _, seconds = timed_single_queries(exact, queries, 10)
-    rows = [(f"synthetic (b), first {n:,} rows", "exact (FAISS IndexFlat)", n, seconds)]
-    with Store.open(db, read_only=True) as store:
-        fs = store.feature_set("vgg16")
-        store_ids, vectors = store.load_embeddings(fs)
-        exact_store = create_index("exact", metrics.COSINE, fs.dim).fit(vectors, store_ids)
-        duck = create_index("duckdb", metrics.COSINE, fs.dim).fit(vectors, store_ids)
-        duck.bind(store, fs)
-        sample = vectors[np.random.default_rng(1).choice(len(vectors), size=200, replace=False)]
-        rows.append(("covers5 store", "exact (FAISS IndexFlat)", len(store_ids), timed_single_queries(exact_store, sample, 10)[1]))
-        rows.append(("covers5 store", "duckdb (array_cosine_distance scan)", len(store_ids), timed_single_queries(duck, sample, 10)[1]))
-    lines = [
-        "## (c) Exact search latency (k = 10, one query at a time, one FAISS thread)",
-        "",
-        "| vectors | kind | n | median ms | p95 ms | target |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    for where, kind, count, secs in rows:
-        target = "< 1 ms" if "synthetic" in where else "-"
-        lines.append(
-            f"| {where} | {kind} | {count:,} | {statistics.median(secs) * 1000:.3f} | {np.percentile(secs, 95) * 1000:.3f} | {target} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="full covers5 store with vgg16 vectors (read only)")
     parser.add_argument("--vgg16-weights", type=Path, default=Path(os.environ.get("COVERSEARCH_VGG16_WEIGHTS") or DEFAULT_WEIGHTS))
     parser.add_argument("--sample", type=int, default=200, help="covers queried in (a)")
-    parser.add_argument("--n", type=int, default=100_000, help="synthetic vectors in (b)")
-    parser.add_argument("--queries", type=int, default=1_000, help="held-out queries in (b)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kinds", default=",".join(SYNTHETIC_KINDS), help="kinds for (b)")
-    parser.add_argument("--noise-scales", default="1,2", help="noise norms in (b), in units of the median NN distance")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if not args.db.is_file():
@@ -269,22 +177,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     part_a, facts = bench_identification(args.db, args.vgg16_weights, args.sample, args.seed)
-    with Store.open(args.db, read_only=True) as store:
-        _, real = store.load_embeddings(store.feature_set("vgg16"))
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    scales = [float(x) for x in args.noise_scales.split(",") if x.strip()]
-    part_b, base, queries = bench_synthetic(real, args.n, args.queries, args.seed, kinds, scales)
-    part_c = bench_exact_latency(base, queries, args.db)
     header = [
         "# coversearch similar: benchmark",
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} with {available_cores()} cores "
         f"({platform.processor() or platform.platform()}), shared with other work; `benchmarks/bench_similar.py "
-        f"--db {args.db} --sample {args.sample} --n {args.n} --queries {args.queries} --noise-scales {args.noise_scales} "
-        f"--seed {args.seed}`; "
+        f"--db {args.db} --sample {args.sample} --seed {args.seed}`; "
         f"total {time.perf_counter() - started:.0f} s.",
     ]
-    report = "\n\n".join(["\n".join(header), part_a, part_b, part_c]) + "\n"
+    report = "\n\n".join(["\n".join(header), part_a]) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     replace_block(REPO / "benchmarks" / "README.md", "similar", report.split("\n", 1)[1].replace("\n## ", "\n### "))
