@@ -84,6 +84,30 @@ def vgg16_extractor(vgg16_weights):
     return extractor
 
 
+def run_cli(*args, env: dict | None = None, db: Path | None = None, index_dir: Path | None = None,
+            model_dir: Path | None = None):
+    """The real CLI, in-process; ``db``, ``index_dir`` and ``model_dir`` become the global options.
+    Exceptions other than user errors propagate: they are bugs."""
+    from coversearch.cli.main import app
+
+    argv = []
+    for flag, value in (("--db", db), ("--index-dir", index_dir), ("--model-dir", model_dir)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return CliRunner().invoke(app, [*argv, *map(str, args)], env=env, catch_exceptions=False)
+
+
+def one_line_error(result, *needles: str) -> str:
+    """The command failed with exactly one ``error: ...`` line on stderr (no traceback) holding every needle."""
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 class Cli:
     """Runs the real CLI in-process against one store and index folder."""
 
@@ -91,13 +115,9 @@ class Cli:
         self.db = db
         self.index_dir = index_dir
         self.model_dir = model_dir
-        self.runner = CliRunner()
 
     def __call__(self, *args: str, env: dict | None = None):
-        from coversearch.cli.main import app
-
-        argv = ["--db", str(self.db), "--index-dir", str(self.index_dir), "--model-dir", str(self.model_dir), *map(str, args)]
-        return self.runner.invoke(app, argv, env=env, catch_exceptions=False)
+        return run_cli(*args, env=env, db=self.db, index_dir=self.index_dir, model_dir=self.model_dir)
 
 
 @pytest.fixture

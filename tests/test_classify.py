@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import copy_covers
+from conftest import copy_covers, one_line_error
 from coversearch.classify.data import load_labelled
 from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.classify.recipes import Recipe
@@ -237,14 +237,6 @@ def test_training_needs_two_genres_and_a_non_empty_split(tmp_path, covers5_dir):
 
 
 # -- the CLI -----------------------------------------------------------------------------------------
-def one_line_error(result, *needles):
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.fixture
 def trained_cli(cli, hsv_store, tmp_path):
     path, root = hsv_store

@@ -6,16 +6,8 @@ import json
 
 import pytest
 
+from conftest import one_line_error
 from coversearch.store.migrate import head_revision
-
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_ingest_then_stats_json(cli, small_covers):

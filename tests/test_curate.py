@@ -17,7 +17,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.store import Store
-from conftest import Cli, link_covers
+from conftest import Cli, link_covers, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +51,6 @@ def curated(curated_base, tmp_path):
 def ok_json(result):
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def table_counts(db, album_id: int) -> dict[str, int]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from httpserver import Reply, TestServer
 from typer.testing import CliRunner
 
@@ -77,7 +78,7 @@ def temp_files(root: Path) -> list[Path]:
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(app, ["download", *args], catch_exceptions=False)
+    return run_cli("download", *args)
 
 
 def jpeg_bytes() -> bytes:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, Cli, copy_covers, link_covers
+from conftest import REPO, Cli, copy_covers, link_covers, one_line_error
 from coversearch.classify.model import CARD, ModelError, TrainedModel
 from coversearch.classify.recipes import Recipe
 from coversearch.classify.split import make_split
@@ -37,15 +37,6 @@ from coversearch.store.db import LOCK_TIMEOUT_ENV
 
 XGBOOST = Recipe("xgb", "xgboost", ("hsv",), {"n_estimators": 30})
 KNN = Recipe("knn", "knn", ("hsv",), {"k": 3, "index_kind": "exact"})
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code != 0, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def cli_subprocess(db: Path, model_dir: Path, *args, timeout: float = 120, memory_gib: int | None = None) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ from coversearch.ingest.readers import read_source
 from coversearch.store import Store, StoreBusyError
 from coversearch.web import create_app
 from coversearch.web.server import Reloader, WebServer
-from conftest import REPO, link_covers
+from conftest import REPO, link_covers, run_cli
 from test_web import browser, wait_for  # noqa: F401  (the shared headless Chromium)
 
 
@@ -80,8 +80,7 @@ def post(url: str, data: bytes, name: str = "cover.jpg", **form) -> requests.Res
 
 
 def cli(db: Path, models: Path, *args):
-    argv = ["--db", str(db), "--model-dir", str(models), "--index-dir", str(db.parent / "indexes"), *map(str, args)]
-    return CliRunner().invoke(cli_app, argv, catch_exceptions=False)
+    return run_cli(*args, db=db, model_dir=models, index_dir=db.parent / "indexes")
 
 
 def health(url: str) -> dict:

@@ -7,18 +7,15 @@ import json
 import re
 from pathlib import Path
 
-from typer.testing import CliRunner
 
-from coversearch.cli.main import app
-from conftest import GENRES
+from conftest import GENRES, run_cli
 from test_web import browser, images_loaded, web_store  # noqa: F401  (shared session fixtures)
 
 SECTIONS = ("store", "covers", "similar", "classifiers", "search-benchmark")
 
 
 def report(db: Path, models: Path, out: Path, *args: str):
-    argv = ["--db", str(db), "--model-dir", str(models), "report", "--out", str(out), *args]
-    return CliRunner().invoke(app, argv, catch_exceptions=False)
+    return run_cli("report", "--out", out, *args, db=db, model_dir=models)
 
 
 def fake_search_bench(folder: Path) -> Path:

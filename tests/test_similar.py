@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from coversearch.cli.main import app
 from coversearch.features.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.index.registry import INDEX_KINDS
@@ -22,7 +20,7 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.query.similar import SimilarSearcher, find_similar
 from coversearch.store import Store
-from conftest import link_covers
+from conftest import link_covers, one_line_error, run_cli
 
 KINDS = [kind for kind, cls in INDEX_KINDS.items() if "euclidean" in cls.supported_metrics]  # hsv's metric
 
@@ -35,9 +33,7 @@ def ingest_features(db: Path, folder: Path, extractors) -> None:
 
 
 def run(db: Path, index_dir: Path, *args, env: dict | None = None):
-    """The real CLI, in-process; exceptions other than user errors propagate (they are bugs)."""
-    argv = ["--db", str(db), "--index-dir", str(index_dir), *map(str, args)]
-    return CliRunner().invoke(app, argv, env=env, catch_exceptions=False)
+    return run_cli(*args, env=env, db=db, index_dir=index_dir)
 
 
 def ok_json(result) -> dict:
@@ -46,13 +42,8 @@ def ok_json(result) -> dict:
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0
+    one_line_error(result, *fragments)
     assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def file_digest(path: Path) -> str:
