@@ -14,6 +14,22 @@ SHARED = Path(os.environ.get("COVERSEARCH_SHARED") or REPO.parent / "shared")
 GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
 
 
+# What makes a test slow: these fixtures (VGG16, a trained web store) or a whole module of such tests.
+SLOW_FIXTURES = {"vgg16_weights", "vgg16_extractor", "web_store", "trained_cli", "hsv_sides"}
+SLOW_MODULES = {"test_ray_ingest", "test_kill_resume", "test_live", "test_sharded", "test_bench_search", "test_calibration",
+                "test_backbone", "test_wheel"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``browser`` for tests that use the browser fixture, ``slow`` for the heavy ones (see SLOW_*)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "browser" in names:
+            item.add_marker(pytest.mark.browser)
+        if names & SLOW_FIXTURES or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         # Fail, never skip: the suite is meaningless without the real data beside the repo.
