@@ -461,6 +461,10 @@ class Store:
         keys = ("id", "sha256", "path", "url", "artist", "title", "width", "height", "format", "genres")
         return {int(r[0]): dict(zip(keys, r)) for r in rows}
 
+    def album_paths(self, album_id: int) -> list[str]:
+        """Every file path recorded for the album, sorted."""
+        return [p for (p,) in self.con.execute("SELECT path FROM album_files WHERE album_id = ? ORDER BY path", [album_id]).fetchall()]
+
     def album_count(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM albums").fetchone()[0])
 

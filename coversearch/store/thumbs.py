@@ -32,7 +32,7 @@ def thumbs_dir(store: Store) -> Path:
 def candidate_paths(store: Store, album: dict[str, Any]) -> list[Path]:
     """Where the album's file may be: every recorded path, as given and relative to the store's folders."""
     paths = [album.get("path")]
-    paths += [p for (p,) in store.con.execute("SELECT path FROM album_files WHERE album_id = ? ORDER BY path", [album["id"]]).fetchall()]
+    paths += store.album_paths(album["id"])
     out: list[Path] = []
     store_dir = Path(store.path).resolve().parent
     for raw in dict.fromkeys(p for p in paths if p):
