@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.features.embedder import Embedder  # noqa: E402
-from coversearch.features.images import decode_image, read_bytes  # noqa: E402
+from coversearch.imaging.images import decode_image, read_bytes  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
 from coversearch.features.vgg16 import BATCH_SIZE, IMAGENET_224, shared_backbone  # noqa: E402
 from coversearch.ingest.pipeline import ingest  # noqa: E402

@@ -32,7 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.readme_blocks
 from benchmarks.readme_blocks import replace_block  # noqa: E402
 from coversearch.features.base import extract_images
-from coversearch.features.images import decode_image, mirror, read_bytes
+from coversearch.imaging.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.index.catalog import build_index, open_index
 from coversearch.index.registry import INDEX_KINDS

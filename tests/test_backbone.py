@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.features.vgg16 import IMAGENET_224, STUDY_150, import_keras, shared_backbone
 from coversearch.ingest.pipeline import ingest

@@ -14,7 +14,7 @@ from badfiles import make_bad_files
 from coversearch.errors import FeatureError, ImageError
 from coversearch.features.base import extract_images
 from coversearch.features.hsv import HSVHistogram
-from coversearch.features.images import decode_image, mirror, read_bytes
+from coversearch.imaging.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor, parse_feature_list
 from coversearch.features.vgg16 import VGG16Features, VGG16LayerStats, VGG16StudyFeatures, import_keras
 from coversearch.store import Store

@@ -28,7 +28,7 @@ from coversearch.classify.split import make_split
 from coversearch.classify.train import train_model
 from coversearch.errors import StoreError
 from coversearch.features.base import extract_images
-from coversearch.features.images import decode_image
+from coversearch.imaging.images import decode_image
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder

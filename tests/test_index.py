@@ -13,7 +13,7 @@ import pytest
 
 from coversearch.errors import CoverSearchError
 from coversearch.features.base import extract_images
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.index import catalog, metrics
 from coversearch.index.base import IndexFileError

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from coversearch.features.images import decode_image, mirror, read_bytes
+from coversearch.imaging.images import decode_image, mirror, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.index.registry import INDEX_KINDS
 from coversearch.ingest.pipeline import ingest

@@ -11,7 +11,7 @@ import pytest
 
 from coversearch.errors import StoreError
 from coversearch.features.base import extract_images
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder

@@ -11,7 +11,7 @@ from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import extractor_mismatch
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.store import Store
 

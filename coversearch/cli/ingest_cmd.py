@@ -13,7 +13,7 @@ from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import CoverSearchError
-from coversearch.features.images import MAX_FILE_BYTES
+from coversearch.imaging.images import MAX_FILE_BYTES
 from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray

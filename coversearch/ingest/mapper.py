@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from coversearch.errors import ImageError
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import MAX_FILE_BYTES, DecodedImage, decode_image, read_bytes
+from coversearch.imaging.images import MAX_FILE_BYTES, DecodedImage, decode_image, read_bytes
 from coversearch.ingest.readers import SourceItem
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from coversearch.features.base import FeatureExtractor
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import MAX_FILE_BYTES
+from coversearch.imaging.images import MAX_FILE_BYTES
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch
 from coversearch.ingest.readers import SourceItem, SourceListing
 from coversearch.store.writer import StoreWriter, WriteCounts

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError, ImageError
-from coversearch.features.images import MAX_FILE_BYTES, decode_image, read_bytes
+from coversearch.imaging.images import MAX_FILE_BYTES, decode_image, read_bytes
 from coversearch.features.embedder import Embedder
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.mapper import MappedItem

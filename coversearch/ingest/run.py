@@ -16,7 +16,7 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import MAX_FILE_BYTES
+from coversearch.imaging.images import MAX_FILE_BYTES
 from coversearch.features.registry import get_extractor, parse_feature_list
 from coversearch.index.duplicates import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest

@@ -21,7 +21,7 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError, FeatureError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images, extractor_mismatch
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
 from coversearch.index import metrics
 from coversearch.index.base import IndexFileError, VectorIndex

@@ -28,7 +28,7 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError
 from coversearch.store.db import Store
-from coversearch.store.thumbs import thumbs_dir
+from coversearch.imaging.thumbs import thumbs_dir
 
 ACTIONS = ("add", "remove")
 

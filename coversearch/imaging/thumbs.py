@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from coversearch.errors import ImageError
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.fsutil import write_atomic
 from coversearch.store import Store
 
