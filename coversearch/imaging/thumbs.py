@@ -5,21 +5,24 @@ rebuilt store never shows another album's picture.  Each file is written to a te
 renamed into place, so a crash never leaves half a thumbnail.  A cover whose file cannot be found
 or decoded gets a grey placeholder (not cached) so that pages still render.
 
-It depends only on the store and the image decoder; the report and the web page both use it.
+It depends only on the image decoder and a store object passed in (its path, album paths and rows);
+the report and the web page both use it.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
 from coversearch.errors import ImageError
-from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.fsutil import write_atomic
-from coversearch.store import Store
+from coversearch.imaging.images import decode_image, read_bytes
+
+if TYPE_CHECKING:  # imaging sits below the store: it takes one, it does not import it
+    from coversearch.store import Store
 
 THUMB_SIZE = 160
 QUALITY = 82
