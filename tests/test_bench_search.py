@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from conftest import link_covers
 from coversearch.bench.datasets import Dataset, cached_ground_truth
 from coversearch.bench.measure import build, measure_queries, recall_of_ids
-from coversearch.bench.tables import pareto_front, targets
+from coversearch.bench.tables import pareto_front, table_rows, targets
 from coversearch.bench.sweep import Results, load_sweep, run_sweep
 from coversearch.classify.split import make_split
 from coversearch.errors import CoverSearchError
@@ -168,6 +169,15 @@ def test_bench_search_runs_end_to_end_and_resumes(cli, tiny_store, tmp_path):
     pngs = sorted(out.glob("recall-qps-*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert [t for t in targets(data) if t.name.startswith("100k")][0].met is None  # no 100k set here
+    # The HTML report shows the same tables, rendered from results.json (not parsed back from results.md).
+    (out / "results.md").unlink()
+    report = cli("report", "--out", str(tmp_path / "report.html"), "--bench-dir", str(out))
+    assert report.exit_code == 0, report.output
+    html = (tmp_path / "report.html").read_text()
+    section = html[html.index('<section id="search-benchmark">'):]
+    for key in data["datasets"]:
+        for row in table_rows(data, key):
+            assert "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" in section
 
     again = cli(*args)
     assert again.exit_code == 0 and "measured 0 point(s), kept 17" in again.output

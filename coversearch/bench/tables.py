@@ -51,22 +51,38 @@ def describe_point(p: dict[str, Any]) -> str:
     return f"{p['kind']} ({_params(params)})"
 
 
-def markdown_table(results: dict[str, Any], dataset_key: str) -> str:
+TABLE_HEADER = ("front", "kind", "build", "query", "recall@10", "q/s (1 thread)", "p50 ms", "p99 ms", "batch q/s", "build s",
+                "disk MiB", "RSS added MiB", "memory_bytes MiB", "genre acc. (k=10 vote)")
+
+
+def table_rows(results: dict[str, Any], dataset_key: str) -> list[list[str]]:
+    """One row of cells (as TABLE_HEADER) per measured point of a data set: the Markdown table and the
+    HTML report both show these."""
     points = points_of(results, dataset_key)
     front = {id(p) for p in pareto_front(points)}
-    lines = [
-        "| front | kind | build | query | recall@10 | q/s (1 thread) | p50 ms | p99 ms | batch q/s | build s | disk MiB "
-        "| RSS added MiB | memory_bytes MiB | genre acc. (k=10 vote) |",
-        "|:-:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for p in points:
         accuracy = "-" if p.get("genre_accuracy") is None else f"{p['genre_accuracy']:.1%}"
-        lines.append(
-            f"| {'*' if id(p) in front else ''} | {p['kind']} | {_params(p['resolved_build'] if not p['build'] else p['build'])} "
-            f"| {_params(p['query'])} | {p['recall']:.4f} | {p['qps']:,.0f} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} "
-            f"| {p['batch_qps']:,.0f} | {p['build_s']:.1f} | {_mib(p['size_bytes'])} | {_mib(p['rss_delta_bytes'])} "
-            f"| {_mib(p['memory_bytes'])} | {accuracy} |"
-        )
+        rows.append([
+            "*" if id(p) in front else "", p["kind"], _params(p["resolved_build"] if not p["build"] else p["build"]),
+            _params(p["query"]), f"{p['recall']:.4f}", f"{p['qps']:,.0f}", f"{p['p50_ms']:.3f}", f"{p['p99_ms']:.3f}",
+            f"{p['batch_qps']:,.0f}", f"{p['build_s']:.1f}", _mib(p["size_bytes"]), _mib(p["rss_delta_bytes"]),
+            _mib(p["memory_bytes"]), accuracy,
+        ])
+    return rows
+
+
+def measured_datasets(results: dict[str, Any]) -> list[str]:
+    return [k for k in results.get("datasets", {}) if points_of(results, k)]
+
+
+def markdown_table(results: dict[str, Any], dataset_key: str) -> str:
+    lines = [
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|:-:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table_rows(results, dataset_key):
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -193,7 +209,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     name = "1M x 512: faiss-hnsw build <= 15 min and <= 6 GB, recall@10 >= 0.95"
     pts = [p for d in big[:1] for p in results["points"] if p["dataset"] == d["key"] and p["kind"] == "faiss-hnsw"]
     if not pts:
-        out.append(Target(name, None, "not run (benchmarks/bench_search.py --scale 1000000 --no-real --kinds faiss-hnsw --sweeps benchmarks/sweeps/1m)"))
+        out.append(Target(name, None, "not run (benchmarks/bench_search.py --scale 1000000 --no-real --kinds faiss-hnsw --sweeps coversearch/bench/sweeps/1m)"))
     else:
         best = _best_qps(pts, "faiss-hnsw", 0.95) or max(pts, key=lambda p: p["recall"])
         ok = best["build_s"] <= 900 and best["rss_delta_bytes"] <= 6 * 2**30 and best["recall"] >= 0.95

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from coversearch.classify.model import list_cards
+from coversearch.bench import tables as bench_tables
 from coversearch.classify.evaluate import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import write_atomic
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import find_groups
 from coversearch.query.similar import SimilarSearcher
-from coversearch.store.thumbs import find_thumbnail, placeholder
+from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.store import Store
 
 DEFAULT_BENCH_DIR = Path("benchmarks/results/search")
@@ -287,34 +288,33 @@ def _bench_rows(data: Any) -> tuple[list[dict], dict]:
     return [], {}
 
 
-def _markdown_tables(text: str) -> list[list[list[str]]]:
-    tables, current = [], []
-    for line in text.splitlines() + [""]:
-        if line.strip().startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= set("-: ") for c in cells):
-                current.append(cells)
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
+def _search_bench_tables(page: _Page, data: Any) -> bool:
+    """`coversearch bench search`'s results.json: per data set, the table its results.md shows (bench/tables.py)."""
+    if not (isinstance(data, dict) and isinstance(data.get("points"), list) and isinstance(data.get("datasets"), dict)):
+        return False
+    try:
+        tables = {key: bench_tables.table_rows(data, key) for key in bench_tables.measured_datasets(data)}
+    except (KeyError, TypeError, ValueError):  # another shape of results.json: shown generically
+        return False
+    for key, rows in tables.items():
+        info = data["datasets"][key] if isinstance(data["datasets"][key], dict) else {}
+        page.add(f"<h3>{_e(info.get('title', key))}</h3>")
+        page.add(_table(list(bench_tables.TABLE_HEADER), rows, "bench"))
+    return bool(tables)
 
 
 def _bench_section(page: _Page, bench_dir: Path, notes: list[str]) -> None:
     page.add('<section id="search-benchmark"><h2>Search benchmark</h2>')
     shown = False
     results = bench_dir / "results.json"
-    rendered = bench_dir / "results.md"  # the benchmark's own Markdown tables, when it wrote them
-    if rendered.is_file():
-        for rows in _markdown_tables(rendered.read_text(encoding="utf-8", errors="replace")):
-            page.add(_table(rows[0], rows[1:], "bench"))
-            shown = True
-    if results.is_file() and not shown:
+    if results.is_file():
         try:
             data = json.loads(results.read_text())
         except (OSError, ValueError) as exc:
             notes.append(f"{results} is unreadable: {exc}")
             data = None
+        shown = _search_bench_tables(page, data)
+    if results.is_file() and not shown:
         rows, meta = _bench_rows(data)
         if meta:
             page.add("<p>" + "; ".join(f"{_e(k)}: {_e(_fmt(v))}" for k, v in meta.items()) + "</p>")
