@@ -310,13 +310,52 @@ def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):
     assert info["max_upload_bytes"] == 10 * 1024 * 1024
 
 
-def test_serve_binds_to_localhost_by_default():
-    from typer.testing import CliRunner
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    import ipaddress
 
-    from coversearch.cli.main import app
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word in host (little-endian) order.
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+                found.add(str(ipaddress.ip_address(raw)))
+    return found
 
-    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0 and "127.0.0.1" in result.output
+
+def test_serve_binds_to_localhost_by_default(tmp_path, covers5_dir):
+    """`coversearch serve` with no --host listens on 127.0.0.1 only: read from the kernel's socket table."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "store.duckdb"
+    with Store.open(db) as store:
+        ingest(store, read_source(link_covers(covers5_dir, tmp_path / "covers", per_genre=2)), [get_extractor("hsv")])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coversearch.cli.main", "--db", str(db), "--model-dir", str(tmp_path / "models"),
+         "--index-dir", str(tmp_path / "indexes"), "serve", "--port", "0", "--no-watch"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = None
+        for line in server.stderr:  # "serving http://127.0.0.1:PORT/ (...)" once it listens
+            if line.startswith("serving http://"):
+                port = int(line.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+                break
+        assert port is not None, "the server never said it was serving"
+        assert _listening_addresses(port) == {"127.0.0.1"}
+        assert requests.get(f"http://127.0.0.1:{port}/api/health", timeout=30).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_serve_refuses_a_missing_store(tmp_path):
