@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import copy_covers, one_line_error
+from conftest import copy_covers, one_line_error, run_cli
 from coversearch.classify.data import load_labelled
 from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.classify.recipes import Recipe
@@ -300,11 +300,9 @@ def test_bad_input_is_one_clear_line(trained_cli, tmp_path, covers5_dir, args, n
 def test_a_model_trained_on_another_store_is_refused(trained_cli, tmp_path, covers5_dir):
     cli, _, _ = trained_cli
     other = copy_covers(covers5_dir, tmp_path / "other", per_genre=3, offset=500)
-    from coversearch.cli.main import app
-
     other_db = tmp_path / "other.duckdb"
-    cli.runner.invoke(app, ["--db", str(other_db), "ingest", str(other), "--features", "hsv", "--quiet"])
-    result = cli.runner.invoke(app, ["--db", str(other_db), "--model-dir", str(cli.model_dir), "evaluate", "--model", "xgb"])
+    run_cli("ingest", other, "--features", "hsv", "--quiet", db=other_db)
+    result = run_cli("evaluate", "--model", "xgb", db=other_db, model_dir=cli.model_dir)
     one_line_error(result, "another store state")
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import one_line_error
+from conftest import one_line_error, run_cli
 from coversearch.store.migrate import head_revision
 
 
@@ -64,9 +64,7 @@ def test_vgg16_without_weights_fails_before_touching_the_store(cli, small_covers
 
 
 def test_store_path_that_is_a_folder(cli, small_covers, tmp_path):
-    from coversearch.cli.main import app
-
-    result = cli.runner.invoke(app, ["--db", str(tmp_path), "stats"])
+    result = run_cli("stats", db=tmp_path)
     one_line_error(result, "is a directory")
 
 
