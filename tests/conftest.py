@@ -18,6 +18,14 @@ GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
 SLOW_FIXTURES = {"vgg16_weights", "vgg16_extractor", "web_store", "trained_cli", "hsv_sides"}
 SLOW_MODULES = {"test_ray_ingest", "test_kill_resume", "test_live", "test_sharded", "test_bench_search", "test_calibration",
                 "test_backbone", "test_wheel"}
+# Single tests over ~5 s that use none of the fixtures above (from `pytest --durations`).
+SLOW_TESTS = {"test_each_method_saves_and_loads_to_the_same_predictions", "test_refit_dense_runs_the_chosen_epochs_on_both_sides",
+              "test_a_refit_model_records_it_and_its_members_choices", "test_adding_a_feature_later_computes_only_what_is_missing",
+              "test_every_transformation_of_a_stored_cover_is_found_at_the_default_thresholds",
+              "test_each_original_and_its_copies_form_one_group_and_nothing_else_joins",
+              "test_readers_are_told_an_ingest_holds_the_store",
+              "test_pipes_devices_and_huge_files_become_error_rows_and_the_run_completes",
+              "test_a_feature_an_index_kind_and_a_classifier_each_one_module_and_one_line"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
         names = set(getattr(item, "fixturenames", ()))
         if "browser" in names:
             item.add_marker(pytest.mark.browser)
-        if names & SLOW_FIXTURES or item.module.__name__ in SLOW_MODULES:
+        if names & SLOW_FIXTURES or item.module.__name__ in SLOW_MODULES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
 
