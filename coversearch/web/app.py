@@ -274,22 +274,13 @@ class Engine:
             store.close()
 
 
-def create_app(
-    store_path: str | os.PathLike,
-    model_dir: str | os.PathLike,
-    index_dir: str | os.PathLike | None = None,
-    vgg16_weights: str | os.PathLike | None = None,
-    *,
-    lock_timeout: float | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    decode_slots: int = DEFAULT_DECODE_SLOTS,
-) -> Flask:
-    """The Flask app over a warm engine (everything is loaded here, before the first request).
+def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
+    """The Flask app over a warm ``Engine(*engine_args, **engine_options)`` (everything is loaded here,
+    before the first request).
 
     Every error answers JSON ``{"error": message, "status": code}``, with the HTTP status code.
     """
-    engine = Engine(store_path, model_dir, index_dir, vgg16_weights,
-                    lock_timeout=lock_timeout, max_pixels=max_pixels, decode_slots=decode_slots)
+    engine = Engine(*engine_args, **engine_options)
     app = Flask("coversearch.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the small form fields
     app.extensions["coversearch"] = engine
