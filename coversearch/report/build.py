@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from coversearch.classify.model import list_cards
 from coversearch.bench import tables as bench_tables
 from coversearch.classify.evaluate import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
+from coversearch.classify.model import list_cards
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import write_atomic
+from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import find_groups
 from coversearch.query.similar import SimilarSearcher
-from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.store import Store
 
 DEFAULT_BENCH_DIR = Path("benchmarks/results/search")
