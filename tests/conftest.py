@@ -25,7 +25,11 @@ SLOW_TESTS = {"test_each_method_saves_and_loads_to_the_same_predictions", "test_
               "test_each_original_and_its_copies_form_one_group_and_nothing_else_joins",
               "test_readers_are_told_an_ingest_holds_the_store",
               "test_pipes_devices_and_huge_files_become_error_rows_and_the_run_completes",
-              "test_a_feature_an_index_kind_and_a_classifier_each_one_module_and_one_line"}
+              "test_a_feature_an_index_kind_and_a_classifier_each_one_module_and_one_line",
+              # the first TensorFlow or XGBoost load in a process, the real links file, an imported feature end to end
+              "test_vgg16_without_weights_fails_before_touching_the_store", "test_vgg16_without_weights_names_both_options",
+              "test_a_damaged_xgboost_model_is_refused_before_xgboost_reads_it", "test_dry_run_on_real_links_file_without_network",
+              "test_similar_index_and_classifiers_use_an_imported_feature"}
 
 
 def pytest_collection_modifyitems(config, items):
