@@ -134,3 +134,8 @@ function render(a) {
 </script>
 </body></html>
 """
+
+# The "look around" section (more like this, colours, genre browse) lives in its own module.
+from coversearch.web.explore_page import EXPLORE  # noqa: E402
+
+PAGE = PAGE.replace("</body>", EXPLORE + "</body>", 1)
