@@ -14,7 +14,7 @@ from coversearch.classify.train import train_model
 from coversearch.features.images import decode_image, read_bytes
 from coversearch.store import Store
 from conftest import Cli
-from test_web import a_cover, web_store  # noqa: F401 (fixture)
+from test_web import a_cover, browser, web_store  # noqa: F401 (fixtures)
 
 # The default recipe's shape, small: a soft vote with two XGBoost members and a kNN member over
 # VGG16 layer statistics and the colour histogram.
@@ -82,3 +82,28 @@ def test_explain_refuses_several_images(ensemble, covers5_dir, tmp_path):
     cli = Cli(db, tmp_path / "indexes", models)
     result = cli("classify", a_cover(covers5_dir), a_cover(covers5_dir, "Pop"), "--model", "ens", "--explain", tmp_path / "w.png")
     assert result.exit_code != 0 and "error: --explain explains one image; 2 were given" in result.stderr
+
+
+def test_report_explains_the_most_confident_test_cover_of_each_genre(web_store, browser, tmp_path):  # noqa: F811
+    from typer.testing import CliRunner
+    from selenium.webdriver.common.by import By
+
+    from coversearch.classify.explain import most_confident_test_albums
+    from coversearch.cli.main import app
+    from test_web import images_loaded
+
+    db, models, _ = web_store
+    out = tmp_path / "report.html"
+    argv = ["--db", str(db), "--model-dir", str(models), "report", "--out", str(out), "--explain", "--model", "xgb-hsv",
+            "--bench-dir", str(tmp_path / "none")]
+    result = CliRunner().invoke(app, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with Store.open(db, read_only=True) as store:
+        picks = most_confident_test_albums(store, TrainedModel.load(models, "xgb-hsv"))
+    assert picks  # the split's test side holds covers of every genre
+    browser.get(out.as_uri())
+    figures = browser.find_elements(By.CSS_SELECTOR, "#explanations figure.explain")
+    got = {f.get_attribute("data-genre"): int(f.get_attribute("data-album-id")) for f in figures}
+    assert got == {g: a for g, (a, _) in picks.items()}
+    count, broken = images_loaded(browser, "#explanations img")
+    assert count == len(picks) and broken == []

@@ -112,3 +112,36 @@ def test_explore_api_errors_are_clear_json(server):
     ok = get("/api/similar", album="1", k="3", genre="Pop").json()
     assert len(ok["similar"]["results"]) == 3 and all("Pop" in h["genres"] for h in ok["similar"]["results"])
     assert all(h["album_id"] != 1 for h in ok["similar"]["results"])
+
+
+def test_why_this_genre_on_request(browser, server, web_store):
+    """The button asks /api/explain for the shown album; the heat map comes back at the cover's size."""
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, _ = server
+    db, _, _ = web_store
+    with Store.open(db, read_only=True) as store:
+        album = store.albums([3])[3]
+    browser.get(url + "/")
+    Select(browser.find_element(By.ID, "model")).select_by_value("xgb-hsv")
+    browser.execute_script("window.coversearchMoreLike(3);")
+    wait_for(lambda: browser.find_elements(By.ID, "explain-button"), what="the explain button")
+    browser.find_element(By.ID, "explain-button").click()
+    wait_for(lambda: browser.execute_script(
+        "const i = document.getElementById('explain-img'); return i && i.complete && i.naturalWidth > 0;"), what="the heat map")
+    size = browser.execute_script("const i = document.getElementById('explain-img'); return [i.naturalWidth, i.naturalHeight];")
+    assert size == [album["width"], album["height"]]
+    assert "model xgb-hsv" in browser.find_element(By.ID, "explain-note").text
+
+    response = requests.get(f"{url}/api/explain", params={"album": 3, "model": "xgb-hsv"}, timeout=120)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (album["width"], album["height"])
+    assert response.headers["X-Model"] == "xgb-hsv" and response.headers["X-Genre"]
+    for params, status, fragment in [({}, 400, "give ?album=ID"), ({"album": 999999, "model": "xgb-hsv"}, 404, "no album with id 999999"),
+                                     ({"album": 3, "model": "nope"}, 400, "no model named 'nope'")]:
+        bad = requests.get(f"{url}/api/explain", params=params, timeout=60)
+        assert bad.status_code == status and fragment in bad.json()["error"], bad.text

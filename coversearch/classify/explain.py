@@ -139,3 +139,28 @@ def overlay_png(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> bytes
     out = io.BytesIO()
     Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8)).save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def most_confident_test_albums(store, model: TrainedModel) -> dict[str, tuple[int, float]]:
+    """For each genre: the test-split album the model gives that genre with the highest calibrated
+    probability, among those it ranks that genre first, from the stored vectors (genre -> (album id, p))."""
+    from coversearch.classify.split import load_split
+
+    feature_sets = model.check_store(store)
+    split = load_split(store, model.card.split)
+    if split is None:
+        raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")
+    ids = np.asarray(sorted(split.album_ids("test")), dtype=np.int64)
+    for fs in feature_sets:
+        ids = ids[np.isin(ids, store.embedding_album_ids(fs))]
+    if len(ids) == 0:
+        return {}
+    proba = model.predict_proba(model.features_matrix({fs.name: store.vectors_for(fs, ids) for fs in feature_sets}))
+    top = proba.argmax(axis=1)
+    out: dict[str, tuple[int, float]] = {}
+    for g, genre in enumerate(model.classes):
+        rows = np.flatnonzero(top == g)
+        if len(rows):
+            best = rows[np.argmax(proba[rows, g])]
+            out[genre] = (int(ids[best]), float(proba[best, g]))
+    return out

@@ -122,6 +122,9 @@ def browse_genre(engine, genre: str, offset: int, limit: int) -> dict[str, Any]:
 
 def register_explore_routes(app: Flask, engine) -> None:
     from coversearch.web.app import DEFAULT_K, MAX_K
+    from coversearch.web.explain import register_explain_route
+
+    register_explain_route(app, engine)
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status

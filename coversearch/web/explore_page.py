@@ -84,12 +84,33 @@ async function moreLike(albumId) {
   const img = document.createElement("img"); img.className = "cover"; img.id = "query-cover"; img.src = a.query.thumb; img.alt = "album " + a.query.album_id;
   const g = document.createElement("div"); g.textContent = a.query.genres.join(", ");
   q.append(h, img, g);
-  if (window.coversearchExplainButton) q.append(window.coversearchExplainButton(a.query.album_id));
+  q.append(explainButton(a.query.album_id));
   showHits(a.similar.results);
   $("explore-status").textContent = `${a.similar.results.length} covers most like album #${a.query.album_id} by ${a.similar.feature} (${a.similar.kind}) in ${a.seconds.total.toFixed(2)} s`;
   $("explore").scrollIntoView({block: "start"});
 }
 window.coversearchMoreLike = moreLike;
+function explainButton(albumId) {
+  const box = document.createElement("div"); box.id = "explain";
+  const button = document.createElement("button"); button.type = "button"; button.id = "explain-button";
+  button.textContent = "why this genre?";
+  const note = document.createElement("div"); note.id = "explain-note"; note.className = "snapshot";
+  button.addEventListener("click", async () => {
+    const model = $("model") ? $("model").value : "";
+    note.textContent = "masking 49 patches and re-scoring...";
+    button.disabled = true;
+    const r = await fetch(`/api/explain?album=${albumId}&model=${encodeURIComponent(model)}`);
+    button.disabled = false;
+    if (!r.ok) { const a = await r.json(); note.textContent = ""; fail(a.error || ("HTTP " + r.status)); return; }
+    const img = document.createElement("img"); img.id = "explain-img"; img.alt = "heat map of album " + albumId;
+    img.src = URL.createObjectURL(await r.blob());
+    note.textContent = `${r.headers.get("X-Genre")} (${(100 * r.headers.get("X-Probability")).toFixed(0)}%, model ${r.headers.get("X-Model")}): ` +
+      "brighter regions lowered that genre's score most when hidden. It shows what the features react to, not what makes the genre.";
+    const old = $("explain-img"); if (old) old.remove();
+    box.append(img);
+  });
+  box.append(button, note); return box;
+}
 async function colourSearch() {
   const parts = [];
   for (let i = 0; i < 3; i++) {
