@@ -124,7 +124,10 @@ def register_explore_routes(app: Flask, engine) -> None:
     from coversearch.web.app import DEFAULT_K, MAX_K
     from coversearch.web.explain import register_explain_route
 
+    from coversearch.web.map_routes import register_map_route
+
     register_explain_route(app, engine)
+    register_map_route(app, engine)
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status
