@@ -84,7 +84,7 @@ def test_explain_refuses_several_images(ensemble, covers5_dir, tmp_path):
     assert result.exit_code != 0 and "error: --explain explains one image; 2 were given" in result.stderr
 
 
-def test_report_explains_the_most_confident_test_cover_of_each_genre(web_store, browser, tmp_path):  # noqa: F811
+def test_report_explains_the_most_confident_test_cover_of_each_genre_and_maps_the_catalogue(web_store, browser, tmp_path):  # noqa: F811
     from typer.testing import CliRunner
     from selenium.webdriver.common.by import By
 
@@ -94,7 +94,7 @@ def test_report_explains_the_most_confident_test_cover_of_each_genre(web_store, 
 
     db, models, _ = web_store
     out = tmp_path / "report.html"
-    argv = ["--db", str(db), "--model-dir", str(models), "report", "--out", str(out), "--explain", "--model", "xgb-hsv",
+    argv = ["--db", str(db), "--model-dir", str(models), "report", "--out", str(out), "--explain", "--model", "xgb-hsv", "--map", "vgg16",
             "--bench-dir", str(tmp_path / "none")]
     result = CliRunner().invoke(app, argv, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -107,3 +107,6 @@ def test_report_explains_the_most_confident_test_cover_of_each_genre(web_store, 
     assert got == {g: a for g, (a, _) in picks.items()}
     count, broken = images_loaded(browser, "#explanations img")
     assert count == len(picks) and broken == []
+    # The map section (asked for with --map): one picture of every album, laid out now.
+    assert images_loaded(browser, "#map img") == [1, []]
+    assert "PCA of its vgg16 v1 vectors" in browser.find_element(By.ID, "map").text
