@@ -53,11 +53,11 @@ def pca_2d(vectors: np.ndarray, metric: str | None = None, chunk: int = 65536) -
     if metric == metrics.COSINE:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1)
-    mean = vectors.mean(axis=0, dtype=np.float64)
+    mean = vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
     cov = np.zeros((dim, dim), dtype=np.float64)
     for start in range(0, n, chunk):  # bounded memory: the centred copy is made a chunk at a time
-        part = vectors[start : start + chunk].astype(np.float64) - mean
-        cov += part.T @ part
+        part = np.asarray(vectors[start : start + chunk], dtype=np.float32) - mean
+        cov += part.T @ part  # float32 products (twice as fast), summed per chunk in float64
     values, axes = np.linalg.eigh(cov)
     axes = axes[:, np.argsort(values)[::-1][:2]]
     if axes.shape[1] < 2:
@@ -66,7 +66,7 @@ def pca_2d(vectors: np.ndarray, metric: str | None = None, chunk: int = 65536) -
     axes *= np.sign(axes[np.abs(axes).argmax(axis=0), [0, 1]])
     xy = np.empty((n, 2), dtype=np.float64)
     for start in range(0, n, chunk):
-        xy[start : start + chunk] = (vectors[start : start + chunk].astype(np.float64) - mean) @ axes
+        xy[start : start + chunk] = (np.asarray(vectors[start : start + chunk], dtype=np.float32) - mean) @ axes.astype(np.float32)
     return scale_unit(xy)
 
 
