@@ -16,6 +16,7 @@ thumbnail cache grows beside it); it is brought to the current schema with `cove
   deviation) to --synthetic rows: PCA time, the map file's bytes, and the same browser figures on
   a map file served over HTTP whose thumbnails are the real covers' reused (album i shows
   real album i mod n).
+- palette: 300 random stored covers, each searched by its own 3-colour palette: how many come first.
 - latency: --clients threads each loop for --duration seconds over (a) a click on a random stored
   cover (GET /api/similar, vgg16, k=10, then its 11 thumbnails) and (b) a colour search with 1-3
   random colours (GET /api/colours, k=10, then its 10 thumbnails); p50/p95/p99 per request and
@@ -239,6 +240,33 @@ def latency(args, server: Server, album_ids: list[int]) -> dict:
                      for k, v in results.items() if v}}
 
 
+def palette_self_search(args, n: int = 300) -> dict:
+    """How often a stored cover's own 3-colour palette finds that cover first (and within 10)."""
+    from coversearch.features.images import decode_image, read_bytes
+    from coversearch.query.colour import palette_of_image, search_by_colours
+    from coversearch.query.similar import SimilarSearcher
+    from coversearch.store import Store
+    from coversearch.store.thumbs import candidate_paths
+
+    ranks = []
+    with Store.open(args.db, read_only=True) as store:
+        searcher = SimilarSearcher.exact(store, "hsv")
+        ids = searcher.index.ids.tolist()
+        chosen = random.Random(1).sample(ids, min(n, len(ids)))
+        albums = store.albums(chosen)
+        started = time.perf_counter()
+        for album_id in chosen:
+            path = next((p for p in candidate_paths(store, albums[album_id]) if p.is_file()), None)
+            if path is None:
+                raise SystemExit(f"album {album_id}'s file is not where it was ingested from")
+            palette = palette_of_image(decode_image(read_bytes(path)).rgb)
+            hits = [h.album_id for h in search_by_colours(searcher, palette, 10).hits]
+            ranks.append(hits.index(album_id) + 1 if album_id in hits else None)
+        seconds = time.perf_counter() - started
+    return {"covers": len(chosen), "first": sum(r == 1 for r in ranks), "top10": sum(r is not None for r in ranks),
+            "seconds_per_query": seconds / len(chosen)}
+
+
 def mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -250,7 +278,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30)
-    parser.add_argument("--parts", default="map,synthetic,latency")
+    parser.add_argument("--parts", default="map,synthetic,latency,palette")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
     import os
@@ -278,6 +306,10 @@ def main() -> None:
             log(json.dumps(figures["latency"]))
     finally:
         server.stop()
+    if "palette" in parts:
+        log("own-palette searches ...")
+        figures["palette"] = palette_self_search(args)
+        log(json.dumps(figures["palette"]))
     if "synthetic" in parts:
         log(f"map at {args.synthetic:,} synthetic albums ...")
         figures["map100k"] = map_synthetic(args, work)
@@ -325,6 +357,12 @@ def render(args, f: dict) -> str:
             r = lat["rows"].get(key)
             if r:
                 lines.append(f"| {label} | {r['n']} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['p99']:.3f} s |")
+    if "palette" in f:
+        p = f["palette"]
+        lines += ["", f"Search by colour with a stored cover's own palette (its 3 fullest hsv bins, each as its pixels' median "
+                      f"colour, with their shares), exact search over the covers5 hsv vectors: {p['first']} of {p['covers']} random "
+                      f"covers come first, {p['top10']} within the top 10 ({p['seconds_per_query'] * 1000:.0f} ms per cover, "
+                      "decode included)."]
     return "\n".join(lines) + "\n"
 
 
