@@ -68,6 +68,7 @@ def chromium():
 # JavaScript measuring one map already mounted as window.coversearchMap.
 MEASURE_JS = """
 const done = arguments[arguments.length - 1];
+performance.setResourceTimingBufferSize(100000);  // the default keeps 250 entries
 const map = window.coversearchMap, canvas = document.getElementById("map");
 const t0 = performance.now(); map.draw(); const drawMs = performance.now() - t0;
 const thumbs = () => performance.getEntriesByType("resource").filter(e => /thumb|\\/t\\//.test(e.name));

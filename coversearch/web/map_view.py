@@ -69,9 +69,11 @@ function coversearchMountMap(canvas, data, onPick) {
     state.mode = vis.length <= data.maxThumbs ? "thumbs" : "points";
     state.drawn = [];
     if (state.mode === "points") {
-      const d = scale > 3000 ? 4 : 3;
-      for (const i of vis) { ctx.fillStyle = data.g[i] >= 0 ? data.palette[data.g[i] % data.palette.length] : "#999";
-        ctx.fillRect(ox + X[i] * scale - d / 2, oy + Y[i] * scale - d / 2, d, d); }
+      // One path per genre, filled once: 100k fillRect calls with a colour change each are ten times slower.
+      const d = scale > 3000 ? 4 : 3, paths = new Map();
+      for (const i of vis) { let p = paths.get(data.g[i]); if (!p) { p = new Path2D(); paths.set(data.g[i], p); }
+        p.rect(ox + X[i] * scale - d / 2, oy + Y[i] * scale - d / 2, d, d); }
+      for (const [g, p] of paths) { ctx.fillStyle = g >= 0 ? data.palette[g % data.palette.length] : "#999"; ctx.fill(p); }
     } else {
       const t = Math.max(28, Math.min(96, Math.sqrt(W * H / Math.max(vis.length, 1)) * 0.6));
       for (const i of vis) {
