@@ -2,7 +2,7 @@
 
 The layout is PCA (the two directions of largest variance), computed here with numpy: no new
 dependency, deterministic, and linear in the albums (one pass for the d x d covariance, one
-eigendecomposition of it), so 100k albums take about a second.  t-SNE or UMAP separate genres
+eigendecomposition of it): seconds at 100k albums (benchmarks/README.md).  t-SNE or UMAP separate genres
 and clusters far better on a 2-D screen, but would bring scikit-learn or umap-learn (with numba
 and pynndescent) into the product for one view; see README.md, "The catalogue map".
 
