@@ -117,6 +117,10 @@ def classify_command(
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 weights (or env {VGG16_WEIGHTS_ENV})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json"),
+    explain: Path = typer.Option(
+        None, "--explain", metavar="OUT.png",
+        help="Also write a heat map over the (one) IMAGE of the regions that drove its top genre (occlusion sensitivity).",
+    ),
 ) -> None:
     """Rank genres for each image with one loaded model (images are classified in batches).
 
@@ -125,6 +129,10 @@ def classify_command(
     """
     threshold = parse_min_confidence(min_confidence)
     paths = expand_image_paths(images)
+    if explain is not None:
+        from coversearch.cli.explain_cmd import check_explain_target
+
+        check_explain_target(paths, explain)
     trained = TrainedModel.load(state(ctx).model_dir, _model_name(ctx, model))
     _note_unverified(trained)
     with Store.open(state(ctx).db, read_only=True) as store, progress_bar("classify", len(paths), "img", quiet=quiet or len(paths) < 2) as advance:
@@ -158,6 +166,10 @@ def classify_command(
         Console().print(table)
     if failed:
         raise CoverSearchError(f"{len(failed)} of {len(results)} images could not be classified (first: {failed[0].path}: {failed[0].error})")
+    if explain is not None:
+        from coversearch.cli.explain_cmd import write_explanation
+
+        write_explanation(trained, paths[0], explain, vgg16_weights)
 
 
 @app.command("evaluate")

@@ -28,6 +28,9 @@ def similar_command(
     refresh: bool = typer.Option(False, "--refresh", help="Bring a stale index up to date instead of refusing."),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    colours: str = typer.Option(
+        None, "--colours", "--colors", help='Search by colour instead: 1-3 colours with optional shares, e.g. "#101010:0.6,#c0a000:0.4" (hsv space).'
+    ),
     duplicates: bool = typer.Option(
         False, "--duplicates", help="Instead: is IMAGE already stored (same bytes or a near-duplicate)? As `coversearch check`."
     ),
@@ -42,9 +45,23 @@ def similar_command(
         result = run_check(ctx, image, feature, None, vgg16_weights)
         print_json(result.to_dict()) if json_out else print_check(result)
         return
+    if colours is not None:
+        from coversearch.query.colour import find_by_colours, parse_palette
+
+        if image is not None or album is not None or (feature not in (None, "hsv")):
+            raise CoverSearchError("--colours is a query of its own, in the hsv space: give it without IMAGE, --album or --feature")
+        palette = parse_palette(colours)  # bad input is refused before the store is opened
+        with Store.open(state(ctx).db, read_only=True) as store:
+            result = find_by_colours(store, palette, k=k, genre=genre, index_dir=state(ctx).index_dir, index_name=index)
+    else:
+        result = _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights)
+    _print_result(result, json_out)
+
+
+def _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights):
     # The store is only read; --refresh rewrites index files, never the store.
     with Store.open(state(ctx).db, read_only=True) as store:
-        result = find_similar(
+        return find_similar(
             store,
             image=image,
             album_id=album,
@@ -57,6 +74,9 @@ def similar_command(
             refresh=refresh,
             vgg16_weights=vgg16_weights,
         )
+
+
+def _print_result(result, json_out: bool) -> None:
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)  # plain echo: rich would wrap paths mid-word
     if json_out:

@@ -359,6 +359,7 @@ figure.q{width:170px}.thumb{width:160px;height:160px;object-fit:contain;backgrou
 .confusion figure{width:auto}.heat{max-width:460px}.plot{max-width:600px}
 .query{display:flex;gap:1.5em;align-items:flex-start;border-top:1px solid #ddd;padding:.8em 0;flex-wrap:wrap}
 .query .feature figure{width:106px}.query .feature .thumb{width:102px;height:102px}.query{flex-wrap:nowrap}
+.explanations figure{width:244px}.map{max-width:900px}.explain{width:240px;display:block}
 .feature h4{margin:.2em 0}.genre-row h3{margin:.6em 0 .2em}.notes{color:#a40}
 """
 
@@ -374,6 +375,10 @@ def build_report(
     queries: int = 3,
     k: int = 5,
     bench_dir: Path | None = None,
+    explain: bool = False,
+    explain_model: str | None = None,
+    vgg16_weights: Path | None = None,
+    map_feature: str | None = None,
 ) -> ReportSummary:
     """Write the report for the store at ``store_path`` to ``out`` (atomically) and say what is in it."""
     started = time.perf_counter()
@@ -389,6 +394,14 @@ def build_report(
         _covers_section(page, store, rng, covers_per_genre)
         _similar_section(page, store, rng, queries, k, notes)
         _duplicates_section(page, store)
+        if explain:
+            from coversearch.report.explore import explain_section
+
+            explain_section(page, store, Path(model_dir), explain_model, vgg16_weights, notes)
+        if map_feature:
+            from coversearch.report.explore import map_section
+
+            map_section(page, store, map_feature, notes)
     if page.missing_covers:
         notes.append(f"{page.missing_covers} covers could not be read at their stored paths (shown grey): "
                      "was the data moved since ingest?")
@@ -398,10 +411,11 @@ def build_report(
     head = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>coversearch report: {_e(Path(store_path).name)}</title>"
             f"<style>{STYLE}</style></head><body><h1>coversearch report</h1>"
             f"<p>Store {_e(store_path)}, models {_e(model_dir)}, seed {seed}; made {time.strftime('%Y-%m-%d %H:%M:%S')} "
-            f"in {seconds:.1f} s.</p><nav>" + " | ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS) + "</nav>")
+            f"in {seconds:.1f} s.</p><nav>" + " | ".join(f'<a href="#{s}">{s}</a>' for s in [*SECTIONS, *(["explanations"] if explain else []), *(["map"] if map_feature else [])]) + "</nav>")
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
     text = head + "".join(page.parts) + "</body></html>"
     out = Path(out)
     write_atomic(out, text)
-    return ReportSummary(out, time.perf_counter() - started, page.images, list(SECTIONS), notes)
+    sections = [*SECTIONS, *(["explanations"] if explain else []), *(["map"] if map_feature else [])]
+    return ReportSummary(out, time.perf_counter() - started, page.images, sections, notes)

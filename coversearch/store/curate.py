@@ -123,7 +123,7 @@ def apply_removal(store: Store, plan: RemovalPlan) -> RemovalPlan:
     with store.transaction() as con:
         for fs in store.feature_sets():
             con.execute(f"DELETE FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [chosen])
-        for table in ("split_assignments", "album_genres", "album_files"):
+        for table in ("split_assignments", "album_genres", "album_files", "map_coords"):  # a map layout goes stale, its points go now
             con.execute(f"DELETE FROM {table} WHERE album_id IN (SELECT unnest($1))", [chosen])
         if plan.unlinked:
             con.execute("DELETE FROM album_genres WHERE genre = $1 AND album_id IN (SELECT unnest($2))", [plan.genre, _ids(plan.unlinked)])

@@ -23,6 +23,7 @@ import numpy as np
 
 from coversearch.errors import FeatureError, StoreError
 from coversearch.store import migrate
+from coversearch.store.explore import ExploreQueries
 
 LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
 # Readers wait this long for a writer (an ingest, a remove) to let go of the file; writers do not wait.
@@ -183,7 +184,7 @@ def _refuse_foreign(path: Path, con: duckdb.DuckDBPyConnection) -> str | None:
     return revision
 
 
-class Store:
+class Store(ExploreQueries):
     """One DuckDB file holding albums, genres, feature sets and embeddings."""
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool):

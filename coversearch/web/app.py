@@ -366,4 +366,7 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
             return error(f"no album with id {album_id}", 404)
         return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
+    from coversearch.web.explore import register_explore_routes
+
+    register_explore_routes(app, engine)  # more like this, colours, genre browse
     return app

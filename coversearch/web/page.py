@@ -134,3 +134,9 @@ function render(a) {
 </script>
 </body></html>
 """
+
+# The "look around" section (more like this, colours, genre browse) lives in its own module.
+from coversearch.web.explore_page import EXPLORE  # noqa: E402
+from coversearch.web.map_view import PAGE_SECTION as MAP_SECTION  # noqa: E402
+
+PAGE = PAGE.replace("</body>", EXPLORE + MAP_SECTION + "</body>", 1)

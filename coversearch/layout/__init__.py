@@ -1,0 +1,1 @@
+"""2-D layouts of the catalogue (the map)."""
