@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  # noqa: E402
 from coversearch.features.base import extract_images  # noqa: E402
-from coversearch.features.images import decode_image  # noqa: E402
+from coversearch.imaging.images import decode_image  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"

@@ -153,7 +153,7 @@ class _Thumbs(http.server.SimpleHTTPRequestHandler):
 def map_synthetic(args, work: Path) -> dict:
     from coversearch.layout.map import MapLayout, pca_2d
     from coversearch.store import Store
-    from coversearch.store.thumbs import album_thumbnail
+    from coversearch.imaging.thumbs import album_thumbnail
     from coversearch.web.map_view import map_data, standalone_html
 
     out: dict = {"albums": args.synthetic}
@@ -243,11 +243,11 @@ def latency(args, server: Server, album_ids: list[int]) -> dict:
 
 def palette_self_search(args, n: int = 300) -> dict:
     """How often a stored cover's own 3-colour palette finds that cover first (and within 10)."""
-    from coversearch.features.images import decode_image, read_bytes
+    from coversearch.imaging.images import decode_image, read_bytes
     from coversearch.query.colour import palette_of_image, search_by_colours
     from coversearch.query.similar import SimilarSearcher
     from coversearch.store import Store
-    from coversearch.store.thumbs import candidate_paths
+    from coversearch.imaging.thumbs import candidate_paths
 
     ranks = []
     with Store.open(args.db, read_only=True) as store:

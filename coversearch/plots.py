@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+# Genre colours (matplotlib's tab10), shared by the report's map and the page's map.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def pyplot():
@@ -23,3 +27,17 @@ def save_figure(fig, path: Path) -> Path:
     fig.savefig(path)
     pyplot().close(fig)
     return path
+
+
+def plot_png(draw) -> bytes:
+    """A small figure drawn by ``draw(ax)``, as PNG bytes (for pages that embed their images)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    try:
+        draw(ax)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from coversearch.features.hsv import HSVHistogram
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source

@@ -19,7 +19,7 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg
 from coversearch.classify.split import assign_sides, groups_across_sides, make_split
 from coversearch.cli.main import app
 from coversearch.features.base import extract_images
-from coversearch.features.images import decode_image
+from coversearch.imaging.images import decode_image
 from coversearch.features.phash import PerceptualHash, phash_bits
 from coversearch.index.duplicates import connected_components, default_rules, make_rule, near_pairs, store_groups
 from coversearch.index.registry import create_index

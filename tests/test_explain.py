@@ -11,7 +11,7 @@ from coversearch.classify.explain import model_embedder, occlusion
 from coversearch.classify.model import TrainedModel
 from coversearch.classify.recipes import Recipe
 from coversearch.classify.train import train_model
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
 from conftest import Cli
 from test_web import a_cover, browser, web_store  # noqa: F401 (fixtures)

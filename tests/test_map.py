@@ -103,7 +103,7 @@ def test_map_file_shows_dots_zoomed_out_thumbnails_zoomed_in_and_neighbours_on_c
     from selenium.webdriver.common.by import By
 
     from coversearch.layout.neighbours import nearest_albums
-    from coversearch.store.thumbs import album_thumbnail
+    from coversearch.imaging.thumbs import album_thumbnail
     from coversearch.web.map_view import map_data, standalone_html
 
     root = link_covers(covers5_dir, tmp_path / "covers", per_genre=12)

@@ -242,7 +242,7 @@ def test_a_stored_calibration_is_applied_identically_by_cli_api_and_page(browser
 
     from conftest import Cli
     from coversearch.features.base import extract_images
-    from coversearch.features.images import decode_image
+    from coversearch.imaging.images import decode_image
 
     url, _ = server
     db, models, _ = web_store

@@ -23,7 +23,7 @@ def check_explain_target(paths: list[Path], out: Path) -> None:
 
 def write_explanation(trained, image: Path, out: Path, vgg16_weights) -> None:
     from coversearch.classify.explain import model_embedder, occlusion
-    from coversearch.features.images import decode_image, read_bytes
+    from coversearch.imaging.images import decode_image, read_bytes
 
     try:
         rgb = decode_image(read_bytes(image)).rgb

@@ -39,7 +39,7 @@ def map_command(
     remove changes the vectors) and write a pan-and-zoom map page."""
     from coversearch.layout.map import catalogue_map
     from coversearch.layout.neighbours import nearest_albums
-    from coversearch.store.thumbs import album_thumbnail
+    from coversearch.imaging.thumbs import album_thumbnail
     from coversearch.web.map_view import map_data, standalone_html
 
     if out.is_dir():

@@ -21,7 +21,7 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError, FeatureError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index import metrics
 from coversearch.index.duplicates import (

@@ -25,6 +25,7 @@ from coversearch.classify.model import list_cards
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import write_atomic
 from coversearch.imaging.thumbs import find_thumbnail, placeholder
+from coversearch.plots import plot_png
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import find_groups
 from coversearch.query.similar import SimilarSearcher
@@ -77,23 +78,6 @@ class _Page:
         return f'<img class="{cls}" alt="{_e(alt)}" src="{_data_url(data, mime)}">'
 
 
-def _plot_png(draw) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
-    try:
-        draw(ax)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
-
-
 def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -123,7 +107,7 @@ def _store_section(page: _Page, store: Store, stats: dict[str, Any]) -> None:
     page.add(_table(("reason", "files"), sorted(errors.items())) if errors else "<p>none</p>")
     page.add("</div>")
     if per_genre:
-        png = _plot_png(lambda ax: (ax.bar(list(per_genre), list(per_genre.values()), color="#4a7ab5"),
+        png = plot_png(lambda ax: (ax.bar(list(per_genre), list(per_genre.values()), color="#4a7ab5"),
                                     ax.set_ylabel("albums"), ax.set_title("albums per genre")))
         page.add("<div>" + page.img(png, "image/png", "albums per genre", "plot") + "</div>")
     page.add("</div></section>")
@@ -241,7 +225,7 @@ def _classifier_section(page: _Page, model_dir: Path, notes: list[str]) -> None:
                      "test ECE, raw -> calibrated", "trained"), rows, "models"))
     if accuracies:
         names = sorted(accuracies, key=accuracies.get)
-        png = _plot_png(lambda ax: (ax.barh(names, [accuracies[n] for n in names], color="#6a9f58"),
+        png = plot_png(lambda ax: (ax.barh(names, [accuracies[n] for n in names], color="#6a9f58"),
                                     ax.set_xlabel("test accuracy"), ax.set_xlim(0, 1), ax.set_title("accuracy by model")))
         page.add("<div>" + page.img(png, "image/png", "accuracy by model", "plot") + "</div>")
     page.add('<h3>Confusion matrices</h3><div class="grid confusion">')
@@ -339,7 +323,7 @@ def _bench_section(page: _Page, bench_dir: Path, notes: list[str]) -> None:
                         ax.legend(fontsize=7)
 
                 if points:
-                    page.add("<div>" + page.img(_plot_png(draw), "image/png", "recall vs queries per second", "plot") + "</div>")
+                    page.add("<div>" + page.img(plot_png(draw), "image/png", "recall vs queries per second", "plot") + "</div>")
     for png in sorted(bench_dir.glob("*.png")) if bench_dir.is_dir() else []:
         page.add(f'<figure>{page.img(png.read_bytes(), "image/png", png.stem, "plot")}<figcaption>{_e(png.name)}</figcaption></figure>')
         shown = True

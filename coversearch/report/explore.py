@@ -8,9 +8,10 @@ import io
 from pathlib import Path
 
 from coversearch.errors import CoverSearchError, ImageError
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.plots import PALETTE, plot_png
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
-from coversearch.store.thumbs import candidate_paths
+from coversearch.imaging.thumbs import candidate_paths
 
 EXPLAIN_SIDE = 240  # the heat maps are shown (and embedded) at this width
 
@@ -69,9 +70,7 @@ def map_section(page, store: Store, feature: str, notes: list[str], thumbs: int 
     from PIL import Image
 
     from coversearch.layout.map import catalogue_map
-    from coversearch.report.build import _plot_png
-    from coversearch.store.thumbs import find_thumbnail
-    from coversearch.web.map_view import PALETTE
+    from coversearch.imaging.thumbs import find_thumbnail
 
     page.add('<section id="map"><h2>Map of the catalogue</h2>')
     try:
@@ -116,4 +115,4 @@ def map_section(page, store: Store, feature: str, notes: list[str], thumbs: int 
     page.add(f"<p>Every album laid out in 2-D by PCA of its {html.escape(layout.feature)} vectors "
              f"({'the cached layout' if layout.cache == 'hit' else 'laid out now'}), coloured by genre, with "
              f"{len(pictures)} covers drawn where they lie. <code>coversearch map</code> writes the pan-and-zoom version.</p>")
-    page.add('<div class="mapfig">' + page.img(_plot_png(draw), "image/png", "map of the catalogue", "plot map") + "</div></section>")
+    page.add('<div class="mapfig">' + page.img(plot_png(draw), "image/png", "map of the catalogue", "plot map") + "</div></section>")

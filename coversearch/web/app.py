@@ -34,18 +34,18 @@ from coversearch.classify.calibration import Answer, parse_min_confidence
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image, image_header
+from coversearch.imaging.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
 from coversearch.index.duplicates import default_rules
 from coversearch.query.duplicates import check_image
-from coversearch.store.thumbs import album_thumbnail
+from coversearch.imaging.thumbs import album_thumbnail
+from coversearch.web.explore import register_explore_routes
 from coversearch.web.page import PAGE
+from coversearch.web.params import DEFAULT_K, MAX_K
 from coversearch.web.snapshot import Snapshot, files_signature
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_K = 50
-DEFAULT_K = 10
 # Covers are rarely over 3000 x 3000 (9 Mpx); 10 Mpx keeps one RGBA decode near 210 MB.
 DEFAULT_MAX_PIXELS = 10_000_000
 DEFAULT_DECODE_SLOTS = 2
@@ -365,8 +365,6 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         if data is None:
             return error(f"no album with id {album_id}", 404)
         return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
-
-    from coversearch.web.explore import register_explore_routes
 
     register_explore_routes(app, engine)  # more like this, colours, genre browse
     return app

@@ -11,15 +11,14 @@ from flask import Flask, Response, jsonify, request
 from coversearch.classify.explain import occlusion
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.embedder import Embedder
-from coversearch.features.images import decode_image, read_bytes
+from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
-from coversearch.store.thumbs import candidate_paths
+from coversearch.web.params import BadRequest
+from coversearch.imaging.thumbs import candidate_paths
 
 
 def explain_album(engine, album_id: int, model_name: str | None, genre: str | None):
     """(PNG bytes, the explanation) for stored album ``album_id``."""
-    from coversearch.web.explore import BadRequest
-
     snap = engine.snapshot
     name = model_name or snap.default_model
     if name is None:
@@ -53,8 +52,6 @@ def explain_album(engine, album_id: int, model_name: str | None, genre: str | No
 
 
 def register_explain_route(app: Flask, engine) -> None:
-    from coversearch.web.explore import BadRequest
-
     @app.get("/api/explain")
     def api_explain():
         text = request.args.get("album") or ""

@@ -15,15 +15,13 @@ from flask import Flask, jsonify, request
 from coversearch.errors import CoverSearchError
 from coversearch.query.colour import parse_palette, search_by_colours
 from coversearch.store import Store
+from coversearch.web.explain import register_explain_route
+from coversearch.web.map_routes import register_map_route
+from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest
 
 MAX_BROWSE = 100
 DEFAULT_BROWSE = 24
 
-
-class BadRequest(CoverSearchError):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -61,8 +59,6 @@ def _similar_block(result) -> dict[str, Any]:
 
 def more_like_album(engine, album_id: int, feature: str | None, k: int, genre: str | None) -> dict[str, Any]:
     """The stored album and its ``k`` nearest other albums in ``feature``'s space."""
-    from coversearch.web.app import MAX_K
-
     started = time.perf_counter()
     snap = engine.snapshot
     feature = feature or snap.default_feature
@@ -91,8 +87,6 @@ def more_like_album(engine, album_id: int, feature: str | None, k: int, genre: s
 
 
 def colour_search(engine, text: str | None, k: int, genre: str | None) -> dict[str, Any]:
-    from coversearch.web.app import MAX_K
-
     started = time.perf_counter()
     snap = engine.snapshot
     palette = parse_palette(text)
@@ -121,11 +115,6 @@ def browse_genre(engine, genre: str, offset: int, limit: int) -> dict[str, Any]:
 
 
 def register_explore_routes(app: Flask, engine) -> None:
-    from coversearch.web.app import DEFAULT_K, MAX_K
-    from coversearch.web.explain import register_explain_route
-
-    from coversearch.web.map_routes import register_map_route
-
     register_explain_route(app, engine)
     register_map_route(app, engine)
 

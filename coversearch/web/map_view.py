@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from coversearch.plots import PALETTE
+
 MAX_THUMBS = 300
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def map_data(layout, genres_of: dict[int, str], thumb: str, neighbours: dict[int, list[int]] | None = None) -> dict[str, Any]:
