@@ -368,7 +368,7 @@ def quality_markdown(results: dict) -> str:
             f"| {name} | {_rule_text(entry['rule'])} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {a['twin']} | {a['fp']} | "
             f"{m['precision']:.3f} | {m['recall']:.3f} |"
         )
-    lines += ["", "Recall per transformation (test half; precision in brackets):", ""]
+    lines += ["", "Recall per transformation (test half; precision and F1 in brackets):", ""]
     names = list(results["methods"])
     lines.append("| transformation | " + " | ".join(names) + " |")
     lines.append("|---|" + "---:|" * len(names))
@@ -376,7 +376,7 @@ def quality_markdown(results: dict) -> str:
         cells = []
         for name in names:
             e = results["methods"][name]["by_transform"][t]
-            cells.append(f"{e['recall']:.2f} ({e['precision']:.2f})")
+            cells.append(f"{e['recall']:.2f} ({e['precision']:.2f}, {e['f1']:.2f})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

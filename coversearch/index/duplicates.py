@@ -135,8 +135,14 @@ def near_pairs(
             # Ordered (smaller id first): an approximate index may find a pair from one side only.
             found_a.append(np.minimum(a, b)[keep])
             found_b.append(np.maximum(a, b)[keep])
-            # A query whose k-th neighbour is still close may have more: ask again for more.
+            # A query whose k-th neighbour is still close may have more: ask again for more.  Close by
+            # its exact distance: a compressed index (PCA, quantised codes) underestimates distances,
+            # and would widen every query of a dense region up to the whole index.
             full = (nn_ids[:, -1] >= 0) & (nn_dist[:, -1] <= widen + 1e-4) if k < n_searchable else np.zeros(len(rows), dtype=bool)
+            check = np.flatnonzero(full & np.isin(nn_ids[:, -1], ids))
+            if len(check):
+                exact = metrics.pair_distances(vectors[rows[check]], vectors[position(nn_ids[check, -1])], rule.metric)
+                full[check[exact > widen + 1e-9]] = False
             rows, k = rows[full], min(k * 4, n_searchable)
         if advance is not None:
             advance(min(chunk, len(ids) - start))
