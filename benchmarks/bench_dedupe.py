@@ -508,24 +508,53 @@ def scale(args) -> None:
 
 
 def scale_markdown(rows: list[dict]) -> str:
-    latest = {(r["feature"], r["n"]): r for r in rows}  # the last run of each
+    latest = {(r["feature"], r["n"], r["rule"]): r for r in rows}  # the last run of each
     lines = [
-        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | planted pairs found |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | "
+        "planted pairs found | candidates to verify | load |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (feature, n), r in sorted(latest.items()):
+    for (feature, n, _), r in sorted(latest.items()):
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        verify = f"{r['to_verify']:,}" if "to_verify" in r else "-"
+        load = f"{r['load']:.1f}" if "load" in r else "-"
         lines.append(
             f"| {feature} | {n:,} | {r['kind']} ({params}) | {r['rule']} | {r['build_s']} | {r['pairs_s']} | "
-            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} |"
+            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} | {verify} | {load} |"
         )
     return "\n".join(lines) + "\n"
 
 
+# -- the split: who has a near-duplicate on the other side ------------------------------------------------
+FORMER_RULE = (("phash", 10.0), ("vgg16", 0.125))  # the one-stage default before keypoint verification
+
+
+def split_leaks(args) -> None:
+    """Test / validation albums with a near-duplicate in train, for the default rule's groups (read from
+    a `coversearch dedupe --json` file, --groups) and the former rule's: under the split made without
+    groups, and under group-aware splits made with each rule (seed and fractions of `split make`)."""
+    from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, Split, assign_sides, groups_across_sides
+    from coversearch.index.duplicates import make_rule, store_groups
+    from coversearch.store import Store
+
+    new_groups = [[m["album_id"] for m in g["members"]] for g in json.loads(Path(args.groups).read_text())["groups"]]
+    with Store.open(Path(args.db), read_only=True) as store:
+        rows = store.con.execute(  # as make_split reads them
+            "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
+        ).fetchall()
+        albums = [(r[0], r[1], tuple(r[2])) for r in rows]
+        former = [make_rule(f, t, store.feature_set(f).dim) for f, t in FORMER_RULE]
+        old_groups = store_groups(store, former)
+    for name, groups in (("no groups", []), ("group-aware, former rule", old_groups), ("group-aware, default rule", new_groups)):
+        split = Split(name, DEFAULT_SEED, DEFAULT_FRACTIONS, assign_sides(albums, DEFAULT_SEED, DEFAULT_FRACTIONS, groups))
+        print(json.dumps({"split": name, "albums": split.counts(), "default-rule groups": groups_across_sides(split, new_groups),
+                          "former-rule groups": groups_across_sides(split, old_groups)}))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one"])
+    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split"])
+    parser.add_argument("--groups", help="split: a `coversearch dedupe --json` output (the default rule's groups)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--vgg16-weights", type=Path, default=DEFAULT_WEIGHTS)
@@ -540,7 +569,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
     parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
     args = parser.parse_args()
-    {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one}[args.stage](args)
+    {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one,
+     "split": split_leaks}[args.stage](args)
 
 
 if __name__ == "__main__":
