@@ -44,6 +44,7 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  #
 from coversearch.features.base import extract_images  # noqa: E402
 from coversearch.imaging.images import decode_image  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
+from coversearch.index.duplicates import CANDIDATE_K, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO, MIN_INLIERS  # noqa: E402
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
@@ -51,6 +52,9 @@ TWINS_FILE = REPO / "benchmarks" / "dedupe_twins.json"
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "models" / "vgg16_imagenet_notop.weights.h5"
 COVERS5 = REPO.parent / "shared" / "data" / "covers5"
 METHOD_FEATURES = ("phash", "vgg16")
+# Every stored feature is embedded for each copy (one VGG16 pass for vgg16 and vgg16-layers), so a
+# rule over any of them can be scored without embedding the copies again.
+COPY_FEATURES = ("phash", "vgg16", "vgg16-layers", "hsv")
 
 
 def log(message: str) -> None:
@@ -76,10 +80,12 @@ def make_copies(args) -> None:
     out = Path(args.out)
     (out / "copies").mkdir(parents=True, exist_ok=True)
     originals = pick_originals(args.originals, args.seed)
-    extractors = {name: get_extractor(name, vgg16_weights=args.vgg16_weights) for name in METHOD_FEATURES}
+    from coversearch.features.embedder import Embedder
+
+    embedder = Embedder(get_extractor(name, vgg16_weights=args.vgg16_weights) for name in COPY_FEATURES)
     names = list(TRANSFORMS)
     original_shas, transforms, paths = [], [], []
-    vectors: dict[str, list[np.ndarray]] = {name: [] for name in METHOD_FEATURES}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in COPY_FEATURES}
     started = time.perf_counter()
     for i, (sha, source) in enumerate(originals):
         with Image.open(source) as img:
@@ -94,8 +100,8 @@ def make_copies(args) -> None:
                 original_shas.append(sha)
                 transforms.append(name)
                 paths.append(str(path))
-        for feature, extractor in extractors.items():
-            vectors[feature].append(extract_images(extractor, rgbs))
+        for feature, batch in embedder.embed(rgbs).items():
+            vectors[feature].append(batch)
         if (i + 1) % 10 == 0:
             rate = (i + 1) * len(names) / (time.perf_counter() - started)
             log(f"{i + 1}/{len(originals)} originals, {rate:.1f} copies/s")
@@ -168,6 +174,12 @@ def twins(args) -> None:
 K = 100  # stored neighbours kept per copy: far more than any threshold here admits
 TARGET_PRECISION = 0.99
 GRIDS = {"phash": np.arange(0, 33, dtype=float), "vgg16": np.round(np.arange(0.0, 0.5001, 0.0025), 4)}
+# Keypoint-verified rules: (sure, verified up to) per feature, and the inliers a candidate needs.
+VERIFY_GRIDS = {
+    "phash": [(sure, up) for sure in (6, 8, 10) for up in (sure, 12, 16, 20)],
+    "vgg16": [(sure, up) for sure in (0.075, 0.1, 0.125) for up in (sure, 0.2, 0.25, 0.3)],
+}
+MIN_INLIERS_GRID = (15, 20, 25, 30, 40, 50)
 # imagededup's defaults: PHash max_distance_threshold=10, CNN min_similarity_threshold=0.9.
 BASELINES = {"phash": 10.0, "vgg16": 0.1}
 
@@ -192,14 +204,27 @@ def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
     return found, originals, sha_of
 
 
-def counts(found: dict, originals: np.ndarray, rule: dict[str, float], rows: np.ndarray, twins) -> tuple[int, int, int, int]:
+def _plain(value) -> tuple[float, float]:
+    """(sure, up to) of a rule's entry: a number is a plain threshold (nothing verified)."""
+    return (value, value) if np.isscalar(value) else tuple(value)
+
+
+def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twins, inliers=None) -> tuple[int, int, int, int]:
     """(copies whose original was matched, matches with a labelled twin of the original, false matches,
-    copies) over ``rows`` under a rule (feature -> threshold; a match when any holds)."""
+    copies) over ``rows`` under a rule (feature -> threshold, or (sure, up to) for a keypoint-verified
+    feature, plus "min_inliers"; a match when any feature holds)."""
     same, sha_of = twins
-    predicted = np.zeros((len(rows), K * len(rule)), dtype=np.int64) - 1
-    for j, (feature, threshold) in enumerate(rule.items()):
+    features = [f for f in rule if f in found]
+    predicted = np.zeros((len(rows), K * len(features)), dtype=np.int64) - 1
+    for j, feature in enumerate(features):
+        sure, up_to = _plain(rule[feature])
         ids, dist = found[feature]
-        predicted[:, j * K : (j + 1) * K] = np.where(dist[rows] <= threshold + 1e-9, ids[rows], -1)
+        ok = dist[rows] <= sure + 1e-9
+        if up_to > sure:
+            band = np.argwhere((dist[rows] <= up_to + 1e-9) & ~ok & (np.arange(K) < CANDIDATE_K)[None, :])
+            for r, c in band.tolist():
+                ok[r, c] = inliers.get((int(rows[r]), int(ids[rows[r], c])), 0) >= rule["min_inliers"]
+        predicted[:, j * K : (j + 1) * K] = np.where(ok, ids[rows], -1)
     tp = twin = fp = 0
     for row, original in zip(predicted, originals[rows]):
         matched = set(row[row >= 0].tolist())
@@ -212,17 +237,51 @@ def counts(found: dict, originals: np.ndarray, rule: dict[str, float], rows: np.
     return tp, twin, fp, len(rows)
 
 
+def copy_inliers(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[int, int], int]:
+    """ORB inliers (``coversearch.features.keypoints``) of every (copy, stored album) pair that some
+    grid rule would verify: among the copy's CANDIDATE_K nearest under a feature, within the loosest
+    grid threshold.  The copy is described from its file (mirrored too, as `check` does), the album
+    from its stored file.  Cached in inliers.json."""
+    from coversearch.features.keypoints import inliers, keypoints
+    from coversearch.index.duplicates import KeypointCache
+    from coversearch.store import Store
+
+    cache_file = out / "inliers.json"
+    cached = {tuple(map(int, k.split(","))): v for k, v in json.loads(cache_file.read_text()).items()} if cache_file.exists() else {}
+    wanted = set()
+    for feature, (ids, dist) in found.items():
+        loose = max(_plain(v)[1] for v in VERIFY_GRIDS[feature])
+        for r, c in np.argwhere((dist <= loose + 1e-9) & (np.arange(K) < CANDIDATE_K)[None, :]).tolist():
+            wanted.add((r, int(ids[r, c])))
+    todo = sorted(wanted - set(cached))
+    if todo:
+        started = time.perf_counter()
+        with Store.open(db, read_only=True) as store:
+            albums = KeypointCache(store)
+            albums.load({a for _, a in todo})
+            copy_kp = {}
+            for row, album in todo:
+                if row not in copy_kp:
+                    copy_kp[row] = keypoints(decode_image(Path(copies["paths"][row]).read_bytes()).rgb, mirrored=True)
+                stored = albums.get(album)
+                cached[(row, album)] = inliers(copy_kp[row], stored) if stored is not None else 0
+        seconds = time.perf_counter() - started
+        log(f"keypoints: {len(todo)} pairs ({len(copy_kp)} copies, {len({a for _, a in todo})} albums) verified in {seconds:.0f} s")
+        cache_file.write_text(json.dumps({f"{r},{a}": v for (r, a), v in cached.items()}))
+    return cached
+
+
 def prf(tp: int, twin: int, fp: int, n: int) -> tuple[float, float, float]:
     p = (tp + twin) / (tp + twin + fp) if tp + twin + fp else 1.0
     r = tp / n if n else 0.0
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def choose(found, originals, rows, rules: list[dict[str, float]], twins) -> dict[str, float]:
+def choose(found, originals, rows, rules: list[dict], twins, inliers=None) -> dict:
     """The rule with the highest recall whose precision is >= the target (ties: higher precision)."""
     best, best_key = None, None
     for rule in rules:
-        p, r, _ = prf(*counts(found, originals, rule, rows, twins))
+        p, r, _ = prf(*counts(found, originals, rule, rows, twins, inliers))
         key = (p >= TARGET_PRECISION, r if p >= TARGET_PRECISION else p, p)
         if best_key is None or key > best_key:
             best, best_key = rule, key
@@ -246,9 +305,16 @@ def quality(args) -> None:
     candidates = {
         "phash": [{"phash": t} for t in GRIDS["phash"]],
         "vgg16": [{"vgg16": t} for t in GRIDS["vgg16"]],
-        "phash or vgg16": [{"phash": tp, "vgg16": tv} for tp in GRIDS["phash"][:25] for tv in GRIDS["vgg16"][::2]],
+        "phash or vgg16": [{"phash": tp, "vgg16": tv} for tp in GRIDS["phash"][:25] for tv in GRIDS["vgg16"][:101:2]],
     }
-    methods = {f"{name} (calibrated)": choose(found, originals, calibrate, rules, twins) for name, rules in candidates.items()}
+    inliers = copy_inliers(Path(args.db), copies, found, out)
+    candidates["phash or vgg16, keypoint-verified"] = [
+        {"phash": p, "vgg16": v, "min_inliers": m}
+        for p in VERIFY_GRIDS["phash"] for v in VERIFY_GRIDS["vgg16"] for m in MIN_INLIERS_GRID
+    ]
+    methods = {f"{name} (calibrated)": choose(found, originals, calibrate, rules, twins, inliers) for name, rules in candidates.items()}
+    methods["product default"] = {
+        **{f: (DEFAULT_THRESHOLDS[f], DEFAULT_VERIFY_UP_TO[f]) for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS}
     methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
     methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
     test = ~in_calibration
@@ -257,10 +323,10 @@ def quality(args) -> None:
     for name, rule in methods.items():
         entry = {"rule": rule, "by_transform": {}}
         for subset, mask in (("all but mirror", test & not_mirror), ("mirror", test & ~not_mirror)):
-            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(mask), twins)
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(mask), twins, inliers)
             entry[subset] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
         for t in TRANSFORMS:
-            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(test & (transforms == t)), twins)
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(test & (transforms == t)), twins, inliers)
             entry["by_transform"][t] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
         results["methods"][name] = entry
     (out / "quality.json").write_text(json.dumps(results, indent=2))
@@ -273,8 +339,17 @@ def quality(args) -> None:
         replace_block(REPO / "benchmarks" / "README.md", "dedupe-quality", text)
 
 
-def _rule_text(rule: dict[str, float]) -> str:
-    return " or ".join(f"{f} <= {int(t) if f == 'phash' else t:g}" for f, t in rule.items())
+def _rule_text(rule: dict) -> str:
+    parts = []
+    for f, value in rule.items():
+        if f == "min_inliers":
+            continue
+        sure, up_to = _plain(value)
+        parts.append(f"{f} <= {sure:g}" + (f" (<= {up_to:g} verified)" if up_to > sure else ""))
+    text = " or ".join(parts)
+    if any(_plain(v)[1] > _plain(v)[0] for f, v in rule.items() if f != "min_inliers"):
+        text += f"; verified: >= {rule['min_inliers']} ORB inliers, {CANDIDATE_K} nearest"
+    return text
 
 
 def quality_markdown(results: dict) -> str:
@@ -293,7 +368,7 @@ def quality_markdown(results: dict) -> str:
             f"| {name} | {_rule_text(entry['rule'])} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {a['twin']} | {a['fp']} | "
             f"{m['precision']:.3f} | {m['recall']:.3f} |"
         )
-    lines += ["", "Recall per transformation (test half; precision in brackets):", ""]
+    lines += ["", "Recall per transformation (test half; precision and F1 in brackets):", ""]
     names = list(results["methods"])
     lines.append("| transformation | " + " | ".join(names) + " |")
     lines.append("|---|" + "---:|" * len(names))
@@ -301,7 +376,7 @@ def quality_markdown(results: dict) -> str:
         cells = []
         for name in names:
             e = results["methods"][name]["by_transform"][t]
-            cells.append(f"{e['recall']:.2f} ({e['precision']:.2f})")
+            cells.append(f"{e['recall']:.2f} ({e['precision']:.2f}, {e['f1']:.2f})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -312,6 +387,7 @@ SCALE_INDEX = {  # the index each feature's dedupe runs through at scale (index-
     "vgg16": ("faiss-hnsw", {"M": 16, "efConstruction": 100, "efSearch": 64}),
 }
 PLANTED_SHARE = 0.01  # one row in a hundred gets a planted near copy
+TRAIN_ROWS = 131072  # indexes that can add vectors are trained on this many rows, then filled in chunks
 
 
 def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -365,12 +441,30 @@ def scale_one(args) -> None:
     vectors, planted = synthetic(feature, real, n, seed=n)
     del real
     ids = np.arange(n, dtype=np.int64)
-    rule = make_rule(feature, DEFAULT_THRESHOLDS[feature], vectors.shape[1])
-    kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, {})
+    rule = make_rule(feature, None, vectors.shape[1])  # the default rule: sure pairs, and candidates to verify
+    kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, json.loads(args.params or "{}"))
     started = time.perf_counter()
-    index = create_index(kind, metrics.default_metric(feature), vectors.shape[1], params).fit(vectors, ids)
+    index = create_index(kind, metrics.default_metric(feature), vectors.shape[1], params)
+    if index.supports_add and n > TRAIN_ROWS:
+        # Trained on a sample, then filled a chunk at a time: the index's own copy of the vectors
+        # (unit rows for cosine) never exists whole beside the bench's.
+        index.fit(vectors[:TRAIN_ROWS], ids[:TRAIN_ROWS])
+        for start in range(TRAIN_ROWS, n, 65536):
+            index.add(vectors[start : start + 65536], ids[start : start + 65536])
+    else:
+        index.fit(vectors, ids)
     built = time.perf_counter()
-    a, b, _ = near_pairs(index, vectors, ids, rule)
+    a, b, d = near_pairs(index, vectors, ids, rule)
+    to_verify = np.asarray([not rule.accepts(x) for x in d.tolist()], dtype=bool)
+    # Candidates beyond the sure distance would each be verified from their two images, which
+    # synthetic vectors do not have: they are counted here (and costed in the README), and the
+    # groups are made from the sure pairs plus the planted ones among the candidates.
+    verify_count = int(to_verify.sum())
+    planted_set = set(map(tuple, planted.tolist()))
+    confirmed = np.asarray([(int(x), int(y)) in planted_set for x, y in zip(a[to_verify].tolist(), b[to_verify].tolist())], dtype=bool)
+    keep = ~to_verify
+    keep[np.flatnonzero(to_verify)[confirmed]] = True
+    a, b = a[keep], b[keep]
     searched = time.perf_counter()
     groups = connected_components(ids, a, b)
     done = time.perf_counter()
@@ -382,6 +476,7 @@ def scale_one(args) -> None:
         "build_s": round(built - started, 1), "pairs_s": round(searched - built, 1), "components_s": round(done - searched, 1),
         "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20),
         "planted": len(planted), "planted_found": hits, "pairs": int(len(a)), "groups": len(groups),
+        "to_verify": verify_count, "load": os.getloadavg()[0],
     }), flush=True)
 
 
@@ -393,6 +488,8 @@ def scale(args) -> None:
         for feature in args.features.split(","):
             log(f"dedupe {feature} at n={n:,} (fresh process)")
             cmd = [sys.executable, __file__, "scale-one", "--db", str(args.db), "--feature", feature, "--n", str(n)]
+            if args.kind:
+                cmd += ["--kind", args.kind, "--params", args.params or "{}"]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
             if done.returncode != 0:
                 log(f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
@@ -411,24 +508,53 @@ def scale(args) -> None:
 
 
 def scale_markdown(rows: list[dict]) -> str:
-    latest = {(r["feature"], r["n"]): r for r in rows}  # the last run of each
+    latest = {(r["feature"], r["n"], r["rule"]): r for r in rows}  # the last run of each
     lines = [
-        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | planted pairs found |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| feature | vectors | index (params) | rule | build s | pairs s | components s | total s | peak RSS MiB | "
+        "planted pairs found | candidates to verify | load |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (feature, n), r in sorted(latest.items()):
+    for (feature, n, _), r in sorted(latest.items()):
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        verify = f"{r['to_verify']:,}" if "to_verify" in r else "-"
+        load = f"{r['load']:.1f}" if "load" in r else "-"
         lines.append(
             f"| {feature} | {n:,} | {r['kind']} ({params}) | {r['rule']} | {r['build_s']} | {r['pairs_s']} | "
-            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} |"
+            f"{r['components_s']} | {r['total_s']} | {r['peak_rss_mib']:,} | {r['planted_found']:,} / {r['planted']:,} | {verify} | {load} |"
         )
     return "\n".join(lines) + "\n"
 
 
+# -- the split: who has a near-duplicate on the other side ------------------------------------------------
+FORMER_RULE = (("phash", 10.0), ("vgg16", 0.125))  # the one-stage default before keypoint verification
+
+
+def split_leaks(args) -> None:
+    """Test / validation albums with a near-duplicate in train, for the default rule's groups (read from
+    a `coversearch dedupe --json` file, --groups) and the former rule's: under the split made without
+    groups, and under group-aware splits made with each rule (seed and fractions of `split make`)."""
+    from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, Split, assign_sides, groups_across_sides
+    from coversearch.index.duplicates import make_rule, store_groups
+    from coversearch.store import Store
+
+    new_groups = [[m["album_id"] for m in g["members"]] for g in json.loads(Path(args.groups).read_text())["groups"]]
+    with Store.open(Path(args.db), read_only=True) as store:
+        rows = store.con.execute(  # as make_split reads them
+            "SELECT a.id, a.sha256, list(g.genre) FROM albums a JOIN album_genres g ON g.album_id = a.id GROUP BY a.id, a.sha256"
+        ).fetchall()
+        albums = [(r[0], r[1], tuple(r[2])) for r in rows]
+        former = [make_rule(f, t, store.feature_set(f).dim) for f, t in FORMER_RULE]
+        old_groups = store_groups(store, former)
+    for name, groups in (("no groups", []), ("group-aware, former rule", old_groups), ("group-aware, default rule", new_groups)):
+        split = Split(name, DEFAULT_SEED, DEFAULT_FRACTIONS, assign_sides(albums, DEFAULT_SEED, DEFAULT_FRACTIONS, groups))
+        print(json.dumps({"split": name, "albums": split.counts(), "default-rule groups": groups_across_sides(split, new_groups),
+                          "former-rule groups": groups_across_sides(split, old_groups)}))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one"])
+    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split"])
+    parser.add_argument("--groups", help="split: a `coversearch dedupe --json` output (the default rule's groups)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--vgg16-weights", type=Path, default=DEFAULT_WEIGHTS)
@@ -439,10 +565,12 @@ def main() -> None:
     parser.add_argument("--feature", help=argparse.SUPPRESS)  # scale-one
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)  # scale-one
     parser.add_argument("--kind", help="scale: index kind instead of the default per feature")
+    parser.add_argument("--params", help="scale: the --kind's parameters as JSON")
     parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
     parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
     args = parser.parse_args()
-    {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one}[args.stage](args)
+    {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one,
+     "split": split_leaks}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -106,10 +106,12 @@ def image_header(data: bytes) -> tuple[int, int, str]:
         raise ImageError(CORRUPT, str(exc) or type(exc).__name__) from None
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None) -> DecodedImage:
     """Decode bytes to RGB; raise ``ImageError`` with a reason code for anything unusable.
 
     Images over ``max_pixels`` are refused from their header, before any pixel is decoded.
+    ``draft`` (width, height): a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, still at least that
+    large (Pillow's draft mode: several times faster when only a small image is needed).
     """
     if not data:
         raise ImageError(EMPTY, "file is empty")
@@ -121,6 +123,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(TOO_LARGE, f"{width}x{height} pixels exceeds the {max_pixels:,} pixel limit")
+            if draft is not None and fmt == "JPEG":
+                img.draft("RGB", draft)
             img.load()
     except ImageError:
         raise

@@ -23,10 +23,13 @@ from coversearch.errors import CoverSearchError
 from coversearch.index import metrics
 from coversearch.index.base import VectorIndex
 
-# Default thresholds per feature, in the feature's metric (phash: differing bits of 64; vgg16 and
-# vgg16-layers: 1 - cos), calibrated by benchmarks/bench_dedupe.py on half of its originals:
-# the loosest threshold whose precision against all of covers5 stays >= 0.99.
-DEFAULT_THRESHOLDS: dict[str, float] = {"phash": 10, "vgg16": 0.125}
+# The default rule, calibrated by benchmarks/bench_dedupe.py on half of its originals (figures on
+# the other half in benchmarks/README.md).  Per feature (in its metric; phash: differing bits of
+# 64; vgg16: 1 - cos): pairs within DEFAULT_THRESHOLDS are near-duplicates as they are; pairs
+# beyond that but within DEFAULT_VERIFY_UP_TO, among each album's CANDIDATE_K nearest, are
+# near-duplicates when their keypoints match (``verify_pairs``).
+DEFAULT_THRESHOLDS: dict[str, float] = {"phash": 6, "vgg16": 0.075}
+DEFAULT_VERIFY_UP_TO: dict[str, float] = {"phash": 16, "vgg16": 0.3}
 # The rule `dedupe` and the duplicate check use when none is given: a pair is a near-duplicate
 # when either feature says so (see benchmarks/README.md for why both).
 DEFAULT_RULE_FEATURES = ("phash", "vgg16")
@@ -34,6 +37,8 @@ DEFAULT_RULE_FEATURES = ("phash", "vgg16")
 MAX_THRESHOLD = {metrics.COSINE: 2.0, metrics.EUCLIDEAN: 2.0}
 
 CHUNK = 4096  # queries per batch search
+CANDIDATE_K = 5  # a verified rule's band: pairs among each album's 5 nearest neighbours are verified
+MIN_INLIERS = 20  # keypoint pairs agreeing on one transform for a candidate to be confirmed
 FIRST_K = 16  # neighbours asked for first (each query's own vector is one of them)
 
 Advance = Callable[[int], None]
@@ -41,31 +46,51 @@ Advance = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Rule:
+    """Pairs within ``threshold`` under ``feature`` are near-duplicates; with ``sure`` set, only those
+    within ``sure`` are taken as they are, and those beyond it (up to ``threshold``, and among each
+    album's CANDIDATE_K nearest) only when keypoint verification confirms them."""
+
     feature: str
     threshold: float
     metric: str
+    sure: float | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.sure is not None and self.sure < self.threshold
+
+    def _value(self, x: float):
+        return int(x) if self.metric == metrics.HAMMING else x
 
     @property
     def label(self) -> str:
-        value = int(self.threshold) if self.metric == metrics.HAMMING else self.threshold
-        return f"{self.feature} <= {value}"
+        if self.verified:
+            return f"{self.feature} <= {self._value(self.sure)}, or <= {self._value(self.threshold)} with matching keypoints"
+        return f"{self.feature} <= {self._value(self.threshold)}"
+
+    def accepts(self, distance: float) -> bool:
+        """Whether a pair at ``distance`` needs no verification."""
+        return distance <= (self.sure if self.verified else self.threshold) + 1e-9
 
 
 def make_rule(feature: str, threshold: float | None, dim: int, metric: str | None = None) -> Rule:
-    """A rule with a checked threshold (the feature's calibrated default when None)."""
+    """A rule with a checked threshold: the feature's calibrated default (keypoint-verified beyond
+    its sure distance) when None, else a plain rule at the given threshold."""
     metric = metric or metrics.default_metric(feature)
+    sure = None
     if threshold is None:
         if feature not in DEFAULT_THRESHOLDS:
             raise CoverSearchError(
                 f"no calibrated near-duplicate threshold for {feature}; give one with --threshold "
-                f"(calibrated: {', '.join(f'{f}={t}' for f, t in DEFAULT_THRESHOLDS.items())})"
+                f"(calibrated: {', '.join(f'{f}={t:g}' for f, t in DEFAULT_THRESHOLDS.items())})"
             )
-        threshold = DEFAULT_THRESHOLDS[feature]
+        sure = DEFAULT_THRESHOLDS[feature]
+        threshold = DEFAULT_VERIFY_UP_TO.get(feature, sure)
     limit = dim if metric == metrics.HAMMING else MAX_THRESHOLD[metric]
     if not (0 <= float(threshold) < limit) or (metric == metrics.HAMMING and float(threshold) != int(threshold)):
         kind = f"a whole number of bits from 0 to {limit - 1}" if metric == metrics.HAMMING else f"from 0 to below {limit:g}"
         raise CoverSearchError(f"threshold {float(threshold):g} is out of range for {feature} ({metric} distance): use {kind}")
-    return Rule(feature, float(threshold), metric)
+    return Rule(feature, float(threshold), metric, None if sure is None else float(sure))
 
 
 # -- pairs -----------------------------------------------------------------------------------------
@@ -83,7 +108,9 @@ def near_pairs(
     """(a, b, distance) for every pair of ``ids`` within the rule's threshold, a < b, each once.
 
     ``vectors[i]`` is the vector of ``ids[i]``; the index holds (at least) those vectors under the
-    same ids.  ``allowed_ids`` limits the neighbours to a subset (e.g. one genre).
+    same ids.  ``allowed_ids`` limits the neighbours to a subset (e.g. one genre).  For a verified
+    rule, pairs beyond ``rule.sure`` are candidates (for ``verify_pairs``) only among each album's
+    CANDIDATE_K nearest neighbours: the band is wide, and every candidate costs a verification.
     """
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) != len(vectors):
@@ -91,6 +118,7 @@ def near_pairs(
     position = _positions(ids)
     found_a, found_b, found_d = [], [], []
     n_searchable = len(index) if allowed_ids is None else len(allowed_ids)
+    widen = rule.sure if rule.verified else rule.threshold  # a k-th neighbour this close asks for more
     for start in range(0, len(ids), chunk):
         rows = np.arange(start, min(start + chunk, len(ids)))
         k = min(first_k, n_searchable)
@@ -98,14 +126,23 @@ def near_pairs(
             nn_ids, nn_dist = index.batch_search(vectors[rows], k, allowed_ids)
             # The index's distances pick candidates (with slack for rounding); exact ones decide below.
             close = (nn_ids >= 0) & (nn_dist <= rule.threshold + 1e-4)
+            if rule.verified:
+                sure = nn_dist <= rule.sure + 1e-4
+                close &= sure | (np.arange(k) <= CANDIDATE_K)[None, :]  # column 0 is usually the album itself
             q_rows, cols = np.nonzero(close)
             a, b = ids[rows[q_rows]], nn_ids[q_rows, cols]
             keep = a != b
             # Ordered (smaller id first): an approximate index may find a pair from one side only.
             found_a.append(np.minimum(a, b)[keep])
             found_b.append(np.maximum(a, b)[keep])
-            # A query whose k-th neighbour is still close may have more: ask again for more.
-            full = close[:, -1] if k < n_searchable else np.zeros(len(rows), dtype=bool)
+            # A query whose k-th neighbour is still close may have more: ask again for more.  Close by
+            # its exact distance: a compressed index (PCA, quantised codes) underestimates distances,
+            # and would widen every query of a dense region up to the whole index.
+            full = (nn_ids[:, -1] >= 0) & (nn_dist[:, -1] <= widen + 1e-4) if k < n_searchable else np.zeros(len(rows), dtype=bool)
+            check = np.flatnonzero(full & np.isin(nn_ids[:, -1], ids))
+            if len(check):
+                exact = metrics.pair_distances(vectors[rows[check]], vectors[position(nn_ids[check, -1])], rule.metric)
+                full[check[exact > widen + 1e-9]] = False
             rows, k = rows[full], min(k * 4, n_searchable)
         if advance is not None:
             advance(min(chunk, len(ids) - start))
@@ -118,6 +155,67 @@ def near_pairs(
     distances = metrics.pair_distances(vectors[position(pairs[:, 0])], vectors[position(pairs[:, 1])], rule.metric)
     keep = distances <= rule.threshold + 1e-9
     return pairs[keep, 0], pairs[keep, 1], distances[keep]
+
+
+# -- verification ----------------------------------------------------------------------------------
+class KeypointCache:
+    """ORB keypoints of stored albums (``coversearch.features.keypoints``), each read from its file once.
+
+    An album whose file cannot be found or decoded, or that has too few keypoints (a flat cover),
+    cannot be verified: pairs that need it are not confirmed (``unverifiable`` counts them).
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self._keypoints: dict[int, object] = {}
+        self.unreadable = 0
+
+    def load(self, album_ids) -> None:
+        from coversearch.errors import ImageError
+        from coversearch.imaging.images import decode_image, read_bytes
+        from coversearch.features.keypoints import SIDE, keypoints
+        from coversearch.imaging.thumbs import candidate_paths
+
+        wanted = sorted({int(a) for a in album_ids} - set(self._keypoints))
+        if not wanted:
+            return
+        for album_id, album in self.store.albums(wanted).items():
+            found = None
+            for path in candidate_paths(self.store, album):
+                try:
+                    found = keypoints(decode_image(read_bytes(path), draft=(SIDE, SIDE)).rgb)
+                    break
+                except (OSError, ImageError):
+                    continue
+            self.unreadable += found is None
+            self._keypoints[album_id] = found
+        for album_id in wanted:
+            self._keypoints.setdefault(album_id, None)
+
+    def get(self, album_id: int):
+        self.load([album_id])
+        return self._keypoints[int(album_id)]
+
+
+def confirmed(query, stored, min_inliers: int | None = None) -> bool:
+    """Whether two covers' keypoints (``features.keypoints.Keypoints``) agree on one transform."""
+    from coversearch.features.keypoints import inliers
+
+    if query is None or stored is None:
+        return False
+    return inliers(query, stored) >= (MIN_INLIERS if min_inliers is None else min_inliers)
+
+
+def verify_pairs(rule: Rule, a: np.ndarray, b: np.ndarray, d: np.ndarray, cache: KeypointCache) -> np.ndarray:
+    """Which pairs (a[i], b[i]) at distances d[i] hold: within ``rule.sure`` as they are, beyond it
+    only when keypoint verification confirms them."""
+    keep = np.asarray([rule.accepts(x) for x in d.tolist()], dtype=bool)
+    todo = np.flatnonzero(~keep)
+    if len(todo):
+        cache.load(np.concatenate([a[todo], b[todo]]))
+        for i in todo.tolist():
+            keep[i] = confirmed(cache.get(int(a[i])), cache.get(int(b[i])))
+    return keep
 
 
 def _positions(ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -161,6 +259,7 @@ class RulePairs:
     searched_with: str  # which index answered, for the user
     ids: np.ndarray  # the albums compared, and their vectors
     vectors: np.ndarray
+    verified: int = 0  # candidate pairs checked by their keypoints
 
 
 def open_dedupe_index(store, feature: str, metric: str, index_dir=None) -> tuple[VectorIndex, str]:
@@ -192,8 +291,10 @@ def store_near_pairs(
     album_ids: np.ndarray | None = None,
     index_dir=None,
     advance: Advance | None = None,
+    cache: KeypointCache | None = None,
 ) -> RulePairs:
-    """Near-duplicate pairs among the store's albums (or ``album_ids`` of them) under one rule."""
+    """Near-duplicate pairs among the store's albums (or ``album_ids`` of them) under one rule
+    (a verified rule's candidates beyond its sure distance checked by their keypoints)."""
     fs = store.feature_set(rule.feature)
     ids, vectors = store.load_embeddings(fs, album_ids)
     if len(ids) == 0:
@@ -201,7 +302,12 @@ def store_near_pairs(
     index, label = open_dedupe_index(store, rule.feature, rule.metric, index_dir)
     allowed = None if album_ids is None else ids
     a, b, d = near_pairs(index, vectors, ids, rule, allowed_ids=allowed, advance=advance)
-    return RulePairs(rule, a, b, d, label, ids, vectors)
+    verified = 0
+    if rule.verified:
+        keep = verify_pairs(rule, a, b, d, cache if cache is not None else KeypointCache(store))
+        verified = int(sum(not rule.accepts(x) for x in d.tolist()))
+        a, b, d = a[keep], b[keep], d[keep]
+    return RulePairs(rule, a, b, d, label, ids, vectors, verified)
 
 
 def default_rules(store) -> list[Rule]:
@@ -213,8 +319,9 @@ def default_rules(store) -> list[Rule]:
 def store_groups(store, rules: Sequence[Rule], *, album_ids: np.ndarray | None = None, index_dir=None) -> list[np.ndarray]:
     """Near-duplicate groups (album id arrays, largest first) of the store under ``rules`` (any one holding)."""
     a, b, ids = [], [], []
+    cache = KeypointCache(store)
     for rule in rules:
-        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir)
+        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir, cache=cache)
         a.append(found.a)
         b.append(found.b)
         ids.append(found.ids)

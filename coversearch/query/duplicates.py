@@ -25,8 +25,11 @@ from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index import metrics
 from coversearch.index.duplicates import (
+    CANDIDATE_K,
     DEFAULT_RULE_FEATURES,
+    KeypointCache,
     Rule,
+    confirmed,
     connected_components,
     make_rule,
     store_near_pairs,
@@ -113,6 +116,8 @@ class DedupeResult:
     searched_with: dict[str, str]
     seconds: float
     groups: list[DuplicateGroup] = field(default_factory=list)
+    verified_pairs: int = 0  # candidate pairs checked by their keypoints (confirmed or not)
+    unverifiable_albums: int = 0  # albums whose file could not be read for that
 
     @property
     def albums_in_groups(self) -> int:
@@ -144,13 +149,16 @@ def find_groups(
     ``progress(description, total)`` returns an ``advance(n)`` callback (one bar per rule).
     """
     started = time.perf_counter()
+    verified = 0
     album_ids = genre_album_ids(store, genre) if genre is not None else None
     pair_lists, searched_with, searched = [], {}, set()
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    cache = KeypointCache(store)
     for rule in rules:
         total = len(album_ids) if album_ids is not None else store.embedding_count(store.feature_set(rule.feature))
         advance = progress(f"dedupe {rule.feature}", total) if progress is not None else None
-        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir, advance=advance)
+        found = store_near_pairs(store, rule, album_ids=album_ids, index_dir=index_dir, advance=advance, cache=cache)
+        verified += found.verified
         vectors[rule.feature] = (found.ids, found.vectors)
         searched.update(found.ids.tolist())
         searched_with[rule.feature] = found.searched_with
@@ -203,6 +211,8 @@ def find_groups(
         searched_with=searched_with,
         seconds=round(time.perf_counter() - started, 3),
         groups=groups,
+        verified_pairs=verified,
+        unverifiable_albums=cache.unreadable,
     )
 
 
@@ -303,6 +313,7 @@ def check_image(
     found: dict[int, DuplicateMatch] = {}
     exact_id = store.album_id_for_sha256(sha)
     notes: list[str] = []
+    cache, query_keypoints = None, None
     for rule in rules:
         searcher = (searchers or {}).get(rule.feature)
         if searcher is None or searcher.index.metric != rule.metric:
@@ -315,10 +326,20 @@ def check_image(
         else:
             vector = extract_images(searcher.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
         result = searcher.search_vector(vector, min(CHECK_K, len(searcher.index)), label=str(image))
-        for hit in result.hits:
-            if hit.distance <= rule.threshold + 1e-9:
-                match = found.setdefault(hit.album_id, DuplicateMatch(hit.album_id, {}, hit.genres, hit.path))
-                match.distances[rule.feature] = _rounded(hit.distance, rule)
+        for rank, hit in enumerate(result.hits):
+            if hit.distance > rule.threshold + 1e-9:
+                continue
+            if not rule.accepts(hit.distance):
+                if rank >= CANDIDATE_K or hit.album_id == exact_id:
+                    continue
+                if cache is None:
+                    from coversearch.features.keypoints import keypoints
+
+                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                if not confirmed(query_keypoints, cache.get(hit.album_id)):
+                    continue
+            match = found.setdefault(hit.album_id, DuplicateMatch(hit.album_id, {}, hit.genres, hit.path))
+            match.distances[rule.feature] = _rounded(hit.distance, rule)
     if exact_id is not None:
         album = store.albums([exact_id]).get(exact_id, {})
         match = found.setdefault(exact_id, DuplicateMatch(exact_id, {}, list(album.get("genres") or []), album.get("path")))
@@ -348,6 +369,7 @@ def duplicates_of_new_albums(
     new_ids = np.asarray(new_ids, dtype=np.int64)
     is_new = set(new_ids.tolist())
     best: dict[tuple[int, int], tuple[str, float]] = {}
+    cache = KeypointCache(store)
     for rule in rules:
         ids, vecs = store.load_embeddings(store.feature_set(rule.feature), new_ids)
         if len(ids) == 0:
@@ -356,9 +378,12 @@ def duplicates_of_new_albums(
         k = min(CHECK_K + 1, len(index))
         nn_ids, nn_dist = index.batch_search(vecs, k)
         for row, album_id in enumerate(ids.tolist()):
-            for other, d in zip(nn_ids[row].tolist(), nn_dist[row].tolist()):
-                if other >= 0 and other != album_id and d <= rule.threshold + 1e-9 and other not in is_new:
-                    best.setdefault((album_id, other), (rule.feature, _rounded(d, rule)))
+            for rank, (other, d) in enumerate(zip(nn_ids[row].tolist(), nn_dist[row].tolist())):
+                if other < 0 or other == album_id or d > rule.threshold + 1e-9 or other in is_new or (album_id, other) in best:
+                    continue
+                if not rule.accepts(d) and (rank > CANDIDATE_K or not confirmed(cache.get(album_id), cache.get(other))):
+                    continue
+                best[(album_id, other)] = (rule.feature, _rounded(d, rule))
     albums = store.albums(sorted({x for pair in best for x in pair})) if best else {}
     return [
         NewDuplicate(a, albums.get(a, {}).get("path"), b, albums.get(b, {}).get("path"), feature, d)
