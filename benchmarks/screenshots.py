@@ -23,14 +23,10 @@ sys.path.insert(0, str(REPO))
 
 
 def wait_for(predicate, timeout: float = 300, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    """Selenium's own wait (the browser may be slow to lay out 4,702 covers on a busy machine)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(None, timeout, poll_frequency=0.1).until(lambda _: predicate(), message=f"waiting for {what}")
 
 
 def main() -> None:
