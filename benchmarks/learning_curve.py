@@ -103,9 +103,11 @@ def main() -> None:
         points.append((albums, float(acc.mean()), sd or 0.0, acc))
         table.append(f"| {fraction:.0%} | {albums:,} | {len(acc)} | {acc.mean():.1%} | {'-' if sd is None else f'{100 * sd:.1f} pts'} | "
                      f"{acc.min():.1%} - {acc.max():.1%} | {secs:.0f} |")
-    # Accuracy against log2(albums): the gain per doubling of the labelled covers, fitted on every run.
+    # Accuracy against log2(albums): the gain per doubling of the labelled covers, fitted on every run
+    # (only once two sizes have been measured).
     xs = np.log2([r["train_albums"] for r in runs])
-    slope, intercept = np.polyfit(xs, [r["accuracy"] for r in runs], 1)
+    fitted = len(set(xs.tolist())) >= 2
+    slope, intercept = np.polyfit(xs, [r["accuracy"] for r in runs], 1) if fitted else (0.0, 0.0)
     largest = max(p[0] for p in points)
 
     plt = pyplot()
@@ -114,9 +116,10 @@ def main() -> None:
         ax.scatter([albums] * len(acc), acc, color="#4a7ab5", alpha=0.5, s=14)
     ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], color="#1f3f6e", marker="o",
                 capsize=4, label="mean +- sd over subsamples")
-    grid = np.linspace(min(xs), np.log2(2 * largest), 50)
-    ax.plot(2 ** grid, slope * grid + intercept, color="#d9534f", linestyle="--",
-            label=f"log fit: {100 * slope:+.1f} points per doubling")
+    if fitted:
+        grid = np.linspace(min(xs), np.log2(2 * largest), 50)
+        ax.plot(2 ** grid, slope * grid + intercept, color="#d9534f", linestyle="--",
+                label=f"log fit: {100 * slope:+.1f} points per doubling")
     ax.axhline(0.2, color="#999", linewidth=1, linestyle=":", label="chance (5 genres)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training albums (log scale)")
@@ -136,7 +139,8 @@ def main() -> None:
         *table,
         "",
         f"A straight line through every run against log2(training albums) gains {100 * slope:.1f} points per doubling "
-        f"(extrapolated: {intercept + slope * np.log2(2 * largest):.1%} at {2 * largest:,} training albums, if the trend held).",
+        f"(extrapolated: {intercept + slope * np.log2(2 * largest):.1%} at {2 * largest:,} training albums, if the trend held)."
+        if fitted else "Only one size measured: no trend can be fitted.",
         "",
         "![learning curve](plots/learning-curve.png)",
     ]) + "\n"
