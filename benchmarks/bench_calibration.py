@@ -12,14 +12,15 @@ and compares on the same test probabilities:
 - temperature fitted on the refit model's own validation predictions (a model that trained on
   validation): the shortcut the shipped recipe avoids, to show what it would cost.
 The store is written to only when it has no split yet (train makes it): pass a copy.
-The figures go between the `calibration` markers of benchmarks/README.md; the reliability
-diagram to benchmarks/plots/reliability-default.png.
+The figures go between the `calibration` markers of benchmarks/README.md (`calibration-no-refit`
+with --no-refit); the reliability diagram to benchmarks/plots/reliability-<model>.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -102,8 +103,8 @@ def main() -> None:
 
     cal = model.card.calibration
     lines = [
-        f"Command: `.venv/bin/python benchmarks/bench_calibration.py --db /tmp/cal.duckdb{' --no-refit' if args.no_refit else ''}` (a copy of the covers5 store)  ",
-        f"Machine: {machine_line()}, shared with other work; {'trained the model (' + format(train_seconds, '.0f') + ' s' + (', train-only fit + refit' if model.card.refit else '') + ') and ' if trained else ''}"
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/bench_calibration.py --db COPY.duckdb{' --no-refit' if args.no_refit else ''}` (a copy of the covers5 store)  ",
+        f"Machine: {machine_line()}, shared with other work (1-minute load {os.getloadavg()[0]:.1f} at the end); {'trained the model (' + format(train_seconds, '.0f') + ' s' + (', train-only fit + refit' if model.card.refit else '') + ') and ' if trained else ''}"
         f"evaluated in {seconds:.0f} s in all",
         "",
         f"Model `{model.card.name}` (recipe `{model.card.recipe}`, refit on train + validation: {model.card.refit}); "
@@ -141,7 +142,8 @@ def main() -> None:
     (args.model_dir / "bench_calibration.json").write_text(json.dumps(
         {"rows": [{"name": n, "measures": m} for n, _, m in rows], "evaluation": evaluation, "card": model.card.to_json()}, indent=2))
     if not args.no_readme:
-        replace_block(HERE / "README.md", "calibration", block)
+        # The shipped (refit) model and the train-only fit each keep their own block.
+        replace_block(HERE / "README.md", "calibration-no-refit" if args.no_refit else "calibration", block)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,13 +63,18 @@ def main() -> None:
     plan = [(float(share), int(seeds)) for share, seeds in (item.split(":") for item in args.runs.split(","))]
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(args.results.read_text()) if args.results.exists() else []
-    done = {(r["fraction"], r["seed"]) for r in runs}
-    with Store.open(args.db) as store:
+    with Store.open(args.db) as store:  # every feature is read once; each run subsamples these arrays
         feature_sets = feature_sets_for(store, list(DEFAULT.features))
         split = get_or_make_split(store)
         train, val, test = (load_labelled(store, feature_sets, split.album_ids(side)) for side in ("train", "val", "test"))
     X_val, y_val = val.expanded()
+    # Runs of another store or split (a small test store, an older split) are neither reused nor shown.
+    same_data = {"split": split.name, "split_albums": [len(train.album_ids), len(val.album_ids), len(test.album_ids)]}
+    earlier = json.loads(args.results.read_text()) if args.results.exists() else []
+    runs = [r for r in earlier if all(r.get(k) == v for k, v in same_data.items())]
+    if len(runs) < len(earlier):
+        print(f"{len(earlier) - len(runs)} earlier runs in {args.results} were on other data: ignored and replaced", flush=True)
+    done = {(r["fraction"], r["seed"]) for r in runs}
     for fraction, seeds in plan:
         for seed in range(seeds if fraction < 1 else 1):
             if (fraction, seed) in done:
@@ -79,7 +85,7 @@ def main() -> None:
             estimator = make_estimator(DEFAULT.method, DEFAULT.params).fit(X, y, X_val, y_val)
             seconds = time.perf_counter() - started
             result = evaluate_predictions(list(estimator.classes_), estimator.predict_proba(test.X), test.genres)
-            runs.append({"fraction": fraction, "seed": seed, "train_albums": len(part.album_ids), "train_rows": len(X),
+            runs.append({**same_data, "fraction": fraction, "seed": seed, "train_albums": len(part.album_ids), "train_rows": len(X),
                          "accuracy": result["accuracy"], "seconds": round(seconds, 1)})
             args.results.write_text(json.dumps(runs, indent=2))
             print(f"{fraction:>5} seed {seed}: {len(part.album_ids)} albums, test accuracy {result['accuracy']:.3f} ({seconds:.0f} s)", flush=True)
@@ -97,9 +103,11 @@ def main() -> None:
         points.append((albums, float(acc.mean()), sd or 0.0, acc))
         table.append(f"| {fraction:.0%} | {albums:,} | {len(acc)} | {acc.mean():.1%} | {'-' if sd is None else f'{100 * sd:.1f} pts'} | "
                      f"{acc.min():.1%} - {acc.max():.1%} | {secs:.0f} |")
-    # Accuracy against log2(albums): the gain per doubling of the labelled covers, fitted on every run.
+    # Accuracy against log2(albums): the gain per doubling of the labelled covers, fitted on every run
+    # (only once two sizes have been measured).
     xs = np.log2([r["train_albums"] for r in runs])
-    slope, intercept = np.polyfit(xs, [r["accuracy"] for r in runs], 1)
+    fitted = len(set(xs.tolist())) >= 2
+    slope, intercept = np.polyfit(xs, [r["accuracy"] for r in runs], 1) if fitted else (0.0, 0.0)
     largest = max(p[0] for p in points)
 
     plt = pyplot()
@@ -108,9 +116,10 @@ def main() -> None:
         ax.scatter([albums] * len(acc), acc, color="#4a7ab5", alpha=0.5, s=14)
     ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], color="#1f3f6e", marker="o",
                 capsize=4, label="mean +- sd over subsamples")
-    grid = np.linspace(min(xs), np.log2(2 * largest), 50)
-    ax.plot(2 ** grid, slope * grid + intercept, color="#d9534f", linestyle="--",
-            label=f"log fit: {100 * slope:+.1f} points per doubling")
+    if fitted:
+        grid = np.linspace(min(xs), np.log2(2 * largest), 50)
+        ax.plot(2 ** grid, slope * grid + intercept, color="#d9534f", linestyle="--",
+                label=f"log fit: {100 * slope:+.1f} points per doubling")
     ax.axhline(0.2, color="#999", linewidth=1, linestyle=":", label="chance (5 genres)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training albums (log scale)")
@@ -120,9 +129,9 @@ def main() -> None:
     save_figure(fig, HERE / "plots" / "learning-curve.png")
 
     block = "\n".join([
-        f"Command: `.venv/bin/python benchmarks/learning_curve.py --db /tmp/lc.duckdb --runs {args.runs}` "
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/learning_curve.py --db COPY.duckdb --runs {args.runs}` "
         "(a copy of the covers5 store)  ",
-        f"Machine: {machine_line()}, shared with other work",
+        f"Machine: {machine_line()}, shared with other work (1-minute load {os.getloadavg()[0]:.1f} at the end)",
         "",
         f"Split `{split.name}`: {len(train.album_ids):,} train albums, {len(val.album_ids):,} validation (early stopping), "
         f"{len(test.album_ids):,} test. Subsamples are stratified by genre set; the model seeds are the recipe's.",
@@ -130,7 +139,8 @@ def main() -> None:
         *table,
         "",
         f"A straight line through every run against log2(training albums) gains {100 * slope:.1f} points per doubling "
-        f"(extrapolated: {intercept + slope * np.log2(2 * largest):.1%} at {2 * largest:,} training albums, if the trend held).",
+        f"(extrapolated: {intercept + slope * np.log2(2 * largest):.1%} at {2 * largest:,} training albums, if the trend held)."
+        if fitted else "Only one size measured: no trend can be fitted.",
         "",
         "![learning curve](plots/learning-curve.png)",
     ]) + "\n"

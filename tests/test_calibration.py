@@ -73,14 +73,16 @@ def test_the_default_threshold_abstains_on_at_most_the_share_asked():
     assert (rows[0]["abstained_share"], rows[1]["abstained_share"], rows[1]["answered_accuracy"]) == (0.0, 1.0, None)
 
 
-@pytest.mark.parametrize("value", ["abc", "-0.1", "1.5", "nan", "inf", "1e400", True])
+@pytest.mark.parametrize("value", ["abc", "-0.1", "1.5", "nan", "inf", "1e400", True, "", " "])
 def test_a_bad_threshold_is_one_clear_error(value):
     with pytest.raises(CoverSearchError, match=r"^--min-confidence must be a number from 0 to 1"):
         parse_min_confidence(value)
 
 
 def test_good_thresholds_parse():
-    assert [parse_min_confidence(v) for v in ("0", "1", "0.35", 0.5, None, "")] == [0.0, 1.0, 0.35, 0.5, None, None]
+    assert [parse_min_confidence(v) for v in ("0", "1", "0.35", " 0.5 ", 0.5, None)] == [0.0, 1.0, 0.35, 0.5, 0.5, None]
+    # A web form's empty field means the model's default; on the command line it is refused (above).
+    assert [parse_min_confidence(v, "min_confidence", empty_is_default=True) for v in ("", " ", None, "0.2")] == [None, None, None, 0.2]
 
 
 # -- train: calibration fitted on validation, from a fit that never learnt from it --------------------
@@ -190,6 +192,6 @@ def test_min_confidence_one_abstains_on_everything_and_zero_on_nothing(trained_c
 def test_classify_refuses_a_bad_min_confidence_in_one_line(trained_cli, covers5_dir):  # noqa: F811
     cli, _, _ = trained_cli
     image = sorted((covers5_dir / "Pop").iterdir())[951]
-    for value in ("abc", "1.5", "-0.2", "nan"):
+    for value in ("abc", "1.5", "-0.2", "nan", ""):
         one_line_error(cli("classify", image, "--model", "xgb", "--min-confidence", value),
                        f"--min-confidence must be a number from 0 to 1 (a probability), not '{value}'")

@@ -238,6 +238,7 @@ def test_a_stored_calibration_is_applied_identically_by_cli_api_and_page(browser
     import json
 
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     from conftest import Cli
@@ -281,6 +282,14 @@ def test_a_stored_calibration_is_applied_identically_by_cli_api_and_page(browser
     with_zero = post(url, image, model="xgb-hsv", feature="hsv", min_confidence="0").json()
     assert (with_one["answer"], with_zero["answer"]) == ("unknown", max(want, key=want.get))
     assert with_one["genres"] == with_zero["genres"] == api["genres"]
+
+    # A threshold outside [0, 1] typed into the page: the API's one error line, and no answer shown.
+    field = browser.find_element(By.ID, "min_confidence")
+    field.clear()
+    field.send_keys("1.5", Keys.TAB)  # leaving the field asks again
+    message = wait_for(lambda: browser.find_element(By.ID, "error").text, what="the error message")
+    assert message == "error: min_confidence must be a number from 0 to 1 (a probability), not '1.5'"
+    assert not browser.find_element(By.ID, "results").is_displayed()
 
 
 def test_api_errors_are_clear_json(server, covers5_dir, tmp_path):

@@ -240,9 +240,12 @@ def calibrated(calibrator, proba: np.ndarray) -> np.ndarray:
 
 
 # -- "none of these" -----------------------------------------------------------------------------------
-def parse_min_confidence(value: Any, name: str = "--min-confidence") -> float | None:
-    """A threshold from the command line or a form: a number in [0, 1], or None when not given."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+def parse_min_confidence(value: Any, name: str = "--min-confidence", empty_is_default: bool = False) -> float | None:
+    """A threshold from the command line or a form: a number in [0, 1], or None when not given.
+
+    A form's empty field means "the model's default" (``empty_is_default``); an empty option
+    typed on the command line is a mistake, refused like any other non-number."""
+    if value is None or (empty_is_default and isinstance(value, str) and not value.strip()):
         return None
     try:
         number = float(value)

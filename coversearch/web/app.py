@@ -343,7 +343,7 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         except ValueError:
             return error(f"k must be a whole number from 1 to {MAX_K}, not {k_text!r}", 400)
         try:
-            min_confidence = parse_min_confidence(request.form.get("min_confidence"), "min_confidence")
+            min_confidence = parse_min_confidence(request.form.get("min_confidence"), "min_confidence", empty_is_default=True)
             answer = engine.query(
                 data,
                 upload.filename,
