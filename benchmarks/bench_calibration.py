@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.classify.calibration import (  # noqa: E402
     DEFAULT_MAX_ABSTAIN, TemperatureScaling, calibrated, calibration_measures, fit_calibrator, genre_matrix,
 )
@@ -39,7 +39,8 @@ from coversearch.classify.data import load_labelled  # noqa: E402
 from coversearch.classify.model import ModelError, TrainedModel  # noqa: E402
 from coversearch.classify.recipes import DEFAULT_RECIPE, get_recipe  # noqa: E402
 from coversearch.classify.split import load_split  # noqa: E402
-from coversearch.classify.train import RELIABILITY_PNG, evaluate_model, train_model  # noqa: E402
+from coversearch.classify.evaluate import RELIABILITY_PNG, evaluate_model  # noqa: E402
+from coversearch.classify.train import train_model  # noqa: E402
 from coversearch.store import Store  # noqa: E402
 
 

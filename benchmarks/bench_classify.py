@@ -28,7 +28,8 @@ from coversearch.classify.recipes import (  # noqa: E402
     DEFAULT_RECIPE, FIRST_DEFAULT, RECIPES, STUDY_HEAD_ON_VGG16, STUDY_RECIPES, TUNED_XGBOOST, Recipe,
 )
 from coversearch.classify.split import get_or_make_split  # noqa: E402
-from coversearch.classify.train import evaluate_model, train_model  # noqa: E402
+from coversearch.classify.evaluate import evaluate_model  # noqa: E402
+from coversearch.classify.train import train_model  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
 from coversearch.ingest.pipeline import ingest  # noqa: E402
 from coversearch.ingest.readers import read_folder  # noqa: E402

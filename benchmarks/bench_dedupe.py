@@ -334,7 +334,7 @@ def quality(args) -> None:
     (out / "quality.md").write_text(text)
     print(text)
     if args.readme:
-        from benchmarks.report import replace_block
+        from benchmarks.readme_blocks import replace_block
 
         replace_block(REPO / "benchmarks" / "README.md", "dedupe-quality", text)
 
@@ -502,7 +502,7 @@ def scale(args) -> None:
     (out / "scale.md").write_text(text)
     print(text)
     if args.readme:
-        from benchmarks.report import replace_block
+        from benchmarks.readme_blocks import replace_block
 
         replace_block(REPO / "benchmarks" / "README.md", "dedupe-scale", text)
 

@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from benchmarks.bench_web import COVERSEARCH, Server, log, percentile  # noqa: E402
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 
 
 def chromium():

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.classify.calibration import (  # noqa: E402
     DEFAULT_MAX_ABSTAIN, calibrated, calibration_measures, choose_min_confidence, fit_calibrator, genre_matrix,
 )

@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine_line, replace_block  # noqa: E402
+from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled  # noqa: E402
 from coversearch.classify.evaluate import evaluate_predictions  # noqa: E402
 from coversearch.classify.recipes import DEFAULT  # noqa: E402

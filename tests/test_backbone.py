@@ -147,7 +147,7 @@ def test_serve_and_classify_hold_one_network(web_store, vgg16_weights, covers5_d
     script = textwrap.dedent(f"""
         import json, sys
         from coversearch.classify.model import TrainedModel
-        from coversearch.classify.train import classify_images
+        from coversearch.classify.apply import classify_images
         from coversearch.features.vgg16 import loaded_backbones
         from coversearch.store import Store
         from coversearch.web import create_app

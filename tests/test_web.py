@@ -14,7 +14,8 @@ import requests
 from coversearch.classify.model import TrainedModel
 from coversearch.classify.recipes import Recipe
 from coversearch.classify.split import make_split
-from coversearch.classify.train import classify_images, train_model
+from coversearch.classify.apply import classify_images
+from coversearch.classify.train import train_model
 from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source

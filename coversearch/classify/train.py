@@ -16,10 +16,7 @@ from coversearch.classify.calibration import (
     genre_matrix,
 )
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled, require_rows
-from coversearch.classify.apply import Classification, classify_images, expand_image_paths  # noqa: F401  (their old home)
-from coversearch.classify.evaluate import (  # noqa: F401  (their old home)
-    CONFUSION_PNG, EVALUATION, RELIABILITY_PNG, Evaluation, evaluate_model,
-)
+from coversearch.classify.evaluate import evaluate_model
 from coversearch.classify.model import FeatureRef, ModelCard, TrainedModel
 from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
