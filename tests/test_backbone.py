@@ -36,7 +36,7 @@ OLD_STORE_OFFSET, OLD_STORE_PER_GENRE = 600, 2
 
 
 def assert_float32_close(ours, want) -> None:
-    """Equal up to float32 rounding: the kernels TensorFlow picks differ by CPU (AVX-512, AMX), so the
+    """Equal up to float32 rounding: the kernels TensorFlow picks differ by CPU model, so the
     same network's sums are ordered differently; the bound is relative to the vectors' scale (10-50)."""
     ours, want = np.asarray(ours), np.asarray(want)
     assert ours.shape == want.shape
