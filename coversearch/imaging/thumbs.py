@@ -49,6 +49,16 @@ def candidate_paths(store: Store, album: dict[str, Any]) -> list[Path]:
     return out
 
 
+def decode_album(store: Store, album: dict[str, Any]):
+    """RGB pixels of the album's first readable file, or None when none of its recorded paths decodes."""
+    for path in candidate_paths(store, album):
+        try:
+            return decode_image(read_bytes(path)).rgb
+        except (ImageError, OSError):
+            continue
+    return None
+
+
 def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes:
     img = Image.fromarray(decode_image(data).rgb)
     img.thumbnail((size, size), Image.BILINEAR)

@@ -7,22 +7,12 @@ import html
 import io
 from pathlib import Path
 
-from coversearch.errors import CoverSearchError, ImageError
+from coversearch.errors import CoverSearchError
 from coversearch.plots import PALETTE, plot_png
-from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
-from coversearch.imaging.thumbs import candidate_paths
+from coversearch.imaging.thumbs import decode_album
 
 EXPLAIN_SIDE = 240  # the heat maps are shown (and embedded) at this width
-
-
-def _decode_album(store: Store, album: dict):
-    for path in candidate_paths(store, album):
-        try:
-            return decode_image(read_bytes(path)).rgb
-        except (ImageError, OSError):
-            continue
-    return None
 
 
 def explain_section(page, store: Store, model_dir: Path, model_name: str | None, vgg16_weights, notes: list[str]) -> None:
@@ -48,7 +38,7 @@ def explain_section(page, store: Store, model_dir: Path, model_name: str | None,
              'genre.</p><div class="grid explanations">')
     albums = store.albums([a for a, _ in picks.values()])
     for genre, (album_id, p) in picks.items():
-        rgb = _decode_album(store, albums[album_id])
+        rgb = decode_album(store, albums[album_id])
         if rgb is None:
             notes.append(f"album {album_id} ({genre}) could not be read at its stored paths: no explanation")
             continue

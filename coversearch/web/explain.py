@@ -9,12 +9,11 @@ import io
 from flask import Flask, Response, jsonify, request
 
 from coversearch.classify.explain import occlusion
-from coversearch.errors import CoverSearchError, ImageError
+from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
-from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
 from coversearch.web.params import BadRequest
-from coversearch.imaging.thumbs import candidate_paths
+from coversearch.imaging.thumbs import decode_album
 
 
 def explain_album(engine, album_id: int, model_name: str | None, genre: str | None):
@@ -30,13 +29,7 @@ def explain_album(engine, album_id: int, model_name: str | None, genre: str | No
         album = store.albums([album_id]).get(album_id)
         if album is None:
             raise BadRequest(f"no album with id {album_id}", 404)
-        rgb = None
-        for path in candidate_paths(store, album):
-            try:
-                rgb = decode_image(read_bytes(path)).rgb
-                break
-            except (ImageError, OSError):
-                continue
+        rgb = decode_album(store, album)
     finally:
         store.close()
     if rgb is None:
