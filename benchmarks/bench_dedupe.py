@@ -44,7 +44,9 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  #
 from coversearch.features.base import extract_images  # noqa: E402
 from coversearch.imaging.images import decode_image  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
-from coversearch.index.duplicates import CANDIDATE_K, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO, MIN_INLIERS  # noqa: E402
+from coversearch.index.duplicates import (  # noqa: E402
+    CANDIDATE_K, CELL_DIFFERS, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO, MAX_DIFFERING, MIN_INLIERS,
+)
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
@@ -180,6 +182,10 @@ VERIFY_GRIDS = {
     "vgg16": [(sure, up) for sure in (0.075, 0.1, 0.125) for up in (sure, 0.2, 0.25, 0.3)],
 }
 MIN_INLIERS_GRID = (15, 20, 25, 30, 40, 50)
+# The aligned comparison, chosen after the geometry: a cell differs above CELL_DIFFERS_GRID grey
+# levels; a candidate is kept when at most MAX_DIFFERING_GRID of the shared cells differ.
+CELL_DIFFERS_GRID = (15, 20, 25, 30, 40)
+MAX_DIFFERING_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 # imagededup's defaults: PHash max_distance_threshold=10, CNN min_similarity_threshold=0.9.
 BASELINES = {"phash": 10.0, "vgg16": 0.1}
 
@@ -209,10 +215,20 @@ def _plain(value) -> tuple[float, float]:
     return (value, value) if np.isscalar(value) else tuple(value)
 
 
-def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twins, inliers=None) -> tuple[int, int, int, int]:
+def _confirmed(match, rule: dict) -> bool:
+    if match is None or match[0] < rule["min_inliers"]:
+        return False
+    if rule.get("max_differing") is None:
+        return True
+    return match[1][CELL_DIFFERS_GRID.index(rule["cell_differs"])] <= rule["max_differing"] + 1e-9
+
+
+def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twins, matches=None) -> tuple[int, int, int, int]:
     """(copies whose original was matched, matches with a labelled twin of the original, false matches,
     copies) over ``rows`` under a rule (feature -> threshold, or (sure, up to) for a keypoint-verified
-    feature, plus "min_inliers"; a match when any feature holds)."""
+    feature, plus "min_inliers" and optionally the aligned comparison's "cell_differs" and
+    "max_differing"; a match when any feature holds).  ``matches``: (copy row, album) -> (inliers,
+    share of differing cells at each CELL_DIFFERS_GRID value)."""
     same, sha_of = twins
     features = [f for f in rule if f in found]
     predicted = np.zeros((len(rows), K * len(features)), dtype=np.int64) - 1
@@ -223,7 +239,7 @@ def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twi
         if up_to > sure:
             band = np.argwhere((dist[rows] <= up_to + 1e-9) & ~ok & (np.arange(K) < CANDIDATE_K)[None, :])
             for r, c in band.tolist():
-                ok[r, c] = inliers.get((int(rows[r]), int(ids[rows[r], c])), 0) >= rule["min_inliers"]
+                ok[r, c] = _confirmed(matches.get((int(rows[r]), int(ids[rows[r], c]))), rule)
         predicted[:, j * K : (j + 1) * K] = np.where(ok, ids[rows], -1)
     tp = twin = fp = 0
     for row, original in zip(predicted, originals[rows]):
@@ -237,17 +253,18 @@ def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twi
     return tp, twin, fp, len(rows)
 
 
-def copy_inliers(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[int, int], int]:
-    """ORB inliers (``coversearch.features.keypoints``) of every (copy, stored album) pair that some
-    grid rule would verify: among the copy's CANDIDATE_K nearest under a feature, within the loosest
-    grid threshold.  The copy is described from its file (mirrored too, as `check` does), the album
-    from its stored file.  Cached in inliers.json."""
-    from coversearch.features.keypoints import inliers, keypoints
+def copy_matches(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[int, int], tuple[int, list[float]]]:
+    """Keypoint match (``coversearch.features.keypoints.match``) of every (copy, stored album) pair
+    that some grid rule would verify: among the copy's CANDIDATE_K nearest under a feature, within
+    the loosest grid threshold.  The copy is described from its file (mirrored too, as `check`
+    does), the album from its stored file.  Cached in matches.json as (inliers, share of differing
+    cells at each CELL_DIFFERS_GRID value)."""
+    from coversearch.features.keypoints import keypoints, match
     from coversearch.index.duplicates import KeypointCache
     from coversearch.store import Store
 
-    cache_file = out / "inliers.json"
-    cached = {tuple(map(int, k.split(","))): v for k, v in json.loads(cache_file.read_text()).items()} if cache_file.exists() else {}
+    cache_file = out / "matches.json"
+    cached = {tuple(map(int, k.split(","))): tuple(v) for k, v in json.loads(cache_file.read_text()).items()} if cache_file.exists() else {}
     wanted = set()
     for feature, (ids, dist) in found.items():
         loose = max(_plain(v)[1] for v in VERIFY_GRIDS[feature])
@@ -264,10 +281,14 @@ def copy_inliers(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[i
                 if row not in copy_kp:
                     copy_kp[row] = keypoints(decode_image(Path(copies["paths"][row]).read_bytes()).rgb, mirrored=True)
                 stored = albums.get(album)
-                cached[(row, album)] = inliers(copy_kp[row], stored) if stored is not None else 0
+                if stored is None:
+                    cached[(row, album)] = (0, [1.0] * len(CELL_DIFFERS_GRID))
+                    continue
+                m = match(copy_kp[row], stored)
+                cached[(row, album)] = (m.inliers, [round(m.differing(t), 4) for t in CELL_DIFFERS_GRID])
         seconds = time.perf_counter() - started
-        log(f"keypoints: {len(todo)} pairs ({len(copy_kp)} copies, {len({a for _, a in todo})} albums) verified in {seconds:.0f} s")
-        cache_file.write_text(json.dumps({f"{r},{a}": v for (r, a), v in cached.items()}))
+        log(f"keypoints: {len(todo)} pairs ({len(copy_kp)} copies, {len({a for _, a in todo})} albums) matched in {seconds:.0f} s")
+        cache_file.write_text(json.dumps({f"{r},{a}": list(v) for (r, a), v in cached.items()}))
     return cached
 
 
@@ -277,12 +298,14 @@ def prf(tp: int, twin: int, fp: int, n: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def choose(found, originals, rows, rules: list[dict], twins, inliers=None) -> dict:
-    """The rule with the highest recall whose precision is >= the target (ties: higher precision)."""
+def choose(found, originals, rows, rules: list[dict], twins, matches=None) -> dict:
+    """The rule with the highest recall whose precision is >= the target (ties: higher precision,
+    then the stricter aligned comparison: fewer differing cells allowed, then a lower cell limit)."""
     best, best_key = None, None
     for rule in rules:
-        p, r, _ = prf(*counts(found, originals, rule, rows, twins, inliers))
-        key = (p >= TARGET_PRECISION, r if p >= TARGET_PRECISION else p, p)
+        p, r, _ = prf(*counts(found, originals, rule, rows, twins, matches))
+        key = (p >= TARGET_PRECISION, r if p >= TARGET_PRECISION else p, p,
+               -rule.get("max_differing", 0), -rule.get("cell_differs", 0))
         if best_key is None or key > best_key:
             best, best_key = rule, key
     return best
@@ -307,14 +330,20 @@ def quality(args) -> None:
         "vgg16": [{"vgg16": t} for t in GRIDS["vgg16"]],
         "phash or vgg16": [{"phash": tp, "vgg16": tv} for tp in GRIDS["phash"][:25] for tv in GRIDS["vgg16"][:101:2]],
     }
-    inliers = copy_inliers(Path(args.db), copies, found, out)
+    matches = copy_matches(Path(args.db), copies, found, out)
     candidates["phash or vgg16, keypoint-verified"] = [
         {"phash": p, "vgg16": v, "min_inliers": m}
         for p in VERIFY_GRIDS["phash"] for v in VERIFY_GRIDS["vgg16"] for m in MIN_INLIERS_GRID
     ]
-    methods = {f"{name} (calibrated)": choose(found, originals, calibrate, rules, twins, inliers) for name, rules in candidates.items()}
+    methods = {f"{name} (calibrated)": choose(found, originals, calibrate, rules, twins, matches) for name, rules in candidates.items()}
+    # The aligned comparison is chosen second, on top of the verified geometry chosen above.
+    geometry = methods["phash or vgg16, keypoint-verified (calibrated)"]
+    methods["phash or vgg16, keypoint-verified + aligned comparison (calibrated)"] = choose(
+        found, originals, calibrate,
+        [{**geometry, "cell_differs": t, "max_differing": m} for t in CELL_DIFFERS_GRID for m in MAX_DIFFERING_GRID], twins, matches)
     methods["product default"] = {
-        **{f: (DEFAULT_THRESHOLDS[f], DEFAULT_VERIFY_UP_TO[f]) for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS}
+        **{f: (DEFAULT_THRESHOLDS[f], DEFAULT_VERIFY_UP_TO[f]) for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
+        "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING}
     methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
     methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
     test = ~in_calibration
@@ -323,10 +352,10 @@ def quality(args) -> None:
     for name, rule in methods.items():
         entry = {"rule": rule, "by_transform": {}}
         for subset, mask in (("all but mirror", test & not_mirror), ("mirror", test & ~not_mirror)):
-            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(mask), twins, inliers)
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(mask), twins, matches)
             entry[subset] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
         for t in TRANSFORMS:
-            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(test & (transforms == t)), twins, inliers)
+            tp, twin, fp, n = counts(found, originals, rule, np.flatnonzero(test & (transforms == t)), twins, matches)
             entry["by_transform"][t] = dict(zip(("precision", "recall", "f1"), prf(tp, twin, fp, n)), tp=tp, twin=twin, fp=fp, n=n)
         results["methods"][name] = entry
     (out / "quality.json").write_text(json.dumps(results, indent=2))
@@ -342,13 +371,15 @@ def quality(args) -> None:
 def _rule_text(rule: dict) -> str:
     parts = []
     for f, value in rule.items():
-        if f == "min_inliers":
+        if f in ("min_inliers", "cell_differs", "max_differing"):
             continue
         sure, up_to = _plain(value)
         parts.append(f"{f} <= {sure:g}" + (f" (<= {up_to:g} verified)" if up_to > sure else ""))
     text = " or ".join(parts)
-    if any(_plain(v)[1] > _plain(v)[0] for f, v in rule.items() if f != "min_inliers"):
+    if any(_plain(v)[1] > _plain(v)[0] for f, v in rule.items() if f in METHOD_FEATURES):
         text += f"; verified: >= {rule['min_inliers']} ORB inliers, {CANDIDATE_K} nearest"
+        if rule.get("max_differing") is not None:
+            text += f", aligned: <= {rule['max_differing']:.0%} of cells differ by > {rule['cell_differs']} grey levels"
     return text
 
 

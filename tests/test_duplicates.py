@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from typer.testing import CliRunner
 
 from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg
 from coversearch.classify.split import assign_sides, groups_across_sides, make_split
 from coversearch.cli.main import app
 from coversearch.features.base import extract_images
-from coversearch.features.keypoints import inliers, keypoints
+from coversearch.features.keypoints import keypoints, match
 from coversearch.imaging.images import decode_image
 from coversearch.features.phash import PerceptualHash, phash_bits
-from coversearch.index.duplicates import MIN_INLIERS, connected_components, default_rules, make_rule, near_pairs, store_groups
+from coversearch.index.duplicates import (
+    CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, confirmed, connected_components, default_rules, make_rule, near_pairs, store_groups,
+)
 from coversearch.index.registry import create_index
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
@@ -113,9 +115,38 @@ def test_keypoints_confirm_every_transformed_copy_and_no_unrelated_cover(covers5
             stored = keypoints(decode_image(original.read_bytes()).rgb)
             for name in TRANSFORMS:
                 copy = keypoints(decode_image(transformed_jpeg(img, name)).rgb, mirrored=True)
-                assert inliers(copy, stored) >= 2 * MIN_INLIERS, name
+                assert match(copy, stored).inliers >= 2 * MIN_INLIERS, name
     others = [keypoints(decode_image(p.read_bytes()).rgb) for p in sorted((covers5_dir / "Rock").iterdir())[1:9]]
-    assert max(inliers(a, b) for i, a in enumerate(others) for b in others[i + 1 :]) < MIN_INLIERS
+    assert max(match(a, b).inliers for i, a in enumerate(others) for b in others[i + 1 :]) < MIN_INLIERS
+
+
+def _another_release(img: Image.Image) -> Image.Image:
+    """The same photograph under another release's lettering: a title band over the top third and a
+    track list down the left side, the rest of the picture untouched."""
+    out = img.convert("RGB").copy()
+    w, h = out.size
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, w, round(h * 0.3)), fill=(20, 20, 20))
+    draw.text((w * 0.05, h * 0.05), "GREATEST HITS", fill=(240, 220, 60), font=ImageFont.load_default(max(8, h // 9)))
+    draw.rectangle((0, round(h * 0.3), round(w * 0.3), h), fill=(235, 235, 235))
+    for line in range(6):
+        draw.text((w * 0.02, h * (0.35 + 0.1 * line)), f"{line + 1}. Track", fill=(0, 0, 0), font=ImageFont.load_default(max(6, h // 20)))
+    return out
+
+
+def test_the_aligned_comparison_keeps_a_stickered_copy_and_refuses_a_reused_photograph(originals):
+    """Both share the original's geometry; only the copy differs from it in few enough cells."""
+    for original in originals:
+        stored = keypoints(decode_image(original.read_bytes()).rgb)
+        with Image.open(original) as img:
+            sticker = match(keypoints(decode_image(transformed_jpeg(img, "overlay")).rgb, mirrored=True), stored)
+            buf = io.BytesIO()
+            _another_release(img).save(buf, format="JPEG", quality=90)
+        reused = match(keypoints(decode_image(buf.getvalue()).rgb, mirrored=True), stored)
+        assert sticker.inliers >= MIN_INLIERS and sticker.differing(CELL_DIFFERS) <= MAX_DIFFERING, original.name
+        assert reused.inliers >= MIN_INLIERS, original.name  # the geometry alone would call it a copy
+        assert reused.differing(CELL_DIFFERS) > MAX_DIFFERING, original.name
+        assert not confirmed(keypoints(decode_image(buf.getvalue()).rgb), stored)
 
 
 # -- finding copies --------------------------------------------------------------------------------------

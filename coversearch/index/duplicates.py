@@ -37,8 +37,13 @@ DEFAULT_RULE_FEATURES = ("phash", "vgg16")
 MAX_THRESHOLD = {metrics.COSINE: 2.0, metrics.EUCLIDEAN: 2.0}
 
 CHUNK = 4096  # queries per batch search
+PAIR_CHUNK = 65536  # candidate pairs per exact distance computation
 CANDIDATE_K = 5  # a verified rule's band: pairs among each album's 5 nearest neighbours are verified
 MIN_INLIERS = 20  # keypoint pairs agreeing on one transform for a candidate to be confirmed
+# ... and, laid over each other by that transform, at most MAX_DIFFERING of the cells they share
+# may differ by more than CELL_DIFFERS grey levels: a sticker, not another release's lettering.
+CELL_DIFFERS = 40
+MAX_DIFFERING = 0.2
 FIRST_K = 16  # neighbours asked for first (each query's own vector is one of them)
 
 Advance = Callable[[int], None]
@@ -152,7 +157,12 @@ def near_pairs(
     pairs = pairs[np.isin(pairs, ids).all(axis=1)]  # a neighbour outside the given vectors has no exact check
     if len(pairs) == 0:
         return pairs[:, 0], pairs[:, 1], np.zeros(0)
-    distances = metrics.pair_distances(vectors[position(pairs[:, 0])], vectors[position(pairs[:, 1])], rule.metric)
+    # A chunk of pairs at a time: both sides' vectors gathered for every pair at once would be
+    # 2 x pairs x dim floats (gigabytes at 100k albums with a wide band).
+    distances = np.concatenate([
+        metrics.pair_distances(vectors[position(pairs[i : i + PAIR_CHUNK, 0])], vectors[position(pairs[i : i + PAIR_CHUNK, 1])], rule.metric)
+        for i in range(0, len(pairs), PAIR_CHUNK)
+    ])
     keep = distances <= rule.threshold + 1e-9
     return pairs[keep, 0], pairs[keep, 1], distances[keep]
 
@@ -197,13 +207,15 @@ class KeypointCache:
         return self._keypoints[int(album_id)]
 
 
-def confirmed(query, stored, min_inliers: int | None = None) -> bool:
-    """Whether two covers' keypoints (``features.keypoints.Keypoints``) agree on one transform."""
-    from coversearch.features.keypoints import inliers
+def confirmed(query, stored) -> bool:
+    """Whether two covers (``features.keypoints.Keypoints``) show one picture: their keypoints agree
+    on one transform, and laid over each other by it they differ only in a few cells."""
+    from coversearch.features.keypoints import match
 
     if query is None or stored is None:
         return False
-    return inliers(query, stored) >= (MIN_INLIERS if min_inliers is None else min_inliers)
+    found = match(query, stored)
+    return found.inliers >= MIN_INLIERS and found.differing(CELL_DIFFERS) <= MAX_DIFFERING
 
 
 def verify_pairs(rule: Rule, a: np.ndarray, b: np.ndarray, d: np.ndarray, cache: KeypointCache) -> np.ndarray:
