@@ -68,8 +68,10 @@ def recipes() -> list[Recipe]:
 
 def ensure_store(db: Path, covers: Path, weights: Path, features: set[str]) -> None:
     with Store.open(db) as store:
-        have = {fs.name for fs in store.feature_sets()}
-        missing = sorted(features - have) if store.stats()["albums"] else sorted(features)
+        stats = store.stats()
+        # A feature counts only when every album has it: an interrupted ingest leaves it partial.
+        have = {fs["name"] for fs in stats["feature_sets"] if fs["embeddings"] >= stats["albums"]}
+        missing = sorted(features - have) if stats["albums"] else sorted(features)
         if missing:
             print(f"ingesting {covers} with {missing} into {db} ...", flush=True)
             extractors = [get_extractor(n, vgg16_weights=weights) for n in sorted(features)]
