@@ -33,7 +33,7 @@ from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.classify.recipes import (  # noqa: E402
     DEFAULT_RECIPE, FIRST_DEFAULT, RECIPES, STUDY_HEAD_ON_VGG16, STUDY_RECIPES, TUNED_XGBOOST, Recipe,
 )
-from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split, groups_across_sides, load_split, make_split  # noqa: E402
+from coversearch.classify.split import DEFAULT_SPLIT, groups_across_sides, load_split, make_split  # noqa: E402
 from coversearch.index.duplicates import default_rules, store_groups  # noqa: E402
 from coversearch.classify.evaluate import evaluate_model  # noqa: E402
 from coversearch.classify.train import train_model  # noqa: E402
@@ -80,10 +80,7 @@ def ensure_store(db: Path, covers: Path, weights: Path, features: set[str]) -> N
 
 def split_for(store: Store, name: str):
     """The stored split ``name``; a missing default split is made group-aware, any other one naive."""
-    split = load_split(store, name)
-    if split is None:
-        split = make_split(store, name, near_duplicates=name == DEFAULT_SPLIT)
-    return split
+    return load_split(store, name) or make_split(store, name, near_duplicates=name == DEFAULT_SPLIT)
 
 
 def detail_table(rows: list[dict]) -> list[str]:

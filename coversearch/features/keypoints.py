@@ -23,6 +23,7 @@ lost corners of a rotation); another release differs wherever its lettering or l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -96,10 +97,20 @@ def _matcher():
 @dataclass
 class Match:
     """How two covers' pictures agree: keypoint pairs on one similarity transform, and how much the
-    aligned pictures differ per grid cell they share."""
+    aligned pictures differ per grid cell they share (computed on first use: a pair whose
+    geometry already fails never needs it)."""
 
     inliers: int
-    differences: np.ndarray | None = None  # mean |difference| in grey levels (0-255) of each shared cell
+    transform: np.ndarray | None = None  # 2 x 3, from a's points to b's, at SIDE scale
+    a_small: np.ndarray | None = None  # a at COMPARE_SIDE, mirrored when the mirror matched
+    b_small: np.ndarray | None = None
+
+    @cached_property
+    def differences(self) -> np.ndarray | None:
+        """Mean |difference| in grey levels (0-255) of each shared cell; None without a transform."""
+        if self.transform is None or self.a_small is None or self.b_small is None:
+            return None
+        return cell_differences(self.a_small, self.b_small, self.transform)
 
     def differing(self, cell_differs: float) -> float:
         """Share of the shared cells whose mean difference exceeds ``cell_differs`` grey levels
@@ -163,17 +174,15 @@ def _unexplained(target: np.ndarray, source: np.ndarray, inside: np.ndarray) -> 
 
 def match(a: Keypoints, b: Keypoints) -> Match:
     """How ``a`` and ``b`` agree (``a`` as it is or mirrored, when described mirrored too: the
-    orientation with more inliers), with the aligned pictures' cell differences."""
+    orientation with more inliers), and what the aligned comparison needs."""
     inliers, transform = _transform(a.points, a.descriptors, b.points, b.descriptors)
     mirrored = False
     if a.mirrored is not None:
         flipped, flipped_transform = _transform(a.mirrored_points, a.mirrored, b.points, b.descriptors)
         if flipped > inliers:
             inliers, transform, mirrored = flipped, flipped_transform, True
-    if transform is None or a.small is None or b.small is None:
-        return Match(inliers)
-    a_small = np.ascontiguousarray(a.small[:, ::-1]) if mirrored else a.small
-    return Match(inliers, cell_differences(a_small, b.small, transform))
+    a_small = a.small if a.small is None or not mirrored else np.ascontiguousarray(a.small[:, ::-1])
+    return Match(inliers, transform, a_small, b.small)
 
 
 def verifiable(k: Keypoints) -> bool:
