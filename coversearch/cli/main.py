@@ -1,13 +1,10 @@
-"""Entry point: imports every command module so that each registers itself on ``app``."""
+"""Entry point of the `coversearch` command. Which module registers which command: ``commands.py``."""
 
 from coversearch.cli.app import app
 
-# Each import registers its commands on `app` (one module per command group).
-from coversearch.cli import bench_cmd, classify_cmd, curate_cmd, db_cmd, dedupe_cmd, download_cmd, index_cmd, ingest_cmd, map_cmd, parquet_cmd, report_cmd, serve_cmd, similar_cmd, stats_cmd  # noqa: F401,E402
-
 
 def main() -> None:
-    app()
+    app(prog_name="coversearch")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import numpy as np
 
+from coversearch.config import LOCK_TIMEOUT_ENV  # defined in config so the CLI can name it without loading DuckDB
 from coversearch.errors import FeatureError, StoreError
 from coversearch.store import migrate
 
-LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
 # Readers wait this long for a writer (an ingest, a remove) to let go of the file; writers do not wait.
 DEFAULT_READ_LOCK_TIMEOUT = 30.0
 
