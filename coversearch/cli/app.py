@@ -121,8 +121,9 @@ class _RootGroup(_UserErrorGroup):
             formatter.write_dl(rows)
 
 
-def make_app(help: str, cls: type[TyperGroup] = _UserErrorGroup) -> typer.Typer:
+def make_app(help: str, cls: type[TyperGroup] = _UserErrorGroup, name: str | None = None) -> typer.Typer:
     return typer.Typer(
+        name=name,
         cls=cls,
         help=help,
         no_args_is_help=True,
@@ -137,6 +138,7 @@ app = make_app(
     "Search and classify album covers by how they look.\n\n"
     "Run 'coversearch COMMAND --help' for a command's options. Guide: README.md and docs/ in the repository.",
     cls=_RootGroup,
+    name="coversearch",
 )
 
 
