@@ -103,8 +103,12 @@ def main() -> None:
     seconds = time.perf_counter() - started
 
     cal = model.card.calibration
+    # The command as run, so that a rerun reuses (or trains) the same model; a path inside the repository stays relative.
+    model_dir = args.model_dir.resolve()
+    model_dir_arg = "" if model_dir == (HERE / "results" / "calibration-models").resolve() else \
+        f" --model-dir {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else 'MODEL_DIR'}"
     lines = [
-        f"Command: `nice -n 10 .venv/bin/python benchmarks/bench_calibration.py --db COPY.duckdb{' --no-refit' if args.no_refit else ''}` (a copy of the covers5 store)  ",
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/bench_calibration.py --db COPY.duckdb{model_dir_arg}{' --no-refit' if args.no_refit else ''}` (a copy of the covers5 store)  ",
         f"Machine: {machine_line()}, shared with other work (1-minute load {os.getloadavg()[0]:.1f} at the end); {'trained the model (' + format(train_seconds, '.0f') + ' s' + (', train-only fit + refit' if model.card.refit else '') + ') and ' if trained else ''}"
         f"evaluated in {seconds:.0f} s in all",
         "",

@@ -144,7 +144,7 @@ def bench_identification(db: Path, weights: Path, sample: int, seed: int) -> tup
     lines.append(f"## (a) Rank-1 identification on covers5 (vgg16, cosine; {sample} stored covers, seed {seed})")
     lines.append("")
     lines.append(
-        f"Store `{db}`: {len(ids):,} vgg16 vectors. Each sampled cover is queried with its image file and with a "
+        f"Store: {len(ids):,} vgg16 vectors. Each sampled cover is queried with its image file and with a "
         f"mirrored copy re-compressed as JPEG quality 75; a hit is the album itself at rank 1. "
         f"VGG16 embedding of the {2 * sample} query images took {embed_seconds:.0f} s (not in the latencies)."
     )
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} with {available_cores()} cores "
         f"({platform.processor() or platform.platform()}), shared with other work; `benchmarks/bench_similar.py "
-        f"--db {args.db} --sample {args.sample} --seed {args.seed}`; "
+        f"--db STORE --sample {args.sample} --seed {args.seed}` (STORE: a covers5 store, read only); "
         f"total {time.perf_counter() - started:.0f} s.",
     ]
     report = "\n\n".join(["\n".join(header), part_a]) + "\n"

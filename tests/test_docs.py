@@ -130,3 +130,49 @@ def test_ci_sets_up_and_tests_as_the_readme_says():
             assert "chromium chromium-driver" in command and any("chromium chromium-driver" in c for c in ci)
         elif command != '.venv/bin/pytest -m "not slow and not browser"':
             assert command in ci, command
+
+
+def _benchmark_commands() -> list[tuple[str, list[str]]]:
+    """(script, arguments) for every `benchmarks/<script>.py ...` command in benchmarks/README.md."""
+    text = (REPO / "benchmarks" / "README.md").read_text()
+    found = []
+    for line in _code_lines(text):
+        for match in re.finditer(r"benchmarks/(\w+)\.py((?: +[^`#|;>]+)?)", line):
+            found.append((match.group(1), shlex.split(match.group(2), comments=True)))
+    return found
+
+
+def test_every_benchmark_command_names_options_its_script_takes():
+    """Each command in benchmarks/README.md runs as written: its script exists and takes every option given."""
+    commands = _benchmark_commands()
+    assert len({script for script, _ in commands}) >= 12, commands
+    failures = []
+    for script, args in commands:
+        path = REPO / "benchmarks" / f"{script}.py"
+        if not path.exists():
+            failures.append(f"no script benchmarks/{script}.py")
+            continue
+        source = path.read_text()
+        accepted = set(re.findall(r"""add_argument\(\s*(?:"[^"]*",\s*)*"(--?[\w-]+)\"""", source))
+        accepted |= set(re.findall(r"""add_argument\(\s*"(--?[\w-]+)\"""", source))
+        accepted |= {"--help", "-h"}
+        for arg in args:
+            option = arg.split("=", 1)[0]
+            if option.startswith("-") and option not in accepted and not re.fullmatch(r"-\d.*", option):
+                failures.append(f"benchmarks/{script}.py does not take {option}: {shlex.join(args)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_coversearch_command_in_the_benchmarks_readme_parses():
+    text = (REPO / "benchmarks" / "README.md").read_text()
+    failures = []
+    for line in _code_lines(text):
+        line = line.removeprefix("$ ").strip()
+        if not line.startswith("coversearch "):
+            continue
+        words = shlex.split(line, comments=True)[1:]
+        words = words[:next((i for i, w in enumerate(words) if w in SHELL_OPERATORS), len(words))]
+        result = run_cli(*words, "--help")
+        if result.exit_code != 0:
+            failures.append(f"coversearch {shlex.join(words)}: {result.stderr.strip()}")
+    assert not failures, "\n".join(failures)
