@@ -1,8 +1,8 @@
 """Start-up time of `coversearch --help` and `coversearch stats`: this tree against another, in one run.
 
-    .venv/bin/python benchmarks/bench_startup.py --baseline /tmp/base [--db STORE] [-n 5]
+    .venv/bin/python benchmarks/bench_startup.py --baseline BASE [--db STORE] [-n 5] [--readme]
 
---baseline is another checkout of the package (e.g. `git archive 91ab2f2 coversearch migrations | tar -x -C /tmp/base`).
+--baseline is another checkout of the package (e.g. `git archive 9ad380e coversearch | tar -x -C BASE`).
 Each command runs as a fresh process (`python -m coversearch.cli.main ...`), alternating between
 the two trees, n times each; the table gives the best wall time of each (the least disturbed by
 other load) and the ratio, then `python -X importtime`'s cumulative time for `coversearch.cli.main`
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="another tree holding coversearch/ and migrations/")
     parser.add_argument("--db", type=Path, help="a store for `stats` (copied to a temporary folder first)")
     parser.add_argument("-n", type=int, default=5)
+    parser.add_argument("--readme", action="store_true", help="also write the table into benchmarks/README.md (block `startup`)")
     args = parser.parse_args()
     trees = {"baseline": args.baseline.resolve(), "this tree": REPO}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,6 +63,7 @@ def main() -> None:
             db = Path(tmp) / "store.duckdb"
             shutil.copy(args.db, db)
             commands["stats"] = ["--db", str(db), "stats"]
+        load_before = os.getloadavg()[0]
         wall = {(c, t): [] for c in commands for t in trees}
         imports = {t: [] for t in trees}
         heavy = {}
@@ -71,16 +73,23 @@ def main() -> None:
                     wall[(command, label)].append(run_once(tree, argv))
                 seconds, heavy[label] = import_profile(tree)
                 imports[label].append(seconds)
-    print(f"best of {args.n} (`uptime` load before: {os.getloadavg()[0]:.1f})")
-    print("| | baseline | this tree | ratio |")
-    print("|---|---:|---:|---:|")
+    load_after = os.getloadavg()[0]
+    lines = [f"best of {args.n} (1-minute load {load_before:.1f} before, {load_after:.1f} after)", "",
+             "| | baseline | this tree | ratio |", "|---|---:|---:|---:|"]
     for command in commands:
         a, b = min(wall[(command, "baseline")]), min(wall[(command, "this tree")])
-        print(f"| `coversearch {command}` wall | {a:.2f} s | {b:.2f} s | {a / b:.2f}x |")
+        lines.append(f"| `coversearch {command}` wall | {a:.2f} s | {b:.2f} s | {a / b:.2f}x |")
     a, b = min(imports["baseline"]), min(imports["this tree"])
-    print(f"| `import coversearch.cli.main` (-X importtime) | {a:.2f} s | {b:.2f} s | {a / b:.2f}x |")
-    print(f"| heavy libraries loaded by the import | {', '.join(heavy['baseline'])} | {', '.join(heavy['this tree'])} | |")
+    lines.append(f"| `import coversearch.cli.main` (-X importtime) | {a:.2f} s | {b:.2f} s | {a / b:.2f}x |")
+    lines.append(f"| heavy libraries loaded by the import | {', '.join(heavy['baseline']) or '-'} | {', '.join(heavy['this tree']) or '-'} | |")
+    print("\n".join(lines))
+    if args.readme:
+        sys.path.insert(0, str(REPO))
+        from benchmarks.readme_blocks import machine_line, replace_block
 
+        command = f"PYTHONPATH= .venv/bin/python benchmarks/bench_startup.py --baseline BASE{' --db STORE' if args.db else ''} -n {args.n} --readme"
+        replace_block(REPO / "benchmarks" / "README.md", "startup",
+                      "\n".join([f"Command: `{command}`  ", f"Machine: {machine_line()}", "", *lines]))
 
 if __name__ == "__main__":
     main()
