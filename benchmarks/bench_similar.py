@@ -59,6 +59,11 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _genre_file(path: str) -> str:
+    """`<genre>/<file>` of a stored path: the README names covers, not the folder one machine keeps them in."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def resolve_image(path: str) -> Path:
     """Album paths are stored as given to ingest (often relative to the repository)."""
     candidate = Path(path)
@@ -138,8 +143,8 @@ def bench_identification(db: Path, weights: Path, sample: int, seed: int) -> tup
             where = f"rank {int(np.flatnonzero(found.ids == album_id)[0]) + 1} at {own[0]:.4f}" if len(own) else "not in the top 10"
             other = store.albums([int(found.ids[0])])[int(found.ids[0])]
             miss_notes.append(
-                f"{label} query of album {album_id} (`{albums[album_id]['path']}`): rank 1 is album {int(found.ids[0])} "
-                f"(`{other['path']}`) at distance {found.distances[0]:.4f}, the album itself {where}"
+                f"{label} query of album {album_id} (`{_genre_file(albums[album_id]['path'])}`): rank 1 is album {int(found.ids[0])} "
+                f"(`{_genre_file(other['path'])}`) at distance {found.distances[0]:.4f}, the album itself {where}"
             )
     lines.append(f"## (a) Rank-1 identification on covers5 (vgg16, cosine; {sample} stored covers, seed {seed})")
     lines.append("")
