@@ -36,7 +36,9 @@ def _code_lines(text: str, inline: bool = True) -> list[str]:
                 lines.append(raw.strip())
     if not inline:
         return lines
-    return lines + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
+    # A code span may run over a line break (Markdown joins the lines with a space).
+    spans = re.findall(r"(?<!`)`([^`]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
+    return lines + [" ".join(span.split()) for span in spans]
 
 
 def _examples() -> list[tuple[str, list[str]]]:
@@ -135,17 +137,17 @@ def test_ci_sets_up_and_tests_as_the_readme_says():
 
 
 def _benchmark_commands() -> list[tuple[str, list[str]]]:
-    """(script, arguments) for every `benchmarks/<script>.py ...` command in benchmarks/README.md."""
-    text = (REPO / "benchmarks" / "README.md").read_text()
+    """(script, arguments) for every `benchmarks/<script>.py ...` command in the docs and benchmarks/README.md."""
     found = []
-    for line in _code_lines(text):
+    lines = [line for doc in [*DOCS, REPO / "benchmarks" / "README.md"] for line in _code_lines(doc.read_text())]
+    for line in lines:
         for match in re.finditer(r"benchmarks/(\w+)\.py((?: +[^`#|;>]+)?)", line):
             found.append((match.group(1), shlex.split(match.group(2), comments=True)))
     return found
 
 
 def test_every_benchmark_command_names_options_its_script_takes():
-    """Each command in benchmarks/README.md runs as written: its script exists and takes every option given."""
+    """Each benchmark command in the docs runs as written: its script exists and takes every option given."""
     commands = _benchmark_commands()
     assert len({script for script, _ in commands}) >= 12, commands
     failures = []
