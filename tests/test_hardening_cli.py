@@ -418,14 +418,15 @@ def test_genre_names_are_normalised_and_invisible_characters_refused(cli, tmp_pa
         (root / genre).mkdir(parents=True)
     shutil.copy(cover, root / "Pop\u200b" / "a.jpg")
     shutil.copy(a_cover(covers5_dir, "HipHop"), root / decomposed / "b.jpg")
-    result = cli("ingest", root, "--features", "hsv", "--json")
-    assert result.exit_code == 0, result.output
+    summary = ok_json(cli("ingest", root, "--features", "hsv", "--json"))
+    assert summary["albums_added"] == 1 and summary["errors_by_reason"] == {"bad-genre": 1}
     with Store.open(cli.db, read_only=True) as store:
         genres = {g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres").fetchall()}
     assert "Électronique" in genres and decomposed not in genres and not any("\u200b" in g for g in genres)
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"path,genre\n{a_cover(covers5_dir, 'Pop')},Pop\u2066\n", encoding="utf-8")
-    assert cli("ingest", manifest, "--features", "hsv").exit_code == 0
+    summary = ok_json(cli("ingest", manifest, "--features", "hsv", "--json"))
+    assert summary["albums_added"] == 0 and summary["errors_by_reason"] == {"bad-genre": 1}
     with Store.open(cli.db, read_only=True) as store:
         genres = {g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres").fetchall()}
     assert not any("\u2066" in g for g in genres)
