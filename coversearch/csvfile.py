@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from coversearch.errors import CoverSearchError
 from coversearch.fsutil import file_kind, format_bytes
 
 MAX_CSV_BYTES = 256 * 1024**2
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)  # after a \r that is not part of \r\n, before more text
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,21 @@ class StrictCsv:
         except BaseException:
             os.close(fd)
             raise
-        self._fh = os.fdopen(fd, "r", encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(self._physical_lines(), strict=True)
-        first = self._next()
-        self.header = [name.strip().lower() for name in first[1]] if first else []
-        seen: set[str] = set()
-        for name in self.header:
-            if name and name in seen:
-                raise self._fail(f"the header names column {name!r} more than once", 1)
-            seen.add(name)
+        self._fh = os.fdopen(fd, "rb")
+        try:
+            self._reader = csv.reader(self._physical_lines(), strict=True)
+            first = self._next()
+            while first is not None and not first[1]:  # blank lines before the header
+                first = self._next()
+            self.header = [name.strip().lower() for name in first[1]] if first else []
+            seen: set[str] = set()
+            for name in self.header:
+                if name and name in seen:
+                    raise self._fail(f"the header names column {name!r} more than once", first[0])
+                seen.add(name)
+        except BaseException:
+            self._fh.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -81,18 +89,20 @@ class StrictCsv:
             self._fh.close()
 
     def _physical_lines(self) -> Iterator[str]:
-        while True:
-            try:
-                line = self._fh.readline()
-            except UnicodeDecodeError:
-                raise self._fail("not UTF-8 text", self._lines + 1) from None
-            if not line:
-                return
-            self._read += len(line)
-            self._lines += 1
+        """The file's lines, decoded one at a time (so a bad byte is reported on its own line)."""
+        encoding = "utf-8-sig"  # a byte-order mark, if any, opens the first line only
+        for raw in self._fh:  # split at b"\n", which no multi-byte UTF-8 character holds
+            self._read += len(raw)
             if self._read > self.max_bytes:
                 raise self._fail(f"grew past the {format_bytes(self.max_bytes)} limit while read")
-            yield line
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise self._fail("not UTF-8 text", self._lines + 1) from None
+            encoding = "utf-8"
+            for line in _LONE_CR.split(text):  # a lone \r ends a line too (old Mac files)
+                self._lines += 1
+                yield line
 
     def _next(self) -> tuple[int, list[str]] | None:
         """The next record as (the line it starts on, its fields)."""

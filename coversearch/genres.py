@@ -29,8 +29,10 @@ def _refused(char: str) -> str | None:
     category = unicodedata.category(char)
     if char in SEPARATORS:
         return f"{char!r} separates genres"
+    if category == "Cc":
+        return f"U+{ord(char):04X} is a control character (a line break, a tab or the like)"
     if category in _REFUSED_CATEGORIES:
-        return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')} is an invisible or control character"
+        return f"U+{ord(char):04X} {unicodedata.name(char, '(unnamed)')} is an invisible or non-text character"
     if category == "Zs" and char != " ":
         return f"U+{ord(char):04X} {unicodedata.name(char, 'space')} looks like a space but is not one"
     return None

@@ -392,6 +392,10 @@ def test_label_csv_is_parsed_strictly(cli, tmp_path):
     # U+2028 inside a field is not a line break: the bad row below is line 3 of the file.
     rows.write_text("album_id,action,genre,note\n1,add,Jazz,a\u2028b\n777777,add,Jazz,c\n", encoding="utf-8")
     one_line_error(cli("label", "--csv", rows), "labels.csv line 3", "no album with id 777777")
+    rows.write_bytes(b"album_id,action,genre\n1,add,Jazz\n2,add,Jazz\xff\n")
+    one_line_error(cli("label", "--csv", rows), "labels.csv line 3", "UTF-8")
+    rows.write_bytes(b"album_id,action,genre\r1,add,Jazz\r777777,add,Jazz\r")  # lone \r line ends
+    one_line_error(cli("label", "--csv", rows), "labels.csv line 3", "no album with id 777777")
     assert store_rows(cli.db) == before
 
 
