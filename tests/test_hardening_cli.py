@@ -267,6 +267,19 @@ def test_check_of_a_flat_cover_finds_only_the_same_colour(flat_store, tmp_path):
     assert {m["album_id"] for m in check["matches"]} == {ids["black"], ids["black-1px"]}
 
 
+def test_ingest_reports_a_flat_cover_only_as_a_copy_of_the_same_colour(flat_store, tmp_path):
+    db, ids, _ = flat_store
+    copy = tmp_path / "store.duckdb"
+    shutil.copy(db, copy)
+    new = tmp_path / "new"
+    _jpeg(new / "Pop" / "grey.png", np.full((300, 300, 3), 128, np.uint8))
+    _jpeg(new / "Pop" / "black-again.jpg", np.zeros((320, 320, 3), np.uint8), quality=80)
+    result = ok_json(run_cli("ingest", new, "--features", "phash", "--report-duplicates", "--json", db=copy, index_dir=tmp_path))
+    found = result["near_duplicates"]["found"]
+    assert {Path(d["path"]).name for d in found} == {"black-again.jpg"}, found
+    assert {d["duplicate_of"] for d in found} == {ids["black"], ids["black-1px"]}
+
+
 # -- 7: label --csv reads regular files only, streamed ----------------------------------------------
 def test_label_csv_refuses_devices_and_pipes_without_reading(base, tmp_path):
     folder, _ = base
