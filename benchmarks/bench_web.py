@@ -338,7 +338,7 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
         (folder / genres[album_id]).mkdir(parents=True, exist_ok=True)
         (folder / genres[album_id] / Path(path).name).symlink_to(Path(path).resolve())
     ids = [str(a) for a, _ in comeback]
-    subprocess.run([*COVERSEARCH, *globals_, "remove", *sum((["--album", a] for a in ids), [])], env=env, cwd=REPO,
+    subprocess.run([*COVERSEARCH, *globals_, "remove", "--yes", *sum((["--album", a] for a in ids), [])], env=env, cwd=REPO,
                    check=True, capture_output=True)
     server = Server(globals_, env, work / "serve-live.log", *args.serve_options)
     albums_before = server.health["albums"]
@@ -353,7 +353,7 @@ def part_live(args, work: Path, db: Path, images: list[Path], env: dict, globals
                            env=env, cwd=REPO, check=True)
             outcome["ingest_seconds"] = time.perf_counter() - t
             t = time.perf_counter()
-            subprocess.run([*COVERSEARCH, *globals_, "remove", *sum((["--album", str(a)] for a, _ in doomed), [])],
+            subprocess.run([*COVERSEARCH, *globals_, "remove", "--yes", *sum((["--album", str(a)] for a, _ in doomed), [])],
                            env=env, cwd=REPO, check=True, capture_output=True)
             outcome["remove_seconds"] = time.perf_counter() - t
             t = time.perf_counter()

@@ -1,6 +1,9 @@
 """Write a file or a folder whole or not at all, and say how big things are.
 
-``write_atomic`` writes one file under a temporary name and renames it into place.
+``write_atomic`` writes one file under a temporary name and renames it into place; ``atomic_output``
+does the same for a writer that needs a file name.  A file the user named (``--out`` and the like)
+is checked by ``check_output`` before the work and written with ``option=`` set: only as a regular
+file, never through a symbolic link, with one ``error:`` line when it cannot be.
 
 A build writes ``.NAME.staging-PID-*`` and swaps the previous folder out as ``.NAME.old-PID-*``.
 A build killed mid-way leaves these behind; ``leftovers`` lists them and the next ``staged_folder``
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -171,24 +175,104 @@ def staged_folder(parent: Path, name: str) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o644, fsync: bool = False,
-                 suffix: str = ".tmp") -> None:
-    """Write ``data`` to ``path`` whole or not at all: a temporary file beside it, then ``os.replace``
-    (``fsync``: flushed to disk first, for files a crash must not leave empty)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words ("a named pipe")."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name[:100]}."  # a long name plus the random part must stay one legal file name
+
+
+def _refuse_non_regular(path: Path, option: str) -> None:
+    """Refuse to replace anything but a regular file: a device, pipe or socket would be swapped for a
+    plain file, a folder cannot be, and a symbolic link is refused rather than followed, because the
+    atomic rename that replaces a file would replace the link itself (see docs on outputs)."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if fsync:
-                fh.flush()
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # e.g. a path through a file, or a loop of links
+        raise CoverSearchError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise CoverSearchError(f"{option} {path} is a folder; give a file name inside it")
+    if stat.S_ISLNK(mode):
+        raise CoverSearchError(
+            f"{option} {path} is a symbolic link (to {os.readlink(path)}); outputs are written as regular files only: "
+            "give the path of the file itself"
+        )
+    raise CoverSearchError(f"{option} {path} is {file_kind(mode)}; outputs are written as regular files only")
+
+
+def check_output(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` as an output the user named (``option`` says which), checked before any work: it is
+    absent or a regular file (not a link, folder, device, pipe or socket), in an existing folder
+    where a file can be created (tried for real: permissions, read-only mounts and /proc all show)."""
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise CoverSearchError(f"{option} {str(path) or repr('')}: give a file name")
+    _refuse_non_regular(path, option)
+    folder = path.parent
+    if not folder.is_dir():
+        raise CoverSearchError(f"cannot write {option} {path}: folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CoverSearchError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, *, mode: int = 0o644, fsync: bool = False, suffix: str = ".tmp",
+                  option: str | None = None) -> Iterator[Path]:
+    """Yield a temporary file beside ``path`` for a writer that needs a file name (DuckDB's COPY);
+    when the block succeeds it becomes ``path`` (``mode``; ``fsync``: flushed to disk first, for
+    files a crash must not leave empty), else it is removed and ``path`` is as it was.
+
+    ``option`` marks a file the user named: it is checked as ``check_output`` does, again just
+    before the rename, and an OS error becomes one line naming the option."""
+    path = Path(path)
+    if option is not None:
+        check_output(path, option)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
+        os.close(fd)
+        yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        if option is not None:
+            _refuse_non_regular(path, option)  # something else may have appeared there during the work
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        if option is None:
+            raise
+        raise CoverSearchError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o644, fsync: bool = False,
+                 suffix: str = ".tmp", option: str | None = None) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file beside it, then ``os.replace``
+    (see ``atomic_output``; ``option`` for a file the user named)."""
+    with atomic_output(path, mode=mode, fsync=fsync, suffix=suffix, option=option) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def format_bytes(n: float, *, si: bool = False) -> str:

@@ -19,14 +19,24 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Lay out, write the PNG (creating its folder) and free the figure."""
+def figure_png(fig) -> bytes:
+    """Lay out the figure, free it, and return it as PNG bytes (PNG whatever a file name would say)."""
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    pyplot().close(fig)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        pyplot().close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig, path: Path, option: str | None = None) -> Path:
+    """Write the figure as a PNG at exactly ``path``, atomically (``option``: a file the user named,
+    see ``fsutil.write_atomic``), and free it."""
+    from coversearch.fsutil import write_atomic
+
+    write_atomic(path, figure_png(fig), option=option)
+    return Path(path)
 
 
 def plot_png(draw) -> bytes:

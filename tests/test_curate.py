@@ -101,10 +101,10 @@ def test_remove_by_path_and_by_genre(curated, cross_genre_duplicates):
     plan = ok_json(cli("remove", "--path", root / "Pop" / pop.name, "--json"))
     assert len(plan["album_ids"]) == 1 and plan["files"] == 2 and plan["genre_links"] == 2
     # A folder takes every album stored under it.
-    rock = ok_json(cli("remove", "--path", root / "Rock", "--json"))
+    rock = ok_json(cli("remove", "--path", root / "Rock", "--yes", "--json"))
     assert len(rock["album_ids"]) == 6
     # A genre takes the albums filed under it alone; the two Electronic+Pop albums left only lose Pop.
-    pop_plan = ok_json(cli("remove", "--genre", "Pop", "--json"))
+    pop_plan = ok_json(cli("remove", "--genre", "Pop", "--yes", "--json"))
     assert len(pop_plan["album_ids"]) == 6 and len(pop_plan["unlinked"]) == 2
     stats = ok_json(cli("stats", "--json"))
     assert "Pop" not in stats["albums_per_genre"] and "Rock" not in stats["albums_per_genre"]

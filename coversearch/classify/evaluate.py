@@ -53,7 +53,8 @@ def evaluate_predictions(classes: Sequence[str], proba: np.ndarray, genres: Sequ
     }
 
 
-def plot_confusion(result: dict, title: str, path: Path) -> Path:
+def plot_confusion(result: dict, title: str, path: Path, option: str | None = None) -> Path:
+    """The confusion heat map as a PNG at ``path`` (``option``: the user named it, e.g. ``--png``)."""
     plt = pyplot()
 
     matrix = np.array(result["confusion"])
@@ -72,7 +73,7 @@ def plot_confusion(result: dict, title: str, path: Path) -> Path:
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set_title(f"{title}\naccuracy {result['accuracy']:.1%} on {result['albums']} test albums", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
-    return save_figure(fig, path)
+    return save_figure(fig, path, option)
 
 
 def plot_reliability(result: dict, title: str, path: Path) -> Path:

@@ -31,7 +31,7 @@ from coversearch.cli.params import parse_params
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import parse_feature_list
-from coversearch.fsutil import leftovers
+from coversearch.fsutil import check_output, leftovers
 from coversearch.store import Store
 
 
@@ -181,6 +181,8 @@ def evaluate_command(
 ) -> None:
     """Test accuracy, per-genre recall, the confusion matrix (also saved as a PNG heat map), calibration
     (ECE and Brier before/after, reliability diagram PNG) and the risk-coverage table of "unknown"."""
+    if png is not None:
+        check_output(png, "--png")
     name = _model_name(ctx, model)
     trained = TrainedModel.load(state(ctx).model_dir, name)
     _note_unverified(trained)
@@ -190,7 +192,7 @@ def evaluate_command(
     if png is not None:
         from coversearch.classify.evaluate import plot_confusion
 
-        plot_confusion(evaluation.result, name, png)
+        plot_confusion(evaluation.result, name, png, option="--png")
     result = evaluation.result
     if json_out:
         print_json({**result, "confusion_png": str(png or evaluation.confusion_png), "reliability_png": str(evaluation.reliability_png)})

@@ -9,21 +9,35 @@ import typer
 from coversearch.cli.app import app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.store import Store
-from coversearch.store.curate import LabelChange, apply_removal, check_genre, plan_removal, read_label_csv, relabel
+from coversearch.genres import check_genre
+from coversearch.store.curate import LabelChange, apply_removal, plan_removal, read_label_csv, relabel
+
+# A removal taking more than this share of the store's albums needs --yes.
+UNCONFIRMED_SHARE = 0.10
 
 
 @app.command("remove")
 def remove_command(
     ctx: typer.Context,
     album: list[int] = typer.Option(None, "--album", help="Album id to remove (repeatable)."),
-    path: list[Path] = typer.Option(None, "--path", help="Remove the album stored at this file, or every album under this folder (repeatable)."),
+    # Text, not Path: Path("") would quietly become "." (the current folder).
+    path: list[str] = typer.Option(None, "--path", help="Remove the album stored at this file, or every album under this folder (repeatable)."),
     genre: str = typer.Option(None, "--genre", help="Remove the albums of this genre (albums that also carry another genre only lose it)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; change nothing."),
+    yes: bool = typer.Option(False, "--yes", help=f"Remove even when that is more than {UNCONFIRMED_SHARE:.0%} of the store's albums."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan (and whether it was applied) as JSON."),
 ) -> None:
-    """Remove albums with their files, genres, vectors and split sides, in one transaction."""
-    with Store.open(state(ctx).db, read_only=dry_run) as store:
+    """Remove albums with their files, genres, vectors and split sides, in one transaction.
+
+    A removal of more than 10% of the store's albums is refused without --yes (it says how many)."""
+    with Store.open(state(ctx).db, read_only=dry_run, create=False) as store:
         plan = plan_removal(store, album_ids=album or (), paths=path or (), genre=genre)
+        total = store.album_count()
+        if not dry_run and not yes and len(plan.album_ids) > UNCONFIRMED_SHARE * total:
+            raise CoverSearchError(
+                f"this would remove {len(plan.album_ids)} of {total} albums ({len(plan.album_ids) / total:.0%}), more than "
+                f"{UNCONFIRMED_SHARE:.0%} of the store: add --yes to remove them (--dry-run lists them); nothing was removed"
+            )
         if not dry_run:
             apply_removal(store, plan)
     if json_out:
@@ -62,7 +76,7 @@ def label_command(
             raise CoverSearchError("give --album ID (repeatable) and one of --add GENRE or --remove GENRE, or --csv FILE")
         action, genre = ("add", add) if add is not None else ("remove", remove)
         changes = [LabelChange(a, action, check_genre(genre)) for a in album]
-    with Store.open(state(ctx).db, read_only=dry_run) as store:
+    with Store.open(state(ctx).db, read_only=dry_run, create=False) as store:
         result = relabel(store, changes, dry_run=dry_run)
     if json_out:
         print_json(result.to_dict() | {"dry_run": dry_run})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import check_output, write_atomic
 from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO
 from coversearch.query.duplicates import DedupeResult, DuplicateCheck, check_image, find_groups, parse_rules
 from coversearch.store import Store
@@ -46,8 +48,8 @@ def dedupe_command(
     """Find groups of near-duplicate covers (resized, cropped, re-compressed, bordered... copies)."""
     if json_out and csv_file is not None:
         raise CoverSearchError("choose one of --json and --csv")
-    if csv_file is not None and not csv_file.parent.is_dir():
-        raise CoverSearchError(f"cannot write {csv_file}: folder {csv_file.parent} does not exist")
+    if csv_file is not None:
+        check_output(csv_file, "--csv")
     with Store.open(state(ctx).db, read_only=True) as store, ExitStack() as bars:
         rules = parse_rules(store, _features(feature), threshold)
         progress = None if quiet or json_out else lambda what, total: bars.enter_context(progress_bar(what, total, "albums"))
@@ -63,26 +65,25 @@ def dedupe_command(
 
 
 def write_csv(result: DedupeResult, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for group in result.groups:
-            for member in group.members:
-                writer.writerow(
-                    [
-                        group.group,
-                        len(group.members),
-                        member.album_id,
-                        int(member.album_id == group.representative),
-                        ";".join(f"{f}={d}" for f, d in member.distances.items()),
-                        member.width,
-                        member.height,
-                        ";".join(member.genres),
-                        member.path,
-                    ]
-                )
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for group in result.groups:
+        for member in group.members:
+            writer.writerow(
+                [
+                    group.group,
+                    len(group.members),
+                    member.album_id,
+                    int(member.album_id == group.representative),
+                    ";".join(f"{f}={d}" for f, d in member.distances.items()),
+                    member.width,
+                    member.height,
+                    ";".join(member.genres),
+                    member.path,
+                ]
+            )
+    write_atomic(path, text.getvalue(), option="--csv")
 
 
 def print_groups(result: DedupeResult, top: int) -> None:

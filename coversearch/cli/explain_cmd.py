@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
 from coversearch.errors import CoverSearchError, ImageError
+from coversearch.fsutil import check_output, write_atomic
 
 
 def check_explain_target(paths: list[Path], out: Path) -> None:
     """Refuse before any work: one image to explain, and a writable place for the PNG."""
     if len(paths) != 1:
         raise CoverSearchError(f"--explain explains one image; {len(paths)} were given")
-    if out.is_dir():
-        raise CoverSearchError(f"--explain {out} is a folder; give a file name such as why.png")
-    if not out.parent.is_dir():
-        raise CoverSearchError(f"cannot write --explain {out}: folder {out.parent} does not exist")
+    check_output(out, "--explain")
 
 
 def write_explanation(trained, image: Path, out: Path, vgg16_weights) -> None:
@@ -31,15 +27,7 @@ def write_explanation(trained, image: Path, out: Path, vgg16_weights) -> None:
         raise CoverSearchError(f"cannot explain {image}: {exc}") from None
     found = occlusion(trained, model_embedder(trained, vgg16_weights), rgb)
     data = found.png(rgb)
-    # Written under a temporary name and renamed: a killed run never leaves half a PNG.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, data, option="--explain")
     typer.echo(
         f"explanation of {found.genre} ({found.probability:.0%}) for {image}: {out} "
         f"({found.patches} masked copies; hottest patch centred at row {found.peak[0]}, column {found.peak[1]})",

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
 from coversearch.cli.app import app, print_json, state
 from coversearch.errors import CoverSearchError
+from coversearch.fsutil import check_output, write_atomic
 from coversearch.store import Store
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @app.command("map")
@@ -42,11 +29,10 @@ def map_command(
     from coversearch.imaging.thumbs import album_thumbnail
     from coversearch.web.map_view import map_data, standalone_html
 
-    if out.is_dir():
-        raise CoverSearchError(f"--out {out} is a folder; give a file name such as map.html")
-    if not out.parent.is_dir():
-        raise CoverSearchError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_output(out, "--out")
     thumb_dir = out.parent / f"{out.stem}_thumbs"
+    if thumbs and (thumb_dir.is_symlink() or (thumb_dir.exists() and not thumb_dir.is_dir())):
+        raise CoverSearchError(f"cannot write the thumbnails to {thumb_dir}: it is there and not a folder")
     # Writable: the layout is cached in the store (a writer waits for no one unless --lock-timeout says so).
     with Store.open(state(ctx).db, create=False) as store:
         layout = catalogue_map(store, feature, recompute=recompute)
@@ -59,11 +45,11 @@ def map_command(
             for album_id in layout.album_ids.tolist():
                 target = thumb_dir / f"{album_id}.jpg"
                 if not target.exists():
-                    _write_atomic(target, album_thumbnail(store, albums[album_id]))
+                    write_atomic(target, album_thumbnail(store, albums[album_id]))
                     written += 1
     data = map_data(layout, genres_of, f"{thumb_dir.name}/{{id}}.jpg", near)
     text = standalone_html(data, f"{Path(state(ctx).db).name}, {layout.feature}")
-    _write_atomic(out, text.encode("utf-8"))
+    write_atomic(out, text, option="--out")
     summary = layout.summary() | {"out": str(out), "bytes": len(text.encode("utf-8")), "thumbs_dir": str(thumb_dir) if thumbs else None,
                                   "thumbs_written": written}
     if json_out:

@@ -9,9 +9,10 @@ import typer
 from coversearch.cli.app import app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
+from coversearch.fsutil import check_output
 from coversearch.index import metrics
 from coversearch.store import Store
-from coversearch.store.parquet import check_feature_name, export_feature, import_vectors
+from coversearch.store.parquet import check_feature_name, check_import_file, export_feature, import_vectors
 
 
 @app.command("export")
@@ -22,6 +23,7 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Write album_id, sha256, path, genres and vector of every album with FEATURE vectors as Parquet."""
+    check_output(out, "--out")
     with Store.open(state(ctx).db, read_only=True) as store:
         fs = store.feature_set(feature)
         metric = metrics.metric_for(fs)
@@ -46,11 +48,10 @@ def import_command(
 ) -> None:
     """Make vectors computed elsewhere a feature set of the store, matched to albums by sha256 or path."""
     check_feature_name(feature, FEATURE_NAMES)
-    if not path.is_file():
-        raise CoverSearchError(f"no such file: {path}")
+    check_import_file(path)
     if metric is not None:
         metrics.check_metric(metric)
-    with Store.open(state(ctx).db) as store:
+    with Store.open(state(ctx).db, create=False) as store:
         summary = import_vectors(store, path, feature, metric=metric, model_fingerprint=model_fingerprint, match=match)
     if json_out:
         print_json(summary.to_dict())

@@ -35,6 +35,7 @@ RANSAC_PX = 4.0  # reprojection error, in pixels at SIDE, for a keypoint pair to
 MIN_KEYPOINTS = 12  # a cover with fewer (a flat colour, a faint logo) cannot be verified either way
 COMPARE_SIDE = 128  # pixels on the longer side for the aligned comparison: detail of lettering, 16 KB a cover
 CELL = 8  # pixels at COMPARE_SIDE: a 16 x 16 grid
+COLOUR_GRID = 8  # cells a side of the mean-colour grid (``colour_difference``)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Keypoints:
     mirrored_points: np.ndarray | None = None
     width: int = 0  # of the shrunk image
     small: np.ndarray | None = None  # greyscale at COMPARE_SIDE, for the aligned comparison
+    colours: np.ndarray | None = None  # COLOUR_GRID x COLOUR_GRID x 3 mean colours, for pictures without keypoints
 
     def __len__(self) -> int:
         return 0 if self.descriptors is None else len(self.descriptors)
@@ -78,7 +80,8 @@ def keypoints(rgb: np.ndarray, *, mirrored: bool = False) -> Keypoints:
     points, desc = _describe(grey)
     half = COMPARE_SIDE / SIDE
     small = cv2.resize(grey, (max(4, round(grey.shape[1] * half)), max(4, round(grey.shape[0] * half))), interpolation=cv2.INTER_AREA)
-    out = Keypoints(points, desc, width=grey.shape[1], small=small)
+    colours = cv2.resize(np.ascontiguousarray(rgb), (COLOUR_GRID, COLOUR_GRID), interpolation=cv2.INTER_AREA)
+    out = Keypoints(points, desc, width=grey.shape[1], small=small, colours=colours)
     if mirrored:
         out.mirrored_points, out.mirrored = _describe(np.ascontiguousarray(grey[:, ::-1]))
     return out
@@ -183,6 +186,14 @@ def match(a: Keypoints, b: Keypoints) -> Match:
             inliers, transform, mirrored = flipped, flipped_transform, True
     a_small = a.small if a.small is None or not mirrored else np.ascontiguousarray(a.small[:, ::-1])
     return Match(inliers, transform, a_small, b.small)
+
+
+def colour_difference(a: Keypoints, b: Keypoints) -> float:
+    """Mean absolute difference (0-255) of the two pictures' mean-colour grids, laid over each other
+    whole: for pictures with too little structure for keypoints (a flat colour, two flat halves)."""
+    if a.colours is None or b.colours is None:
+        return 255.0
+    return float(np.abs(a.colours.astype(np.float32) - b.colours.astype(np.float32)).mean())
 
 
 def verifiable(k: Keypoints) -> bool:

@@ -45,6 +45,12 @@ MIN_INLIERS = 20  # keypoint pairs agreeing on one transform for a candidate to 
 CELL_DIFFERS = 40
 MAX_DIFFERING = 0.2
 FIRST_K = 16  # neighbours asked for first (each query's own vector is one of them)
+# A pHash sets exactly half its bits (the DCT coefficients above their median) unless coefficients
+# tie, which in a picture happens only where they are exactly zero: a flat colour, a 1-pixel cover,
+# two flat halves.  Such a hash says almost nothing (every flat cover hashes to 0 or 1 bit set,
+# black 1 bit from white), so a pair with one is a near-duplicate only when the pictures' mean
+# colours, cell by cell, differ by at most SAME_COLOURS grey levels on average (whatever the distance).
+SAME_COLOURS = 10
 
 Advance = Callable[[int], None]
 
@@ -218,11 +224,43 @@ def confirmed(query, stored) -> bool:
     return found.inliers >= MIN_INLIERS and found.differing(CELL_DIFFERS) <= MAX_DIFFERING
 
 
-def verify_pairs(rule: Rule, a: np.ndarray, b: np.ndarray, d: np.ndarray, cache: KeypointCache) -> np.ndarray:
+def uninformative(rule: Rule, vectors: np.ndarray) -> np.ndarray:
+    """Which ``vectors`` say too little for ``rule`` to judge a pair by its distance: hashes with
+    fewer than half their bits set (tied coefficients, see SAME_COLOURS).  Other metrics: none."""
+    vectors = np.asarray(vectors)
+    if rule.metric != metrics.HAMMING or len(vectors) == 0:
+        return np.zeros(len(vectors), dtype=bool)
+    return np.count_nonzero(vectors > 0.5, axis=1) < vectors.shape[1] // 2
+
+
+def uninformative_ids(store, rule: Rule, album_ids) -> set[int]:
+    """Those of the stored ``album_ids`` whose ``rule`` vector is ``uninformative``."""
+    if rule.metric != metrics.HAMMING:
+        return set()
+    ids, vectors = store.load_embeddings(store.feature_set(rule.feature), sorted({int(a) for a in album_ids}))
+    return set(ids[uninformative(rule, vectors)].tolist())
+
+
+def same_pictures(a, b) -> bool:
+    """Whether two pictures too plain to verify by keypoints (``features.keypoints.Keypoints``) show
+    the same colours in the same places."""
+    from coversearch.features.keypoints import colour_difference
+
+    return a is not None and b is not None and colour_difference(a, b) <= SAME_COLOURS
+
+
+def verify_pairs(rule: Rule, a: np.ndarray, b: np.ndarray, d: np.ndarray, cache: KeypointCache,
+                 plain: np.ndarray | None = None) -> np.ndarray:
     """Which pairs (a[i], b[i]) at distances d[i] hold: within ``rule.sure`` as they are, beyond it
-    only when keypoint verification confirms them."""
+    only when keypoint verification confirms them; a pair where ``plain[i]`` (one side's vector is
+    ``uninformative``) only when ``same_pictures``, at any distance."""
     keep = np.asarray([rule.accepts(x) for x in d.tolist()], dtype=bool)
-    todo = np.flatnonzero(~keep)
+    if plain is not None and plain.any():
+        todo = np.flatnonzero(plain)
+        cache.load(np.concatenate([a[todo], b[todo]]))
+        for i in todo.tolist():
+            keep[i] = same_pictures(cache.get(int(a[i])), cache.get(int(b[i])))
+    todo = np.flatnonzero(~keep & (True if plain is None else ~plain))
     if len(todo):
         cache.load(np.concatenate([a[todo], b[todo]]))
         for i in todo.tolist():
@@ -315,9 +353,11 @@ def store_near_pairs(
     allowed = None if album_ids is None else ids
     a, b, d = near_pairs(index, vectors, ids, rule, allowed_ids=allowed, advance=advance)
     verified = 0
-    if rule.verified:
-        keep = verify_pairs(rule, a, b, d, cache if cache is not None else KeypointCache(store))
-        verified = int(sum(not rule.accepts(x) for x in d.tolist()))
+    flat = set(ids[uninformative(rule, vectors)].tolist())
+    plain = np.fromiter((x in flat or y in flat for x, y in zip(a.tolist(), b.tolist())), dtype=bool, count=len(a))
+    if rule.verified or plain.any():
+        keep = verify_pairs(rule, a, b, d, cache if cache is not None else KeypointCache(store), plain)
+        verified = int(sum(p or not rule.accepts(x) for x, p in zip(d.tolist(), plain.tolist())))
         a, b, d = a[keep], b[keep], d[keep]
     return RulePairs(rule, a, b, d, label, ids, vectors, verified)
 

@@ -73,7 +73,8 @@ def pair_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.
     q = prepare(queries, metric).astype(np.float64)
     v = prepare(vectors, metric).astype(np.float64)
     if metric == COSINE:
-        return 1.0 - np.einsum("ij,ij->i", q, v)
+        # Rounding can put the dot product of a vector with itself just above 1: never a negative distance.
+        return np.maximum(1.0 - np.einsum("ij,ij->i", q, v), 0.0)
     if metric == HAMMING:
         return np.count_nonzero((q > 0.5) != (v > 0.5), axis=1).astype(np.float64)
     return np.sqrt(np.einsum("ij,ij->i", q - v, q - v))

@@ -6,13 +6,14 @@ original study's links file (``url<TAB>genre/file.jpg``) resolved under a root f
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from coversearch.csvfile import StrictCsv
 from coversearch.errors import CoverSearchError
+from coversearch.genres import SEPARATORS, check_genre
 
 
 def absolute(path: Path) -> Path:
@@ -55,60 +56,68 @@ def read_folder(root: Path) -> SourceListing:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
+            try:
+                genre = check_genre(entry.name)
+            except CoverSearchError as exc:
+                problems.append(SourceProblem(str(entry), "bad-genre", f"folder name: {exc}; its files were left out"))
+                continue
             for path in sorted(entry.rglob("*")):
                 rel = path.relative_to(entry)
                 if any(part.startswith(".") for part in rel.parts) or path.is_dir():
                     continue
-                items.append(SourceItem(path=path, genres=(entry.name,)))
+                items.append(SourceItem(path=path, genres=(genre,)))
         else:
             problems.append(SourceProblem(str(entry), "no-genre", "file is not inside a genre folder ROOT/<genre>/"))
     return SourceListing(items, problems)
 
 
-_GENRE_SEPARATORS = (";", "|")
-
-
 def _split_genres(text: str) -> tuple[str, ...]:
-    for sep in _GENRE_SEPARATORS:
+    """The genres of a manifest's genre(s) field (separated by ; | or ,), each checked (``check_genre``)."""
+    for sep in SEPARATORS:
         text = text.replace(sep, ",")
-    return tuple(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    return tuple(dict.fromkeys(check_genre(g) for g in text.split(",") if g.strip()))
 
 
 def read_manifest(manifest: Path, root: Path | None = None) -> SourceListing:
     """CSV with a header: ``path`` and ``genre`` or ``genres`` (separated by ; | or ,), optional
     ``artist``, ``title``, ``url``.  Relative paths are resolved against ``root`` or the
-    manifest's own folder."""
+    manifest's own folder.  Read strictly (``coversearch.csvfile``): a bad line is a problem of
+    its own, numbered as the file's line."""
     base = absolute(root if root is not None else manifest.parent)
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = set(rows[0].keys()) if rows else set()
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CoverSearchError(f"cannot read manifest {manifest}: {exc}") from None
-    if rows and ("path" not in header or not ({"genre", "genres"} & header)):
-        raise CoverSearchError(f"manifest {manifest} needs a header with 'path' and 'genre' (or 'genres') columns")
     items: list[SourceItem] = []
     problems: list[SourceProblem] = []
-    for line_no, row in enumerate(rows, start=2):
-        where = f"{manifest}:{line_no}"
-        if any("\0" in value for value in row.values() if isinstance(value, str)):
-            problems.append(SourceProblem(where, "bad-manifest-line", "NUL byte in the line"))
-            continue
-        path_text = (row.get("path") or "").strip()
-        genres = _split_genres(row.get("genres") or row.get("genre") or "")
-        if not path_text or not genres:
-            problems.append(SourceProblem(where, "bad-manifest-line", "missing path or genre"))
-            continue
-        path = Path(path_text)
-        items.append(
-            SourceItem(
-                path=path if path.is_absolute() else base / path,
-                genres=genres,
-                url=(row.get("url") or "").strip() or None,
-                artist=(row.get("artist") or "").strip() or None,
-                title=(row.get("title") or "").strip() or None,
+    with StrictCsv(manifest, what="manifest") as table:
+        header = set(table.header)
+        if table.header and ("path" not in header or not ({"genre", "genres"} & header)):
+            raise CoverSearchError(f"manifest {manifest} needs a header with 'path' and 'genre' (or 'genres') columns")
+        for record in table:
+            where = f"{manifest}:{record.line}"
+            row = record.fields
+            if row is None:
+                problems.append(SourceProblem(where, "bad-manifest-line", record.problem))
+                continue
+            if any("\0" in value for value in row.values()):
+                problems.append(SourceProblem(where, "bad-manifest-line", "NUL byte in the line"))
+                continue
+            path_text = (row.get("path") or "").strip()
+            try:
+                genres = _split_genres(row.get("genres") or row.get("genre") or "")
+            except CoverSearchError as exc:
+                problems.append(SourceProblem(where, "bad-genre", str(exc)))
+                continue
+            if not path_text or not genres:
+                problems.append(SourceProblem(where, "bad-manifest-line", "missing path or genre"))
+                continue
+            path = Path(path_text)
+            items.append(
+                SourceItem(
+                    path=path if path.is_absolute() else base / path,
+                    genres=genres,
+                    url=(row.get("url") or "").strip() or None,
+                    artist=(row.get("artist") or "").strip() or None,
+                    title=(row.get("title") or "").strip() or None,
+                )
             )
-        )
     return SourceListing(items, problems)
 
 
@@ -118,14 +127,20 @@ def read_links(links: Path, root: Path) -> SourceListing:
 
     entries, link_problems = parse_links(links)
     listing = listing_from_links(root, entries)
-    listing.problems = [SourceProblem(f"{links}:{p.line_no}", "bad-links-line", p.reason) for p in link_problems]
+    listing.problems += [SourceProblem(f"{links}:{p.line_no}", "bad-links-line", p.reason) for p in link_problems]
     return listing
 
 
 def listing_from_links(root: Path, entries: Iterable) -> SourceListing:
     """Items for link entries already resolved (e.g. the files a download left under root)."""
     root = absolute(root)
-    return SourceListing([SourceItem(path=root / e.relpath, genres=(e.genre,), url=e.url) for e in entries], [])
+    items, problems = [], []
+    for e in entries:
+        try:
+            items.append(SourceItem(path=root / e.relpath, genres=(check_genre(e.genre),), url=e.url))
+        except CoverSearchError as exc:
+            problems.append(SourceProblem(str(root / e.relpath), "bad-genre", str(exc)))
+    return SourceListing(items, problems)
 
 
 def read_source(root: Path, manifest: Path | None = None, links: Path | None = None) -> SourceListing:

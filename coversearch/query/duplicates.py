@@ -32,7 +32,10 @@ from coversearch.index.duplicates import (
     confirmed,
     connected_components,
     make_rule,
+    same_pictures,
     store_near_pairs,
+    uninformative,
+    uninformative_ids,
 )
 from coversearch.store import Store
 
@@ -326,10 +329,21 @@ def check_image(
         else:
             vector = extract_images(searcher.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
         result = searcher.search_vector(vector, min(CHECK_K, len(searcher.index)), label=str(image))
+        close = [hit for hit in result.hits if hit.distance <= rule.threshold + 1e-9]
+        plain = uninformative_ids(store, rule, [hit.album_id for hit in close])
+        if uninformative(rule, np.asarray(vector).reshape(1, -1))[0]:
+            plain |= {hit.album_id for hit in close}
         for rank, hit in enumerate(result.hits):
             if hit.distance > rule.threshold + 1e-9:
                 continue
-            if not rule.accepts(hit.distance):
+            if hit.album_id in plain:  # a hash that says nothing: the pictures themselves decide
+                if cache is None:
+                    from coversearch.features.keypoints import keypoints
+
+                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                if not same_pictures(query_keypoints, cache.get(hit.album_id)):
+                    continue
+            elif not rule.accepts(hit.distance):
                 if rank >= CANDIDATE_K or hit.album_id == exact_id:
                     continue
                 if cache is None:
@@ -377,11 +391,15 @@ def duplicates_of_new_albums(
         index, _ = open_dedupe_index(store, rule.feature, rule.metric, index_dir)
         k = min(CHECK_K + 1, len(index))
         nn_ids, nn_dist = index.batch_search(vecs, k)
+        plain = uninformative_ids(store, rule, np.concatenate([ids, nn_ids[nn_ids >= 0]]))
         for row, album_id in enumerate(ids.tolist()):
             for rank, (other, d) in enumerate(zip(nn_ids[row].tolist(), nn_dist[row].tolist())):
                 if other < 0 or other == album_id or d > rule.threshold + 1e-9 or other in is_new or (album_id, other) in best:
                     continue
-                if not rule.accepts(d) and (rank > CANDIDATE_K or not confirmed(cache.get(album_id), cache.get(other))):
+                if album_id in plain or other in plain:  # a hash that says nothing: the pictures themselves decide
+                    if not same_pictures(cache.get(album_id), cache.get(other)):
+                        continue
+                elif not rule.accepts(d) and (rank > CANDIDATE_K or not confirmed(cache.get(album_id), cache.get(other))):
                     continue
                 best[(album_id, other)] = (rule.feature, _rounded(d, rule))
     albums = store.albums(sorted({x for pair in best for x in pair})) if best else {}

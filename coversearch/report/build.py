@@ -23,7 +23,7 @@ from coversearch.bench import tables as bench_tables
 from coversearch.classify.evaluate import CONFUSION_PNG, EVALUATION, RELIABILITY_PNG
 from coversearch.classify.model import list_cards
 from coversearch.errors import CoverSearchError
-from coversearch.fsutil import write_atomic
+from coversearch.fsutil import check_output, write_atomic
 from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.plots import plot_png
 from coversearch.index.duplicates import default_rules
@@ -366,6 +366,7 @@ def build_report(
 ) -> ReportSummary:
     """Write the report for the store at ``store_path`` to ``out`` (atomically) and say what is in it."""
     started = time.perf_counter()
+    out = check_output(out, "--out")  # before the work: a report is minutes of it
     rng = random.Random(seed)
     notes: list[str] = []
     page = _Page()
@@ -399,7 +400,6 @@ def build_report(
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
     text = head + "".join(page.parts) + "</body></html>"
-    out = Path(out)
-    write_atomic(out, text)
+    write_atomic(out, text, option="--out")
     sections = [*SECTIONS, *(["explanations"] if explain else []), *(["map"] if map_feature else [])]
     return ReportSummary(out, time.perf_counter() - started, page.images, sections, notes)

@@ -18,23 +18,32 @@ altogether, remove it.
 
 from __future__ import annotations
 
-import csv
 import os
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from coversearch.csvfile import StrictCsv
 from coversearch.errors import CoverSearchError
+from coversearch.genres import check_genre, genre_key
 from coversearch.store.db import Store
 from coversearch.imaging.thumbs import thumbs_dir
 
 ACTIONS = ("add", "remove")
 
 
+ID_MAX = 2**63 - 1  # album ids are BIGINT
+
+
 def _ids(values: Iterable[int]) -> np.ndarray:
-    return np.asarray(sorted(set(int(v) for v in values)), dtype=np.int64)
+    ids = sorted(set(int(v) for v in values))
+    outside = [v for v in ids if not -ID_MAX <= v <= ID_MAX]
+    if outside:  # no stored album can have it, and it does not fit the id column
+        raise CoverSearchError(f"no album with id {', '.join(map(str, outside))} in the store")
+    return np.asarray(ids, dtype=np.int64)
 
 
 # -- removal -----------------------------------------------------------------------------------------
@@ -60,6 +69,8 @@ def plan_removal(
 ) -> RemovalPlan:
     """What removing these albums would delete (nothing is changed): exactly one kind of selector."""
     given = [name for name, value in (("--album", album_ids), ("--path", paths), ("--genre", genre)) if value]
+    if genre is not None and not genre_key(genre):
+        raise CoverSearchError(f"--genre {genre!r} names no genre")
     if len(given) != 1:
         raise CoverSearchError("say what to remove with one of --album ID, --path PATH or --genre GENRE")
     unlinked: list[int] = []
@@ -72,6 +83,7 @@ def plan_removal(
     elif paths:
         chosen = _ids(_albums_at_paths(store, paths))
     else:
+        genre = genre_key(genre)
         rows = store.con.execute(
             "SELECT album_id, count(*) FILTER (WHERE genre <> $1) FROM album_genres "
             "WHERE album_id IN (SELECT album_id FROM album_genres WHERE genre = $1) GROUP BY album_id",
@@ -99,6 +111,11 @@ def _albums_at_paths(store: Store, paths: Sequence[str | os.PathLike]) -> set[in
     albums: set[int] = set()
     for raw in paths:
         text = str(raw)
+        if not text.strip():
+            raise CoverSearchError(f"--path {text!r} names no file or folder (an unset variable?)")
+        if not os.path.abspath(text).strip(os.sep):  # "/", "//", "/.", "$UNSET/"
+            raise CoverSearchError(f"--path {text} is the root folder: it would take every stored album; "
+                                   "name the folder the covers are in")
         if text in recorded:
             albums.add(recorded[text])
             continue
@@ -148,14 +165,54 @@ class LabelChange:
     album_id: int
     action: str  # "add" | "remove"
     genre: str
-    where: str = ""  # e.g. "labels.csv line 3", for messages
+    source: str = ""  # the CSV file's name, for messages
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        """e.g. "labels.csv line 3", or "" for a change given on the command line."""
+        return f"{self.source} line {self.line}" if self.source else ""
+
+
+class LabelChanges(Sequence[LabelChange]):
+    """The changes of a CSV file, stored by column (a million rows take about 25 MB, not hundreds):
+    each ``LabelChange`` is made when it is read."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._albums = array("q")
+        self._adds = bytearray()
+        self._genres = array("l")  # index into _names
+        self._lines = array("q")
+        self._names: list[str] = []
+        self._name_ids: dict[str, int] = {}
+
+    def append(self, album_id: int, action: str, genre: str, line: int) -> None:
+        genre_id = self._name_ids.get(genre)
+        if genre_id is None:
+            genre_id = self._name_ids[genre] = len(self._names)
+            self._names.append(genre)
+        self._albums.append(album_id)
+        self._adds.append(action == "add")
+        self._genres.append(genre_id)
+        self._lines.append(line)
+
+    def __len__(self) -> int:
+        return len(self._albums)
+
+    def __getitem__(self, i: int) -> LabelChange:  # type: ignore[override]
+        return LabelChange(self._albums[i], "add" if self._adds[i] else "remove", self._names[self._genres[i]],
+                           self.source, self._lines[i])
+
+    def __iter__(self) -> Iterator[LabelChange]:
+        return (self[i] for i in range(len(self)))
 
 
 @dataclass
 class LabelResult:
     added: list[tuple[int, str]] = field(default_factory=list)
     removed: list[tuple[int, str]] = field(default_factory=list)
-    unchanged: list[tuple[int, str, str]] = field(default_factory=list)  # (album, action, genre) already so
+    unchanged: list[tuple[int, str, str]] = field(default_factory=list)  # (album, action, genre) already so, each once
     new_genres: list[str] = field(default_factory=list)  # genres no album carried before
     applied: bool = False
 
@@ -167,16 +224,6 @@ class LabelResult:
             "new_genres": self.new_genres,
             "applied": self.applied,
         }
-
-
-def check_genre(genre: str, where: str = "") -> str:
-    name = (genre or "").strip()
-    prefix = f"{where}: " if where else ""
-    if not name:
-        raise CoverSearchError(f"{prefix}empty genre name")
-    if any(c in name for c in ";|,") or any(ord(c) < 32 for c in name):
-        raise CoverSearchError(f"{prefix}bad genre name {genre!r}: no ';', '|', ',' or control characters")
-    return name
 
 
 def relabel(store: Store, changes: Sequence[LabelChange], *, dry_run: bool = False) -> LabelResult:
@@ -198,6 +245,7 @@ def relabel(store: Store, changes: Sequence[LabelChange], *, dry_run: bool = Fal
         current[int(album_id)].add(genre)
     known_genres = {g for (g,) in store.con.execute("SELECT DISTINCT genre FROM album_genres").fetchall()}
     result = LabelResult()
+    unchanged: dict[tuple[int, str, str], None] = {}  # each once, in order, however often a file repeats it
     after = {a: set(g) for a, g in current.items()}
     for change in changes:
         where = f"{change.where}: " if change.where else ""
@@ -205,7 +253,7 @@ def relabel(store: Store, changes: Sequence[LabelChange], *, dry_run: bool = Fal
             raise CoverSearchError(f"{where}no album with id {change.album_id} in the store")
         genres = after[change.album_id]
         if (change.action == "add") == (change.genre in genres):
-            result.unchanged.append((change.album_id, change.action, change.genre))
+            unchanged[(change.album_id, change.action, change.genre)] = None
         elif change.action == "add":
             genres.add(change.genre)
         else:
@@ -218,6 +266,7 @@ def relabel(store: Store, changes: Sequence[LabelChange], *, dry_run: bool = Fal
             )
         result.added += [(album_id, g) for g in sorted(genres - current[album_id])]
         result.removed += [(album_id, g) for g in sorted(current[album_id] - genres)]
+    result.unchanged = list(unchanged)
     result.new_genres = sorted({g for _, g in result.added} - known_genres)
     if dry_run or not (result.added or result.removed):
         return result
@@ -230,31 +279,42 @@ def relabel(store: Store, changes: Sequence[LabelChange], *, dry_run: bool = Fal
     return result
 
 
-def read_label_csv(path: str | os.PathLike) -> list[LabelChange]:
-    """Changes from a CSV with a header ``album_id,action,genre`` (action: add or remove)."""
+MAX_LABEL_CSV_BYTES = 64 * 1024**2  # about 5 million changes
+
+
+def read_label_csv(path: str | os.PathLike) -> LabelChanges:
+    """Changes from a CSV with a header ``album_id,action,genre`` (action: add or remove; other
+    columns are ignored), read strictly (``coversearch.csvfile``): every line is checked, and the
+    first bad one is the error, with its line number in the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise CoverSearchError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CoverSearchError(f"{path} is not UTF-8 text") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-    if not {"album_id", "action", "genre"} <= set(columns):
-        raise CoverSearchError(f"{path}: the header must name the columns album_id, action, genre (found: {', '.join(columns) or 'none'})")
-    reader.fieldnames = columns
-    changes = []
-    for line, row in enumerate(reader, start=2):
-        if not any((v or "").strip() for v in row.values()):
-            continue
-        where = f"{path.name} line {line}"
-        try:
-            album_id = int((row.get("album_id") or "").strip())
-        except ValueError:
-            raise CoverSearchError(f"{where}: album_id must be a whole number, not {row.get('album_id')!r}") from None
-        action = (row.get("action") or "").strip().lower()
-        changes.append(LabelChange(album_id, action, check_genre(row.get("genre") or "", where), where))
+    changes = LabelChanges(path.name)
+    genres: dict[str, str] = {}  # each distinct text checked once
+    with StrictCsv(path, max_bytes=MAX_LABEL_CSV_BYTES) as table:
+        if not {"album_id", "action", "genre"} <= set(table.header):
+            raise CoverSearchError(f"{path}: the header must name the columns album_id, action, genre "
+                                   f"(found: {', '.join(table.header) or 'none'})")
+        for record in table:
+            where = f"{path.name} line {record.line}"
+            if record.fields is None:
+                raise CoverSearchError(f"{where}: {record.problem}")
+            row = record.fields
+            if not any(v.strip() for v in row.values()):
+                continue
+            text = row["album_id"].strip()
+            try:
+                album_id = int(text)
+            except ValueError:
+                raise CoverSearchError(f"{where}: album_id must be a whole number, not {row['album_id']!r}") from None
+            if not -ID_MAX <= album_id <= ID_MAX:
+                raise CoverSearchError(f"{where}: no album with id {album_id} in the store")
+            action = row["action"].strip().lower()
+            if action not in ACTIONS:
+                raise CoverSearchError(f"{where}: action must be add or remove, not {row['action']!r}")
+            raw = row["genre"]
+            genre = genres.get(raw)
+            if genre is None:
+                genre = genres[raw] = check_genre(raw, where)
+            changes.append(album_id, action, genre, record.line)
     if not changes:
         raise CoverSearchError(f"{path} lists no changes")
     return changes

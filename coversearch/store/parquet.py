@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from coversearch.errors import CoverSearchError, FeatureError
+from coversearch.fsutil import atomic_output
 from coversearch.store.db import FeatureSet, Store, utcnow
 
 # Parquet key-value metadata written by export; import reads the metric and fingerprint from it
@@ -30,6 +31,7 @@ IMPORTED_VERSION = 1
 IMPORT_METRICS = ("cosine", "euclidean")  # the index layer's metrics (coversearch.index.metrics)
 FEATURE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MATCH_COLUMNS = ("sha256", "path")
+FLOAT32_MAX = 3.4028234663852886e38  # vectors are stored as FLOAT
 _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT"}
 
 
@@ -58,14 +60,9 @@ def export_feature(store: Store, fs: FeatureSet, out: str | os.PathLike, metric:
     """Write album_id, sha256, path, genres and vector of every album with a ``fs`` vector.
 
     Written to a temporary name and renamed, so ``out`` is either the old file or the whole new
-    one.  Returns the number of rows.
+    one; ``out`` must be a regular file or absent (``fsutil.check_output``).  Returns the number of rows.
     """
     out = Path(out)
-    if out.is_dir():
-        raise CoverSearchError(f"--out {out} is a folder; give a file name such as {out / (fs.name + '.parquet')}")
-    if not out.parent.is_dir():
-        raise CoverSearchError(f"cannot write {out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     meta = {META_FEATURE: fs.name, META_VERSION: str(fs.version), META_METRIC: metric,
             META_FINGERPRINT: fs.model_fingerprint or ""}
     kv = ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in meta.items())
@@ -75,14 +72,12 @@ def export_feature(store: Store, fs: FeatureSet, out: str | os.PathLike, metric:
         "LEFT JOIN (SELECT album_id, list(genre ORDER BY genre) AS genres FROM album_genres GROUP BY album_id) g "
         "ON g.album_id = a.id ORDER BY a.id"
     )
-    try:
-        store.con.execute(f"COPY ({sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, KV_METADATA {{{kv}}})")
-        (rows,) = store.con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
-        os.replace(tmp, out)
-    except (duckdb.Error, OSError) as exc:
-        raise CoverSearchError(f"cannot write {out}: {str(exc).splitlines()[0]}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(out, option="--out") as tmp:
+        try:
+            store.con.execute(f"COPY ({sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, KV_METADATA {{{kv}}})")
+            (rows,) = store.con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
+        except duckdb.Error as exc:
+            raise CoverSearchError(f"cannot write --out {out}: {str(exc).splitlines()[0]}") from None
     return int(rows)
 
 
@@ -125,6 +120,17 @@ def check_feature_name(name: str, builtin: tuple[str, ...]) -> str:
     return name
 
 
+def check_import_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise ParquetImportError(f"{path} is a folder; give the Parquet file to import")
+    if not path.exists():
+        raise ParquetImportError(f"no such file: {path}")
+    if not path.is_file():
+        raise ParquetImportError(f"{path} is not a regular file; give the Parquet file to import")
+    return path
+
+
 def import_vectors(
     store: Store,
     path: str | os.PathLike,
@@ -143,9 +149,7 @@ def import_vectors(
     else cosine and none.  Any problem raises before the store is touched; the write is one
     transaction.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ParquetImportError(f"no such file: {path}")
+    path = check_import_file(path)
     con = store.con
     source = f"read_parquet({_sql_string(str(path))})"
     try:
@@ -171,12 +175,13 @@ def import_vectors(
         model_fingerprint = meta.get(META_FINGERPRINT) or (existing.model_fingerprint if existing else None)
 
     with store.transaction() as con:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE import_rows AS SELECT row_number() OVER () AS row_no, "
-            f"CAST({key} AS VARCHAR) AS key, CAST(vector AS FLOAT[]) AS vector FROM {source}"
-        )
-        # Temporary tables made here vanish with a rollback; a successful import drops them.
+        # Temporary tables made here vanish with a rollback; a successful import drops them.  The
+        # file's pages are first read here: a damaged one is a DuckDB error like any other.
         try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE import_rows AS SELECT row_number() OVER () AS row_no, "
+                f"CAST({key} AS VARCHAR) AS key, CAST(vector AS DOUBLE[]) AS vector FROM {source}"
+            )
             summary = _checked_import(store, con, path, key, name, metric, model_fingerprint)
         except duckdb.Error as exc:
             raise ParquetImportError(f"cannot import {path}: {str(exc).splitlines()[0]}; nothing was imported") from None
@@ -226,6 +231,19 @@ def _checked_import(store: Store, con, path: Path, key: str, name: str, metric: 
     )
     if bad:
         _fail(path, f"{bad} vectors hold NaN, infinite or missing values (first: row {first})")
+    huge, first = one(
+        "SELECT count(*), min(row_no) FROM import_rows WHERE list_bool_or(list_transform(vector, lambda x: abs(x) > ?))",
+        [FLOAT32_MAX],
+    )
+    if huge:
+        _fail(path, f"{huge} vectors hold values beyond the float32 range (|x| > {FLOAT32_MAX:.4g}; first: row {first})")
+    if metric == "cosine":
+        # A zero vector has no direction: its cosine distance to everything is undefined (computed as 1,
+        # or as 0 between two of them), so it would match anything or nothing.
+        zero, first = one("SELECT count(*), min(row_no) FROM import_rows WHERE list_bool_and(list_transform(vector, lambda x: CAST(x AS FLOAT) = 0))")
+        if zero:
+            _fail(path, f"{zero} vectors are all zeros, which have no direction under the cosine metric (first: row {first}); "
+                        "leave those albums out, or import with --metric euclidean")
 
     # Match rows to albums.
     if key == "sha256":

@@ -65,7 +65,12 @@ def is_loopback(host: str) -> bool:
 
 
 def check_host(host: str, allow_remote: bool, warn: Callable[[str], None]) -> None:
-    """Refuse a non-loopback address unless allowed; warn when it is."""
+    """Refuse a name that does not resolve, and a non-loopback address unless allowed; warn when it is."""
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise CoverSearchError(f"--host {host!r} is neither an address nor a name this machine can resolve ({reason})") from None
     if is_loopback(host):
         return
     if not allow_remote:
