@@ -29,7 +29,7 @@ from coversearch.index.catalog import indexes_for_feature, list_manifests, open_
 from coversearch.index.registry import create_index
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
-from coversearch.store.parquet import check_known_feature, is_imported
+from coversearch.store.parquet import check_known_feature
 
 DEFAULT_FEATURE = "vgg16"
 DEFAULT_K = 10
@@ -152,7 +152,7 @@ class SimilarSearcher:
     def extractor(self, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
         """The extractor for query images, checked against the one that made the stored vectors."""
         if self._extractor is None:
-            if is_imported(self.feature_set):
+            if self.feature_set.imported:
                 raise FeatureError(
                     f"the store's {self.feature_set.name!r} vectors were imported (computed outside coversearch), so a "
                     "query image cannot be embedded for them: query with a stored album instead (--album ID)"

@@ -17,7 +17,8 @@ from typing import Any
 import duckdb
 
 from coversearch.errors import CoverSearchError, FeatureError
-from coversearch.store.db import FeatureSet, Store, utcnow
+from coversearch.store.db import Store
+from coversearch.store.rows import FeatureSet, utcnow
 
 # Parquet key-value metadata written by export; import reads the metric and fingerprint from it
 # when they are not given.
@@ -39,11 +40,6 @@ class ParquetImportError(CoverSearchError):
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def is_imported(fs: FeatureSet) -> bool:
-    """Vectors computed outside coversearch: no extractor here can embed a new image for them."""
-    return bool(fs.params.get("imported"))
 
 
 def check_known_feature(store: Store, name: str, builtin: tuple[str, ...]) -> None:
@@ -276,7 +272,7 @@ def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str
     params = {"imported": True, "metric": metric}
     existing = [fs for fs in store.feature_sets() if fs.name == name]
     for fs in existing:
-        if not is_imported(fs):
+        if not fs.imported:
             _fail(path, f"the store's {fs.label} was computed by coversearch, not imported; choose another --feature name")
         if fs.dim != dim or fs.params.get("metric") != metric or fs.model_fingerprint != fingerprint:
             _fail(

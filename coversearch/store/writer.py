@@ -13,7 +13,8 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from coversearch.store.db import FeatureSet, Store, utcnow
+from coversearch.store.db import Store
+from coversearch.store.rows import FeatureSet, utcnow
 
 
 # What a batch hands over, by shape: the store imports nothing from the layers that fill it.
