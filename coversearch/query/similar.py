@@ -23,7 +23,8 @@ from coversearch.errors import CoverSearchError, FeatureError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images, extractor_mismatch
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import metric_for
 from coversearch.index.base import IndexFileError, VectorIndex
 from coversearch.index.catalog import indexes_for_feature, list_manifests, open_index
 from coversearch.index.registry import create_index
@@ -136,7 +137,7 @@ class SimilarSearcher:
     ) -> "SimilarSearcher":
         """Brute force over the store's vectors with a FAISS flat index built in memory now."""
         fs = store.feature_set(feature)
-        metric = metric or metrics.metric_for(fs)
+        metric = metric or metric_for(fs)
         ids, vectors = store.load_embeddings(fs)
         if len(ids) == 0:
             raise CoverSearchError(f"the store has no {fs.label} vectors to search; run `coversearch ingest --features {feature}`")

@@ -10,16 +10,9 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import numpy as np
 
+from coversearch import metrics
 from coversearch.errors import FeatureError
 from coversearch.store.rows import FeatureSet, utcnow
-
-# SQL for each metric's distance between the column ``vector`` and the query ``q`` (``Store.nearest``).
-SQL_DISTANCE = {
-    "cosine": "array_cosine_distance(vector, {q})",
-    "euclidean": "array_distance(vector, {q})",
-    "hamming": "round(pow(array_distance(vector, {q}), 2))",  # L2^2 of 0/1 vectors counts differing bits
-}
-
 
 class EmbeddingReads:
     con: duckdb.DuckDBPyConnection
@@ -146,10 +139,8 @@ class EmbeddingReads:
                 allowed_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest albums of each query by one SQL scan of the set's vectors: (ids (nq, k)
         padded with -1, distances (nq, k) padded with inf), ties broken by album id."""
-        if metric not in SQL_DISTANCE:
-            raise ValueError(f"no SQL distance for metric {metric!r}")
         sql = (
-            f"SELECT album_id, {SQL_DISTANCE[metric].format(q=f'$query::FLOAT[{fs.dim}]')} AS distance "
+            f"SELECT album_id, {metrics.definition(metric).sql.format(q=f'$query::FLOAT[{fs.dim}]')} AS distance "
             f"FROM {fs.table}"
         )
         params: dict = {}

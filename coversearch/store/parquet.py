@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from coversearch import metrics
 from coversearch.errors import CoverSearchError, FeatureError
 from coversearch.store.db import Store
 from coversearch.store.rows import FeatureSet, utcnow
@@ -28,7 +29,7 @@ META_METRIC = "coversearch.metric"
 META_FINGERPRINT = "coversearch.model_fingerprint"
 
 IMPORTED_VERSION = 1
-IMPORT_METRICS = ("cosine", "euclidean")  # the index layer's metrics (coversearch.index.metrics)
+IMPORT_METRICS = (metrics.COSINE, metrics.EUCLIDEAN)  # what imported vectors may be compared by
 FEATURE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MATCH_COLUMNS = ("sha256", "path")
 _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT"}
