@@ -134,7 +134,7 @@ def load_twins() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
 def twins(args) -> None:
     from PIL import Image, ImageDraw
 
-    from coversearch.index import metrics
+    from coversearch.features.registry import default_metric
     from coversearch.index.duplicates import open_dedupe_index
     from coversearch.store import Store
 
@@ -149,7 +149,7 @@ def twins(args) -> None:
         for feature, loose in LOOSE.items():
             fs = store.feature_set(feature)
             ids, vectors = store.load_embeddings(fs, originals)
-            index, _ = open_dedupe_index(store, feature, metrics.default_metric(feature))
+            index, _ = open_dedupe_index(store, feature, default_metric(feature))
             nn_ids, nn_d = index.batch_search(vectors, 20)
             for a, row, dist in zip(ids, nn_ids, nn_d):
                 for b in row[(dist <= loose) & (row != a) & (row >= 0)]:
@@ -194,7 +194,7 @@ def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
     """For each feature, (ids, distances) of the K stored albums nearest to each copy, through the index layer;
     each copy's original album id; album id -> sha256."""
     from coversearch.index.duplicates import open_dedupe_index
-    from coversearch.index import metrics
+    from coversearch.features.registry import default_metric
     from coversearch.store import Store
 
     found = {}
@@ -203,7 +203,7 @@ def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
         originals = np.asarray([by_sha[sha] for sha in copies["original_shas"]], dtype=np.int64)
         sha_of = {album: sha for sha, album in by_sha.items()}
         for feature in METHOD_FEATURES:
-            index, label = open_dedupe_index(store, feature, metrics.default_metric(feature))
+            index, label = open_dedupe_index(store, feature, default_metric(feature))
             started = time.perf_counter()
             found[feature] = index.batch_search(copies[f"vectors_{feature}"], K)
             log(f"{feature}: {len(originals)} copies searched against {len(index)} albums with {label} in {time.perf_counter() - started:.1f} s")
@@ -461,7 +461,7 @@ def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.nda
 
 def scale_one(args) -> None:
     """One (feature, n) run in this process: prints one JSON line."""
-    from coversearch.index import metrics
+    from coversearch.features.registry import default_metric
     from coversearch.index.duplicates import DEFAULT_THRESHOLDS, connected_components, make_rule, near_pairs
     from coversearch.index.registry import create_index
     from coversearch.store import Store
@@ -475,7 +475,7 @@ def scale_one(args) -> None:
     rule = make_rule(feature, None, vectors.shape[1])  # the default rule: sure pairs, and candidates to verify
     kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, json.loads(args.params or "{}"))
     started = time.perf_counter()
-    index = create_index(kind, metrics.default_metric(feature), vectors.shape[1], params)
+    index = create_index(kind, default_metric(feature), vectors.shape[1], params)
     if index.supports_add and n > TRAIN_ROWS:
         # Trained on a sample, then filled a chunk at a time: the index's own copy of the vectors
         # (unit rows for cosine) never exists whole beside the bench's.

@@ -35,7 +35,7 @@ from benchmarks.bench_ingest import distinct_items  # noqa: E402
 from benchmarks.readme_blocks import machine_line, replace_block  # noqa: E402
 from coversearch.features.registry import DEFAULT_FEATURES, get_extractor, parse_feature_list  # noqa: E402
 from coversearch.ingest.pipeline import ingest  # noqa: E402
-from coversearch.ingest.ray_engine import RayOptions, ingest_ray  # noqa: E402
+from coversearch.ingest.ray_engine import RayOptions  # noqa: E402
 from coversearch.ingest.readers import SourceListing, read_folder  # noqa: E402
 from coversearch.store import Store  # noqa: E402
 
@@ -65,7 +65,7 @@ def run_local(listing: SourceListing, names: list[str], weights: Path, db: Path,
     return _figures(len(listing.items), time.perf_counter() - started, first[0][0], first[0][1], {})
 
 
-def run_ray(listing: SourceListing, names: list[str], weights: Path, db: Path, options: RayOptions) -> dict:
+def run_ray(listing: SourceListing, names: list[str], weights: Path, db: Path, options: RayOptions, batch_size: int) -> dict:
     first: list[int] = []
 
     def progress(n, _counts):
@@ -73,9 +73,10 @@ def run_ray(listing: SourceListing, names: list[str], weights: Path, db: Path, o
             first.append(n)
 
     with Store.open(db) as store:
-        summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options, on_progress=progress)
-    extra = {"shard_seconds": summary.shard_seconds, "shards": summary.shards_written, "engine": summary.engine}
-    return _figures(len(listing.items), summary.seconds, summary.first_shard_seconds, first[0], extra)
+        summary = ingest(store, listing, [get_extractor(n, vgg16_weights=weights) for n in names], engine="ray",
+                         ray=options, vgg16_weights=weights, batch_size=batch_size, on_progress=progress)
+    extra = {"shard_seconds": summary.engine["shard_seconds"], "shards": summary.shards_written, "engine": summary.engine}
+    return _figures(len(listing.items), summary.seconds, summary.engine["first_shard_seconds"], first[0], extra)
 
 
 def _figures(n: int, seconds: float, first_seconds: float, first_n: int, extra: dict) -> dict:
@@ -175,9 +176,9 @@ def main() -> None:
         runs = [
             ("local ingest (one process)", lambda db: run_local(listing, names, args.weights, db, args.batch_size)),
             ("Ray, 1 actor x 2 threads", lambda db: run_ray(listing, names, args.weights, db, RayOptions(
-                workers=1, cpus_per_worker=2, batch_size=args.batch_size, shards=db.with_suffix(".shards")))),
+                workers=1, cpus_per_worker=2, shards=db.with_suffix(".shards")), args.batch_size)),
             ("Ray, 2 actors x 1 thread", lambda db: run_ray(listing, names, args.weights, db, RayOptions(
-                workers=2, cpus_per_worker=1, batch_size=args.batch_size, shards=db.with_suffix(".shards")))),
+                workers=2, cpus_per_worker=1, shards=db.with_suffix(".shards")), args.batch_size)),
             ("local ingest again", lambda db: run_local(listing, names, args.weights, db, args.batch_size)),
         ]
         for i, (label, run) in enumerate(runs):
@@ -190,8 +191,7 @@ def main() -> None:
                 label = "Ray cluster, 2 nodes (2 + 1 CPUs) via --address, 2 actors x 1 thread"
                 db = work / "cluster.duckdb"
                 results[label] = run_ray(listing, names, args.weights, db, RayOptions(
-                    address=cluster.address, workers=2, cpus_per_worker=1, batch_size=args.batch_size,
-                    shards=db.with_suffix(".shards")))
+                    address=cluster.address, workers=2, cpus_per_worker=1, shards=db.with_suffix(".shards")), args.batch_size)
                 print(label, {k: v for k, v in results[label].items() if k != "engine"}, flush=True)
             finally:
                 cluster.stop()

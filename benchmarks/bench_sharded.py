@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coversearch.bench.datasets import median_nn_distance  # noqa: E402
-from coversearch.index import metrics  # noqa: E402
+from coversearch import metrics  # noqa: E402
 from coversearch.index.faiss_base import IVFDATA_FILE  # noqa: E402
 from coversearch.index.registry import create_index  # noqa: E402
 from coversearch.index.sharded import Shard, encode_shard, merge_on_disk  # noqa: E402

@@ -15,6 +15,11 @@ benchmarks/results), on 127.0.0.1 only, and uploads real covers from ../shared/d
 - hostile: --hostile concurrent uploads of a 6000x6000 PNG of a few KB (refused from its header),
   then as many 3162x3162 RGBA PNGs of a few KB just under the 10 Mpx limit (decoded, two at a
   time): answers by status, and the RSS growth against the stated bound.
+- compare: this tree against --baseline (another checkout of coversearch, e.g. the commit before a
+  change), one server after the other in the same run and on the same store copy: N uploads one
+  at a time per feature (median, p90), then --clients concurrent clients for --duration seconds
+  each (uploads/s, p50/p99, errors); with the 1-minute load average at each step, so that a
+  shared machine's figures are read as a ratio between the trees.
 - live: the store copy first loses --live-add albums (their files are set aside); then, while 32
   clients upload, `coversearch ingest` brings those files back and `coversearch remove` takes
   --live-remove other albums away, in other processes; the server reloads when the store file
@@ -111,11 +116,13 @@ class RssSampler:
 class Server:
     """`coversearch serve` in its own process, ready when /api/health answers."""
 
-    def __init__(self, globals_: list[str], env: dict, log_path: Path, *extra: str):
+    def __init__(self, globals_: list[str], env: dict, log_path: Path, *extra: str, code: Path = REPO):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         started = time.perf_counter()
-        self.process = subprocess.Popen([*COVERSEARCH, *globals_, "serve", "--port", str(self.port), *extra], env=env, cwd=REPO,
+        # `python -m` puts its working folder first on the path: the checkout served is the one it runs in.
+        self.process = subprocess.Popen([*COVERSEARCH, *globals_, "serve", "--port", str(self.port), *extra],
+                                        env={**env, "PYTHONPATH": str(code)}, cwd=code,
                                         stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
         while True:
             try:
@@ -251,6 +258,45 @@ def part_latency(args, work: Path, db: Path, images: list[Path], env: dict, glob
         "whole POST /api/query round trip (decode, VGG16 and HSV vectors, genre model, top-10 search). "
         "The report times include starting the CLI (TensorFlow is not imported by it).\n\n" + table
     )
+
+
+def part_compare(args, work: Path, images: list[Path], env: dict, globals_: list[str]) -> str:
+    trees = [("this tree", REPO)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    picks = random.Random(args.seed).sample(images, args.n)
+    lines = ["| code | what | n | median | p90 | p99 | uploads/s | errors | load (1 min) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, code in trees:
+        server = Server(globals_, env, work / f"serve-compare-{label.replace(' ', '-')}.log", *args.serve_options, code=code)
+        log(f"{label} ({code}): ready in {server.ready_seconds:.0f} s")
+        try:
+            with requests.Session() as session:
+                for feature in ("hsv", "vgg16"):
+                    times = []
+                    for path in picks:
+                        t = time.perf_counter()
+                        response = session.post(f"{server.url}/api/query", files={"image": (path.name, path.read_bytes())},
+                                                data={"feature": feature, "k": "10"}, timeout=120)
+                        times.append(time.perf_counter() - t)
+                        response.raise_for_status()
+                    lines.append(f"| {label} | one at a time, feature={feature} | {len(times)} | {statistics.median(times):.2f} s | "
+                                 f"{percentile(times, 0.9):.2f} s | - | {len(times) / sum(times):.2f} | 0 | {os.getloadavg()[0]:.1f} |")
+                    log(lines[-1])
+            for clients in args.clients:
+                stop = threading.Event()
+                timer = threading.Timer(args.duration, stop.set)
+                timer.start()
+                r = run_load(server.url, server.process.pid, images, clients, stop, args.seed, {"feature": "vgg16"})
+                timer.cancel()
+                lat = r.latencies or [float("nan")]
+                lines.append(f"| {label} | {clients} clients, feature=vgg16 | {len(r.latencies)} | {percentile(lat, 0.5):.2f} s | "
+                             f"{percentile(lat, 0.9):.2f} s | {percentile(lat, 0.99):.2f} s | {len(r.latencies) / r.seconds:.2f} | "
+                             f"{r.errors} | {os.getloadavg()[0]:.1f} |")
+                log(lines[-1])
+        finally:
+            server.stop()
+    table = "\n".join(lines)
+    print(table)
+    return table
 
 
 def part_load(args, work: Path, images: list[Path], env: dict, globals_: list[str]) -> list[str]:
@@ -421,6 +467,7 @@ def main() -> None:
     parser.add_argument("--live-clients", type=int, default=32)
     parser.add_argument("--live-timeout", type=float, default=1800, help="Upper bound on the live run, in seconds.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", type=Path, default=None, help="compare: another coversearch checkout to measure after this one.")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
@@ -442,6 +489,8 @@ def main() -> None:
             if not args.no_readme:
                 replace_block(HERE / "README.md", "web", block)
         rows: dict[str, list[str]] = {}
+        if "compare" in parts:
+            part_compare(args, work, images, env, globals_)
         if "load" in parts:
             rows["load"] = part_load(args, work, images, env, globals_)
         if "hostile" in parts:

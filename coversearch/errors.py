@@ -26,3 +26,6 @@ class ImageError(CoverSearchError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self):  # pickled with a mapped batch between Ray processes
+        return type(self), (self.reason, self.detail)

@@ -16,7 +16,7 @@ from coversearch.bench.sweep import Results, load_sweep, run_sweep
 from coversearch.classify.split import make_split
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import get_extractor
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder
 from coversearch.store import Store

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, link_covers
 from coversearch.classify import registry as classifiers
 from coversearch.features import registry as features
-from coversearch.index import metrics
+from coversearch.features.registry import default_metric
 from coversearch.index import registry as index_kinds
 
 PLUGINS = (
@@ -44,7 +44,7 @@ def test_a_feature_an_index_kind_and_a_classifier_each_one_module_and_one_line(e
     assert ingested["albums_added"] > 50  # 60 files; a few covers are the same bytes under two genres
     sets = {fs["name"]: fs for fs in ok(cli("stats", "--json"))["feature_sets"]}
     assert sets["mean-colour"]["dim"] == 6
-    assert metrics.default_metric("mean-colour") == "euclidean"
+    assert default_metric("mean-colour") == "euclidean"
 
     # The index kind: built, listed, searched; its answers are exact search's.
     built = ok(cli("index", "build", "--feature", "mean-colour", "--kind", "numpy-brute", "--json"))
@@ -86,7 +86,7 @@ def test_unknown_names_are_refused_with_the_registered_choices(extras):
 
 def test_a_feature_with_no_extractor_and_no_recorded_metric_has_no_silent_default():
     with pytest.raises(features.FeatureError, match="unknown feature 'clip'"):
-        metrics.default_metric("clip")
+        default_metric("clip")
 
 
 def test_the_cli_loads_no_index_or_model_library_until_a_command_needs_one():

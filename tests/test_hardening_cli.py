@@ -30,7 +30,7 @@ from coversearch.classify.recipes import Recipe
 from coversearch.classify.split import make_split
 from coversearch.classify.train import train_model
 from coversearch.features.registry import get_extractor
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder
 from coversearch.store import Store

@@ -15,7 +15,8 @@ from coversearch.errors import CoverSearchError
 from coversearch.features.base import extract_images
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import get_extractor
-from coversearch.index import catalog, metrics
+from coversearch import metrics
+from coversearch.index import catalog
 from coversearch.index.base import IndexFileError
 from coversearch.index.duckdb_index import DuckDBIndex
 from coversearch.index.faiss_base import resolve_nlist, resolve_nprobe

@@ -74,3 +74,51 @@ def test_only_the_store_runs_sql():
             if re.search(r"\.execute\(|\.sql\(|\bSELECT\b.*\bFROM\b", line):
                 outside.append(f"{rel}:{lineno}: {line.strip()}")
     assert outside == []
+
+
+# The layers, top to bottom (the developers' guide): a module may import its own package, the
+# packages below it, and the base modules (coversearch/*.py: errors, fsutil, config, metrics ...).
+LAYERS = [
+    {"cli"},
+    {"web", "report", "bench"},
+    {"query", "classify", "ingest", "dedupe", "download", "layout", "sources"},
+    {"index"},
+    {"features", "imaging"},
+    {"store"},
+]
+
+
+def _package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+
+
+def test_the_store_imports_nothing_above_it():
+    """Not even for type hints: what the store writes it names by shape (store/writer.py)."""
+    above = set().union(*LAYERS[:-1])
+    found = []
+    for name, tree in _modules().items():
+        if _package(name) != "store":
+            continue
+        for node in ast.walk(tree):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            found += [f"{name} imports {t}" for t in targets if t.startswith("coversearch.") and _package(t) in above]
+    assert found == []
+
+
+# What decodes an image: the decoder's module and the libraries' own readers.
+DECODERS = ("coversearch.imaging.images", "PIL.Image.open", "cv2.imread", "cv2.imdecode", "decode_image", "read_bytes")
+
+
+def test_nothing_under_index_decodes_images():
+    found = []
+    for path in sorted((PACKAGE / "index").rglob("*.py")):
+        if path.name == "duplicates.py":
+            continue  # TODO(lead, at merge): remove this skip once index/duplicates.py has moved to dedupe/ (issue 27, helper 28)
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path.relative_to(REPO)}: {needle}" for needle in DECODERS if needle in text]
+        tree = ast.parse(text)
+        found += [f"{path.relative_to(REPO)}: imports {node.module}" for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module in ("PIL", "cv2", "coversearch.imaging.images")]
+    assert found == []

@@ -17,7 +17,8 @@ import pytest
 
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import get_extractor
-from coversearch.index import catalog, metrics
+from coversearch import metrics
+from coversearch.index import catalog
 from coversearch.index.faiss_base import IVFDATA_FILE, on_disk_lists
 from coversearch.index.params import IndexParamError
 from coversearch.index.recall import ground_truth

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import default_metric
 from coversearch.index.recall import GroundTruth, ground_truth
 
 
@@ -90,7 +91,7 @@ def real_dataset(
     metric: str | None = None,
 ) -> Dataset:
     """The store's vectors of one feature set, with ``n_queries`` of them held out as queries."""
-    metric = metric or metrics.default_metric(feature)
+    metric = metric or default_metric(feature)
     n_queries = max(1, min(n_queries, len(ids) // 10))
     rng = np.random.default_rng(seed)
     held = np.zeros(len(ids), dtype=bool)

@@ -11,7 +11,8 @@ from coversearch.bench.datasets import Dataset, real_dataset, synthetic_dataset
 from coversearch.bench.measure import GenreTask, load_genre_task
 from coversearch.bench.sweep import RESULTS_FILE, Results, Sweep, load_sweep, plan_size, run_sweep
 from coversearch.errors import CoverSearchError
-from coversearch.index.metrics import COSINE, EUCLIDEAN, metric_for
+from coversearch.features.registry import metric_for
+from coversearch.metrics import COSINE, EUCLIDEAN
 from coversearch.index.registry import INDEX_KINDS, index_class
 from coversearch.store import FeatureSet, Store
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from coversearch.classify.base import ClassifierBase, ProgressFn, check_param
 from coversearch.errors import CoverSearchError
-from coversearch.index.metrics import check_metric
+from coversearch.metrics import check_metric
 from coversearch.index.registry import create_index, index_class
 
 INDEX_FOLDER = "index"

@@ -28,7 +28,7 @@ import numpy as np
 from coversearch.errors import CoverSearchError
 from coversearch.index.duplicates import default_rules, store_groups
 from coversearch.store import Store
-from coversearch.store.db import utcnow
+from coversearch.store.rows import utcnow
 
 SIDES = ("train", "val", "test")
 DEFAULT_SPLIT = "default"

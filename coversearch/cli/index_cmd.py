@@ -12,7 +12,7 @@ from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.fsutil import format_bytes, leftovers
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.catalog import build_index, check_current, list_manifests, load_manifest, refresh_index
 from coversearch.index.params import parse_param_pairs
 from coversearch.index.registry import INDEX_KINDS, index_class

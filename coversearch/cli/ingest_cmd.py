@@ -14,12 +14,11 @@ from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import CoverSearchError
 from coversearch.imaging.images import MAX_FILE_BYTES
-from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_extractor, parse_feature_list
-from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE
-from coversearch.ingest.ray_engine import RayOptions, ingest_ray
+from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES
+from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ENGINES
+from coversearch.ingest.ray_engine import RayOptions
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
 from coversearch.ingest.run import run_ingest as ingest_listing
-from coversearch.store import Store
 
 
 @app.command("ingest")
@@ -35,7 +34,7 @@ def ingest_command(
         MAX_FILE_BYTES, "--max-file-bytes", min=1, help="Larger files are not read: an error row (too-large) each."
     ),
     vgg16_weights: Path = typer.Option(None, "--vgg16-weights", help=f"VGG16 notop weights file (or env {VGG16_WEIGHTS_ENV})."),
-    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data tasks + an actor pool)."),
+    engine: str = typer.Option("local", "--engine", help=f"{' or '.join(ENGINES)}: this process, or Ray read tasks + an actor pool."),
     address: str = typer.Option(None, "--address", help="Ray: join a cluster (auto, or ray://HOST:PORT); default a local instance."),
     workers: int = typer.Option(1, "--workers", min=1, help="Ray: actors, each with one backbone."),
     cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="Ray: CPUs per actor (its TensorFlow threads)."),
@@ -47,36 +46,14 @@ def ingest_command(
     ),
 ) -> None:
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
-    if engine not in ("local", "ray"):
-        raise CoverSearchError(f"unknown engine {engine!r}; choose local or ray")
     if engine == "local" and (address or shards or workers != 1 or cpus_per_worker != 1):
         raise CoverSearchError("--address, --workers, --cpus-per-worker and --shards need --engine ray")
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
-    if engine == "ray":
-        options = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, batch_size=batch_size,
-                             shards=shards, max_file_bytes=max_file_bytes)
-        run_ray_ingest(ctx, listing, features, vgg16_weights, options, quiet=quiet, json_out=json_out)
-        return
-    run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out,
-               max_file_bytes=max_file_bytes, report_duplicates=report_duplicates)
-
-
-def run_ray_ingest(
-    ctx: typer.Context, listing: SourceListing, features: str, vgg16_weights: Path | None, options: RayOptions,
-    *, quiet: bool = False, json_out: bool = False,
-) -> dict:
-    """`ingest --engine ray`: the same store as local ingest, embedded on a Ray cluster."""
-    names = parse_feature_list(features)
-    weights = vgg16_weights or vgg16_weights_from_env()
-    for name in names:
-        get_extractor(name, vgg16_weights=weights)  # a missing weights file fails here, not in every actor
-    with Store.open(state(ctx).db) as store, progress_bar("ingest (ray)", 0, "img", quiet=quiet) as bar:
-        summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options,
-                             on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
-    result = summary.to_dict()
-    print_ingest_result(result, quiet=quiet, json_out=json_out)
-    return result
+    ray = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, shards=shards) \
+        if engine == "ray" else None
+    run_ingest(ctx, listing, features, vgg16_weights, engine=engine, ray=ray, batch_size=batch_size, quiet=quiet,
+               json_out=json_out, max_file_bytes=max_file_bytes, report_duplicates=report_duplicates)
 
 
 def run_ingest(
@@ -85,6 +62,8 @@ def run_ingest(
     features: str,
     vgg16_weights: Path | None,
     *,
+    engine: str = "local",
+    ray: RayOptions | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     quiet: bool = False,
     json_out: bool = False,
@@ -93,9 +72,10 @@ def run_ingest(
 ) -> dict:
     """Ingest a listing (coversearch.ingest.run) and print the result."""
     result = ingest_listing(
-        state(ctx).db, listing, features, vgg16_weights, index_dir=state(ctx).index_dir, batch_size=batch_size,
-        max_file_bytes=max_file_bytes, report_duplicates=report_duplicates,
-        progress=lambda total: progress_bar("ingest", total, "img", quiet=quiet),
+        state(ctx).db, listing, features, vgg16_weights or vgg16_weights_from_env(), engine=engine, ray=ray,
+        index_dir=state(ctx).index_dir, batch_size=batch_size, max_file_bytes=max_file_bytes,
+        report_duplicates=report_duplicates,
+        progress=lambda total: progress_bar(f"ingest ({engine})" if engine != "local" else "ingest", total, "img", quiet=quiet),
     )
     print_ingest_result(result, quiet=quiet, json_out=json_out)
     return result
@@ -138,8 +118,8 @@ def _print_summary(result: dict) -> None:
     table.add_row("errors", str(result["errors"]))
     for reason, n in result["errors_by_reason"].items():
         table.add_row(f"  {reason}", str(n))
-    if "shards_written" in result:
-        table.add_row("left out (already stored)", str(result["left_out"]))
+    table.add_row("  of which left out (not read again)", str(result["left_out"]))
+    if result["shards_resumed"] or result["shards_written"]:
         table.add_row("shards resumed / written", f"{result['shards_resumed']} / {result['shards_written']}")
     table.add_row("images/s", str(result["images_per_second"]))
     Console().print(table)

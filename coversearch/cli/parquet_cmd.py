@@ -10,7 +10,8 @@ from coversearch.cli.app import app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.fsutil import check_output
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import metric_for
 from coversearch.store import Store
 from coversearch.store.parquet import check_feature_name, check_import_file, export_feature, import_vectors
 
@@ -26,7 +27,7 @@ def export_command(
     check_output(out, "--out")
     with Store.open(state(ctx).db, read_only=True) as store:
         fs = store.feature_set(feature)
-        metric = metrics.metric_for(fs)
+        metric = metric_for(fs)
         rows = export_feature(store, fs, out, metric)
     summary = {"feature": fs.name, "version": fs.version, "dim": fs.dim, "metric": metric,
                "model_fingerprint": fs.model_fingerprint, "rows": rows, "out": str(out)}

@@ -18,7 +18,7 @@ class FeatureExtractor(Protocol):
     name: str  # stable identifier, e.g. "hsv"
     version: int  # bump when the numbers it produces change
     dim: int  # length of each vector
-    metric: str  # how vectors compare: "cosine", "euclidean" or "hamming" (index/metrics.py)
+    metric: str  # how vectors compare: "cosine", "euclidean" or "hamming" (coversearch/metrics.py)
 
     def params(self) -> dict[str, Any]:
         """Everything that determines the output, recorded with the feature set."""

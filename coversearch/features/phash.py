@@ -12,7 +12,7 @@ need a round trip through a PIL image for the same 64 bits.
 
 Stored like every feature, as a float vector: 64 values of 0 or 1.  The squared Euclidean
 distance between two such vectors is their Hamming distance, so the index layer searches it
-exactly (its ``hamming`` metric; see ``coversearch/index/metrics.py``).
+exactly (its ``hamming`` metric; see ``coversearch/metrics.py``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from coversearch.errors import FeatureError
+from coversearch.errors import CoverSearchError, FeatureError
 from coversearch.features.base import FeatureExtractor
+from coversearch.metrics import check_metric
 from coversearch.registry import Registry, UnknownNameError
 
 
@@ -44,9 +45,20 @@ def get_extractor(name: str, *, vgg16_weights: str | os.PathLike | None = None) 
     return cls(vgg16_weights) if getattr(cls, "takes_vgg16_weights", False) else cls()
 
 
-def feature_metric(name: str) -> str:
-    """The metric a computed feature is compared under: its extractor's ``metric``."""
-    return FEATURES.load(name).metric
+def default_metric(name: str) -> str:
+    """The metric a computed feature is compared under: its extractor class's ``metric``; an
+    unknown name is an error."""
+    return check_metric(FEATURES.load(name).metric)
+
+
+def metric_for(feature_set) -> str:
+    """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
+    recorded = feature_set.params.get("metric")
+    if recorded:
+        return check_metric(recorded)
+    if feature_set.name not in FEATURES:
+        raise CoverSearchError(f"feature set {feature_set.name!r} records no metric and no extractor is registered for it")
+    return default_metric(feature_set.name)
 
 
 def parse_feature_list(text: str, known=FEATURE_NAMES) -> list[str]:

@@ -28,10 +28,6 @@ THUMB_SIZE = 160
 QUALITY = 82
 
 
-def thumbs_dir(store: Store) -> Path:
-    return Path(str(store.path) + ".thumbs")
-
-
 def candidate_paths(store: Store, album: dict[str, Any]) -> list[Path]:
     """Where the album's file may be: every recorded path, as given and relative to the store's folders."""
     paths = [album.get("path")]
@@ -82,7 +78,7 @@ def album_thumbnail(store: Store, album: dict[str, Any]) -> bytes:
 
 def find_thumbnail(store: Store, album: dict[str, Any]) -> bytes | None:
     """JPEG bytes of the album's thumbnail (cached), or None when its file is gone or bad."""
-    cached = thumbs_dir(store) / f"{album['sha256']}.jpg"
+    cached = store.thumbs_dir / f"{album['sha256']}.jpg"
     try:
         return cached.read_bytes()
     except OSError:

@@ -22,7 +22,8 @@ from coversearch.index.catalog import (
     refresh_index,
 )
 from coversearch.index.manifest import IndexManifest
-from coversearch.index.metrics import COSINE, EUCLIDEAN, METRICS, default_metric
+from coversearch.features.registry import default_metric
+from coversearch.metrics import COSINE, EUCLIDEAN, METRICS
 from coversearch.index.registry import INDEX_KINDS, create_index, index_class
 
 __all__ = [

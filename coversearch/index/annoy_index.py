@@ -18,7 +18,7 @@ from pathlib import Path
 import annoy
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.base import IndexFileError, VectorIndex
 from coversearch.index.params import check_range
 from coversearch.index.threads import available_cores

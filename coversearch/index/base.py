@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.params import IndexParamError, kind_defaults, split_params
 from coversearch.index.threads import all_threads, single_query_threads
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import metric_for
 from coversearch.index.base import IndexFileError, VectorIndex, load_ids
 from coversearch.index.manifest import (
     MANIFEST_FILE,
@@ -125,7 +126,7 @@ def _build(
     index_class(kind)  # an unknown kind fails before any work
     name = check_name(name or default_index_name(feature, kind))
     fs = store.feature_set(feature, feature_version)
-    metric = metrics.check_metric(metric or metrics.metric_for(fs))
+    metric = metrics.check_metric(metric or metric_for(fs))
     build_given, query_given = split_params(kind, {**(build_params or {}), **(query_params or {})})
     if sharding is not None and "refine" in kind_defaults(kind).build:
         build_given.setdefault("refine", False)  # shards hold codes only; rerank reads the store

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import default_metric
 from coversearch.index.base import VectorIndex
 
 # The default rule, calibrated by benchmarks/bench_dedupe.py on half of its originals (figures on
@@ -33,8 +34,6 @@ DEFAULT_VERIFY_UP_TO: dict[str, float] = {"phash": 16, "vgg16": 0.3}
 # The rule `dedupe` and the duplicate check use when none is given: a pair is a near-duplicate
 # when either feature says so (see benchmarks/README.md for why both).
 DEFAULT_RULE_FEATURES = ("phash", "vgg16")
-# The largest meaningful threshold of each metric.
-MAX_THRESHOLD = {metrics.COSINE: 2.0, metrics.EUCLIDEAN: 2.0}
 
 CHUNK = 4096  # queries per batch search
 PAIR_CHUNK = 65536  # candidate pairs per exact distance computation
@@ -87,7 +86,7 @@ class Rule:
 def make_rule(feature: str, threshold: float | None, dim: int, metric: str | None = None) -> Rule:
     """A rule with a checked threshold: the feature's calibrated default (keypoint-verified beyond
     its sure distance) when None, else a plain rule at the given threshold."""
-    metric = metric or metrics.default_metric(feature)
+    metric = metric or default_metric(feature)
     sure = None
     if threshold is None:
         if feature not in DEFAULT_THRESHOLDS:
@@ -97,7 +96,7 @@ def make_rule(feature: str, threshold: float | None, dim: int, metric: str | Non
             )
         sure = DEFAULT_THRESHOLDS[feature]
         threshold = DEFAULT_VERIFY_UP_TO.get(feature, sure)
-    limit = dim if metric == metrics.HAMMING else MAX_THRESHOLD[metric]
+    limit = metrics.definition(metric).max_threshold or dim
     if not (0 <= float(threshold) < limit) or (metric == metrics.HAMMING and float(threshold) != int(threshold)):
         kind = f"a whole number of bits from 0 to {limit - 1}" if metric == metrics.HAMMING else f"from 0 to below {limit:g}"
         raise CoverSearchError(f"threshold {float(threshold):g} is out of range for {feature} ({metric} distance): use {kind}")

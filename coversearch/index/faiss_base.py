@@ -28,7 +28,7 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.base import IndexFileError, VectorIndex
 
 IVFDATA_FILE = "index.ivfdata"  # on-disk inverted lists, beside index.faiss

@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.base import IndexFileError, VectorIndex
 from coversearch.index.params import IndexParamError
 

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.faiss_ivf import IVFFlatIndex
 from coversearch.index.faiss_base import quiet_clustering
 from coversearch.index.params import AUTO, IndexParamError, check_range, kind_defaults

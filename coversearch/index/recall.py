@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.threads import all_threads
 
 EPSILON = 1e-3

@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.faiss_base import IVFDATA_FILE, faiss_notes_to_stderr
 from coversearch.index.faiss_ivf import IVFFlatIndex, min_training_vectors
 from coversearch.index.params import kind_defaults

@@ -1,8 +1,11 @@
-"""Mapper stage: read and hash each file, decide what is missing, decode and prepare features.
+"""Mapper stage: read and hash each file, decide what is missing, decode and prepare features;
+then ``extract_batch`` runs the batched part (one forward pass per backbone).
 
-The mapper alone decides what to compute.  It starts from a snapshot of the store (which albums
-exist, which embeddings they have) and remembers what it has scheduled in this run, so the same
-bytes seen twice (a cover filed under two genres) are decoded and embedded once.
+The mapper alone decides what to compute.  It starts from a snapshot of the store (sha256 ->
+features stored) and remembers what it has scheduled, so the same bytes seen twice within its
+batches (a cover filed under two genres) are decoded and embedded once.  Mappers working in
+parallel (the Ray distributor) are told which listing position carries each byte content that
+occurs more than once (``claims``), so they too embed it once.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 from concurrent.futures import Executor
 from functools import partial
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from coversearch.errors import ImageError
 from coversearch.features.embedder import Embedder
@@ -35,9 +38,9 @@ class MappedItem:
         return self.error is None
 
 
-def _read_and_hash(item: SourceItem, max_bytes: int | None) -> tuple[bytes | None, str | None, ImageError | None]:
+def read_and_hash(path, max_bytes: int | None) -> tuple[bytes | None, str | None, ImageError | None]:
     try:
-        data = read_bytes(item.path, max_bytes)
+        data = read_bytes(path, max_bytes)
     except ImageError as exc:
         return None, None, exc
     return data, hashlib.sha256(data).hexdigest(), None
@@ -47,22 +50,27 @@ class Mapper:
     def __init__(
         self,
         embedder: Embedder,
-        known_albums: dict[str, int],
-        embedded: dict[str, set[int]],
+        stored: Mapping[str, Collection[str]],
+        *,
+        claims: Mapping[str, int] | None = None,
         max_file_bytes: int | None = MAX_FILE_BYTES,
     ):
+        """``stored``: sha256 -> feature names the store holds for those bytes (read, never changed);
+        ``claims``: sha256 -> the listing position that computes those bytes' features."""
         self.embedder = embedder
         self.max_file_bytes = max_file_bytes
-        # sha -> feature names present in the store or already scheduled in this run
-        self._have: dict[str, set[str]] = {
-            sha: {name for name, ids in embedded.items() if album_id in ids} for sha, album_id in known_albums.items()
-        }
+        self._stored = stored
+        self._claims = claims or {}
+        self._scheduled: dict[str, set[str]] = {}  # sha -> features computed by this mapper
         self._failed: dict[str, ImageError] = {}  # sha -> why those bytes cannot be used
 
-    def map_batch(self, items: Sequence[SourceItem], pool: Executor) -> list[MappedItem]:
+    def map_batch(self, items: Sequence[SourceItem], pool: Executor | None = None, offset: int = 0) -> list[MappedItem]:
+        """``offset``: the listing position of ``items[0]`` (what ``claims`` refer to)."""
+        run = pool.map if pool is not None else map
         mapped = [MappedItem(source=item) for item in items]
         raw: dict[int, bytes] = {}
-        for i, (data, sha, error) in enumerate(pool.map(partial(_read_and_hash, max_bytes=self.max_file_bytes), items)):
+        for i, (data, sha, error) in enumerate(run(partial(read_and_hash, max_bytes=self.max_file_bytes),
+                                                   [item.path for item in items])):
             mapped[i].error = error
             mapped[i].sha256 = sha
             if data is not None:
@@ -77,12 +85,16 @@ class Mapper:
             if item.sha256 in self._failed:
                 item.error = self._failed[item.sha256]
                 continue
-            have = self._have.get(item.sha256)
-            is_new = have is None
-            missing = [name for name in self.embedder.names if is_new or name not in have]
+            if self._claims.get(item.sha256, offset + i) != offset + i:
+                continue  # another position computes these bytes (and is written before or with this one)
+            have = self._scheduled.get(item.sha256)
+            if have is None:
+                stored = self._stored.get(item.sha256)
+                have = None if stored is None else set(stored)
+            missing = [name for name in self.embedder.names if have is None or name not in have]
             if missing:
                 jobs.append((i, missing))
-                self._have.setdefault(item.sha256, set()).update(missing)
+                self._scheduled[item.sha256] = (have or set()) | set(missing)
 
         def work(job: tuple[int, list[str]]):
             i, names = job
@@ -93,16 +105,21 @@ class Mapper:
             info = (image.width, image.height, image.format)
             return i, None, info, self.embedder.prepare(image.rgb, names)
 
-        for (_, names), (i, error, info, prepared) in zip(jobs, pool.map(work, jobs)):
+        for (_, names), (i, error, info, prepared) in zip(jobs, run(work, jobs)):
             if error is not None:
                 mapped[i].error = error
                 self._failed[mapped[i].sha256] = error
-                self._have.pop(mapped[i].sha256, None)
+                self._scheduled.pop(mapped[i].sha256, None)
             else:
                 mapped[i].image_info = info
                 mapped[i].wanted = names
                 mapped[i].prepared = prepared
         return mapped
+
+
+def images_forwarded(embedder: Embedder) -> int:
+    """Images this process's backbones for ``embedder`` have run so far (a summary counts passes)."""
+    return sum(backbone.images_forwarded for backbone in embedder.backbones())
 
 
 def extract_batch(embedder: Embedder, mapped: Sequence[MappedItem]) -> None:

@@ -1,11 +1,12 @@
-"""Ingest on Ray Data, with Parquet shards as the hand-off to the store.
+"""The Ray distributor: the ingest runner's per-batch step on a Ray cluster, Parquet shards as
+the hand-off to the store.
 
-The driver (this process) lists the files and leaves out those the store already holds.  Ray
-Data then reads, hashes, decodes and prepares them in tasks, and an actor pool runs the batched
-feature step (one VGG16 backbone per actor, TensorFlow's thread pools sized to the actor's CPUs).
-Each output batch comes back to the driver, is written as one Parquet shard (temporary name,
-then rename), and is loaded into the store by the same ``StoreWriter`` as local ingest, one
-transaction per shard.  Loaded shards move to ``<shards>/loaded/``.
+Read tasks run the mapper (read, hash, decode, prepare) on a batch; an actor pool runs the
+batched embedding (one backbone per actor, TensorFlow's thread pools sized to the actor's CPUs).
+Each embedded batch comes back to the driver in listing order, is written as one Parquet shard
+(temporary name, then rename) and is committed by the runner's writer, one transaction per shard;
+loaded shards move to ``<shards>/loaded/``.  Bytes found at several paths are claimed by their
+first position (``IngestRun.claims``), so parallel mappers embed them once.
 
 A run killed at any point resumes: shards written but not yet loaded are loaded first, then only
 the files the store still lacks are listed again.  Nothing that reached a shard is recomputed.
@@ -13,28 +14,26 @@ the files the store still lacks are listed again.  Nothing that reached a shard 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import pickle
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from coversearch.errors import CoverSearchError, ImageError
-from coversearch.imaging.images import MAX_FILE_BYTES, decode_image, read_bytes
 from coversearch.features.embedder import Embedder
 from coversearch.features.registry import get_extractor
-from coversearch.ingest.mapper import MappedItem
-from coversearch.ingest.pipeline import IngestSummary
-from coversearch.ingest.readers import SourceItem, SourceListing
-from coversearch.store.writer import StoreWriter, WriteCounts
-from coversearch.store import Store
+from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch, images_forwarded
+from coversearch.ingest.readers import SourceItem
 from coversearch.store.parquet import read_rows
+
+if TYPE_CHECKING:  # the runner picks this distributor; it is handed the run
+    from coversearch.ingest.pipeline import IngestRun
 
 RAY_HINT = "Ray is not installed: pip install 'coversearch[ray]' (or pip install 'ray[data]')"
 SHARD_SUFFIX = ".parquet"
@@ -53,34 +52,13 @@ class RayOptions:
     address: str | None = None  # None: a local Ray instance started (and stopped) here
     workers: int = 1  # actors, each holding one backbone
     cpus_per_worker: int = 1  # logical CPUs reserved per actor = TensorFlow threads in it
-    batch_size: int = 64  # images per read task, per forward batch and per shard
     shards: Path | None = None  # default: <store>.shards/
     object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES  # local instance only
-    max_file_bytes: int | None = MAX_FILE_BYTES  # larger files are error rows (too-large), never read
-
-
-@dataclass
-class RaySummary(IngestSummary):
-    left_out: int = 0  # files the driver left out: the store holds them with every feature asked for
-    shards_resumed: int = 0  # shards written by an earlier, interrupted run and loaded now
-    shards_written: int = 0
-    first_shard_seconds: float | None = None  # from the start to the first shard loaded (start-up included)
-    shard_seconds: float = 0.0  # the driver's time writing shards and loading them into the store
-    engine: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        data = super().to_dict()
-        data.update(
-            left_out=self.left_out, shards_resumed=self.shards_resumed, shards_written=self.shards_written,
-            first_shard_seconds=None if self.first_shard_seconds is None else round(self.first_shard_seconds, 2),
-            shard_seconds=round(self.shard_seconds, 2), engine=self.engine,
-        )
-        return data
 
 
 # -- per worker process ----------------------------------------------------------------------------
 _EMBEDDERS: dict[tuple, Embedder] = {}
-_KNOWN: dict[str, dict[str, tuple[str, ...]]] = {}
+_CONTEXT: dict[str, dict] = {}
 
 
 def _embedder(names: Sequence[str], vgg16_weights: str | None) -> Embedder:
@@ -91,58 +69,25 @@ def _embedder(names: Sequence[str], vgg16_weights: str | None) -> Embedder:
     return _EMBEDDERS[key]
 
 
-def _known(ref) -> dict[str, tuple[str, ...]]:
-    """The driver's snapshot (sha256 -> features stored), fetched once per worker process."""
+def _context(ref) -> dict:
+    """The driver's plan (snapshot, claims), fetched once per worker process."""
     import ray
 
     key = ref.hex()
-    if key not in _KNOWN:
-        _KNOWN.clear()
-        _KNOWN[key] = ray.get(ref)
-    return _KNOWN[key]
+    if key not in _CONTEXT:
+        _CONTEXT.clear()
+        _CONTEXT[key] = ray.get(ref)
+    return _CONTEXT[key]
 
 
-# -- stage 1: Ray Data tasks ------------------------------------------------------------------------
-def _read_columns(pa) -> dict:
-    """What a read task adds to each row, with its Arrow type."""
-    return {
-        "sha256": pa.string(), "size": pa.int64(), "width": pa.int32(), "height": pa.int32(), "format": pa.string(),
-        "error_reason": pa.string(), "error_detail": pa.string(),
-        "wanted": pa.list_(pa.string()),  # the features these bytes still lack
-        "prepared": pa.large_binary(),  # the embedder's per-image inputs, pickled (None: nothing to compute)
-    }
+def map_batch(boxed_context: list, items: list[SourceItem], offset: int) -> list[MappedItem]:
+    """A read task: the runner's mapper over one batch (``boxed_context``: [the plan's object ref])."""
+    context = _context(boxed_context[0])
+    mapper = Mapper(_embedder(context["names"], context["vgg16_weights"]), context["stored"],
+                    claims=context["claims"], max_file_bytes=context["max_file_bytes"])
+    return mapper.map_batch(items, None, offset)
 
 
-def read_and_prepare(batch, names: Sequence[str], vgg16_weights: str | None, known_ref, max_file_bytes: int | None):
-    """Read, hash, decode and prepare one batch of files (a pyarrow table of source items)."""
-    import pyarrow as pa
-
-    known = _known(known_ref)
-    embedder = _embedder(names, vgg16_weights)
-    types = _read_columns(pa)
-    out: dict[str, list] = {key: [] for key in types}
-    for path in batch.column("path").to_pylist():
-        row = dict.fromkeys(types)
-        row["wanted"] = []
-        try:
-            data = read_bytes(path, max_file_bytes)
-            row["sha256"], row["size"] = hashlib.sha256(data).hexdigest(), len(data)
-            stored = known.get(row["sha256"])
-            wanted = [n for n in names if stored is None or n not in stored]
-            if wanted:
-                image = decode_image(data)
-                row.update(width=image.width, height=image.height, format=image.format, wanted=wanted,
-                           prepared=pickle.dumps(embedder.prepare(image.rgb, wanted), protocol=pickle.HIGHEST_PROTOCOL))
-        except ImageError as exc:
-            row.update(error_reason=exc.reason, error_detail=exc.detail, wanted=[], prepared=None)
-        for key, value in row.items():
-            out[key].append(value)
-    for key, arrow_type in types.items():
-        batch = batch.append_column(key, pa.array(out[key], arrow_type))
-    return batch
-
-
-# -- stage 2: the actor pool ------------------------------------------------------------------------
 def _set_tensorflow_threads(threads: int) -> None:
     """TensorFlow ignores OMP_NUM_THREADS: size its pools before it builds anything."""
     from coversearch.features.vgg16 import import_keras
@@ -158,55 +103,68 @@ def _set_tensorflow_threads(threads: int) -> None:
 
 
 class EmbedWorker:
-    """One actor: one embedder (one forward pass per backbone per batch) over the prepared inputs."""
+    """One actor: the runner's batched embedding (one forward pass per backbone per batch)."""
 
-    def __init__(self, names: Sequence[str], dims: dict[str, int], vgg16_weights: str | None, threads: int):
-        self.names = list(names)
-        self.dims = dims
-        self.threads = threads
+    def __init__(self, names: Sequence[str], vgg16_weights: str | None, threads: int):
         self.embedder = _embedder(names, vgg16_weights)
+        self.threads = threads
         self._loaded = False
 
-    def _load(self) -> None:
-        """Networks are built on the first batch that needs them: a run that only retries bad files builds none."""
-        if not self._loaded:
+    def embed(self, mapped: list[MappedItem]) -> tuple[list[MappedItem], int]:
+        """The batch with its vectors, and how many images went through a network for it."""
+        if any(item.prepared for item in mapped) and not self._loaded:
+            # Networks are built on the first batch that needs them: a run that only retries bad files builds none.
             if self.embedder.backbones():
                 _set_tensorflow_threads(self.threads)
             self.embedder.load()
             self._loaded = True
+        before = images_forwarded(self.embedder)
+        extract_batch(self.embedder, mapped)
+        return mapped, images_forwarded(self.embedder) - before
 
-    def __call__(self, batch):
-        blobs = batch.column("prepared").to_pylist()
-        wanted = batch.column("wanted").to_pylist()
-        rows = [r for r, blob in enumerate(blobs) if blob is not None]
-        vectors: dict[str, list] = {name: [None] * batch.num_rows for name in self.names}
-        if rows:
-            self._load()
-            found = self.embedder.extract([pickle.loads(blobs[r]) for r in rows], [wanted[r] for r in rows])
-            for r, item in zip(rows, found):
-                for name, vector in item.items():
-                    vectors[name][r] = vector
-        batch = batch.drop_columns(["prepared", "wanted"])
-        for name in self.names:
-            batch = batch.append_column(VECTOR_PREFIX + name, _vector_column(vectors[name], self.dims[name]))
-        return batch
+
+# -- shards -----------------------------------------------------------------------------------------
+def default_shard_dir(db: Path) -> Path:
+    return db.with_name(db.name + ".shards")
+
+
+def shard_table(items: Sequence[MappedItem], dims: dict[str, int]):
+    """A batch as an Arrow table: the source, what the mapper found, one vector column per feature."""
+    import pyarrow as pa
+
+    def column(get, arrow_type):
+        return pa.array([get(item) for item in items], arrow_type)
+
+    info = lambda i: lambda item: item.image_info[i] if item.image_info else None  # noqa: E731
+    columns = {
+        "path": column(lambda it: str(it.source.path), pa.string()),
+        "genres": column(lambda it: list(it.source.genres), pa.list_(pa.string())),
+        "url": column(lambda it: it.source.url, pa.string()),
+        "artist": column(lambda it: it.source.artist, pa.string()),
+        "title": column(lambda it: it.source.title, pa.string()),
+        "sha256": column(lambda it: it.sha256, pa.string()),
+        "size": column(lambda it: it.size, pa.int64()),
+        "width": column(info(0), pa.int32()),
+        "height": column(info(1), pa.int32()),
+        "format": column(info(2), pa.string()),
+        "error_reason": column(lambda it: it.error.reason if it.error else None, pa.string()),
+        "error_detail": column(lambda it: it.error.detail if it.error else None, pa.string()),
+    }
+    for name, dim in dims.items():
+        columns[VECTOR_PREFIX + name] = _vector_column([item.vectors.get(name) for item in items], dim)
+    return pa.table(columns)
 
 
 def _vector_column(values: list, dim: int):
+    """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
     import pyarrow as pa
 
-    """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
     flat = np.zeros((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is not None:
             flat[i] = v
     mask = pa.array([v is None for v in values], pa.bool_())
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=mask)
-
-
-# -- shards -----------------------------------------------------------------------------------------
-def default_shard_dir(db: Path) -> Path:
-    return db.with_name(db.name + ".shards")
 
 
 def write_shard(table, folder: Path, name: str) -> Path:
@@ -231,14 +189,14 @@ def pending_shards(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*" + SHARD_SUFFIX) if p.is_file())
 
 
-def load_shard(store: Store, writer: StoreWriter, path: Path) -> tuple[int, WriteCounts]:
-    """One shard -> one transaction through the local ingest writer; then it moves to loaded/."""
-    items = [_mapped_item(row, writer.feature_sets) for row in read_rows(store, path)]
-    counts = writer.write(items)
+def load_shard(run: IngestRun, path: Path, *, replay: bool = False) -> int:
+    """One shard -> one transaction through the runner's writer; then it moves to loaded/."""
+    items = [_mapped_item(row, run.feature_sets) for row in read_rows(run.store, path)]
+    run.write(items, replay=replay)
     done = path.parent / LOADED
     done.mkdir(exist_ok=True)
     os.replace(path, done / path.name)
-    return len(items), counts
+    return len(items)
 
 
 def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
@@ -256,46 +214,12 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
     return item
 
 
-# -- the driver -------------------------------------------------------------------------------------
-def plan(store: Store, items: Sequence[SourceItem], names: Sequence[str], feature_sets) -> tuple[list[SourceItem], dict]:
-    """The items still to do, and the snapshot (sha256 -> stored features) the read tasks consult.
-
-    A file is left out when its path is stored with the same size, its album has every feature
-    asked for and every genre this listing gives it.  Anything else goes to Ray; bytes already
-    embedded under another path are then hashed but not decoded or embedded again.
-    """
-    files = store.known_file_sizes()
-    embedded = {name: store.embedded_album_ids(fs) for name, fs in feature_sets.items()}
-    genres = store.genres_by_album()
-    todo = []
-    for item in items:
-        stored = files.get(str(item.path))
-        if stored is not None:
-            album_id, size = stored
-            if size is not None and _size(item.path) == size and all(album_id in embedded[n] for n in names) \
-                    and set(item.genres) <= set(genres.get(album_id, ())):
-                continue
-        todo.append(item)
-    known = {}
-    for sha, album_id in store.album_ids_by_sha().items():
-        known[sha] = tuple(n for n in names if album_id in embedded[n])
-    return todo, known
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
+# -- the cluster ------------------------------------------------------------------------------------
 def _import_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # no per-run INFO lines on stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise CoverSearchError(RAY_HINT) from None
     return ray
@@ -339,104 +263,70 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
     return {"address": "local", "cluster_cpus": cpus, "nodes": 1}
 
 
-def build_dataset(items: Sequence[SourceItem], names: Sequence[str], dims: dict[str, int], vgg16_weights: str | None,
-                  known_ref, options: RayOptions):
-    ray = _import_ray()
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.execution_options.preserve_order = True  # shards in listing order: album ids as local ingest gives
-    rows = [{"path": str(i.path), "genres": list(i.genres), "url": i.url, "artist": i.artist, "title": i.title}
-            for i in items]
-    blocks = max(1, -(-len(rows) // options.batch_size))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ds = ds.map_batches(
-        read_and_prepare,
-        fn_kwargs={"names": list(names), "vgg16_weights": vgg16_weights, "known_ref": known_ref,
-                   "max_file_bytes": options.max_file_bytes},
-        batch_size=options.batch_size,
-        batch_format="pyarrow",
-        num_cpus=1,
-        # Room for a batch of decoded and prepared images.  Resources unlike the actors' also keep
-        # Ray from fusing the reads into the actors, which would serialise decoding and inference.
-        memory=READ_TASK_BYTES + options.batch_size * READ_BYTES_PER_IMAGE,
-    )
-    return ds.map_batches(
-        EmbedWorker,
-        fn_constructor_kwargs={"names": list(names), "dims": dims, "vgg16_weights": vgg16_weights,
-                               "threads": options.cpus_per_worker},
-        compute=ray.data.ActorPoolStrategy(size=options.workers),
-        num_cpus=options.cpus_per_worker,
-        batch_size=options.batch_size,
-        batch_format="pyarrow",
-    )
+class RayDistributor:
+    """Runs the runner's batches on Ray: read tasks map, actors embed, the driver writes in order."""
 
+    name = "ray"
 
-def ingest_ray(
-    store: Store,
-    listing: SourceListing,
-    names: Sequence[str],
-    *,
-    vgg16_weights: str | os.PathLike | None = None,
-    options: RayOptions | None = None,
-    on_progress: Callable[[int, WriteCounts], None] | None = None,
-    on_plan: Callable[[int], None] | None = None,
-) -> RaySummary:
-    """Ingest ``listing`` with the features ``names`` on Ray; returns what was added.
+    def __init__(self, options: RayOptions, *, vgg16_weights: str | os.PathLike | None = None):
+        for value, what in ((options.workers, "--workers"), (options.cpus_per_worker, "--cpus-per-worker")):
+            if value < 1:
+                raise CoverSearchError(f"{what} must be at least 1")
+        self.options = options
+        self.vgg16_weights = str(vgg16_weights) if vgg16_weights else None
+        self.folder: Path | None = None
+        self.stats: dict[str, Any] = {"shard_seconds": 0.0, "first_shard_seconds": None}
 
-    ``on_plan(n)`` is told how many files Ray will process (after resumed shards and left-out
-    files); ``on_progress(n_files, counts)`` follows each loaded shard.
-    """
-    options = options or RayOptions()
-    for value, what in ((options.workers, "--workers"), (options.cpus_per_worker, "--cpus-per-worker"),
-                        (options.batch_size, "--batch-size")):
-        if value < 1:
-            raise CoverSearchError(f"{what} must be at least 1")
-    started = time.perf_counter()
-    weights = str(vgg16_weights) if vgg16_weights else None
-    extractors = [get_extractor(name, vgg16_weights=weights) for name in names]
-    feature_sets = {ex.name: store.ensure_feature_set(ex) for ex in extractors}
-    writer = StoreWriter(store, feature_sets)
-    summary = RaySummary(seen=len(listing.items))
-    summary.counts.add(writer.write_problems(listing.problems))
+    def _describe(self, run: IngestRun, cluster: dict[str, Any]) -> None:
+        o = self.options
+        run.summary.engine = {"name": self.name, **cluster, "workers": o.workers, "cpus_per_worker": o.cpus_per_worker,
+                              "batch_size": run.batch_size, "shards": str(self.folder),
+                              "shard_seconds": round(self.stats["shard_seconds"], 2),
+                              "first_shard_seconds": self.stats["first_shard_seconds"]}
 
-    folder = Path(options.shards) if options.shards else default_shard_dir(store.path)
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in pending_shards(folder):
-        _, counts = load_shard(store, writer, path)
-        summary.counts.add(counts)
-        summary.shards_resumed += 1
+    def resume(self, run: IngestRun) -> None:
+        self.started = time.perf_counter()
+        self.folder = Path(self.options.shards) if self.options.shards else default_shard_dir(run.store.path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for path in pending_shards(self.folder):
+            load_shard(run, path, replay=True)
+            run.summary.shards_resumed += 1
+        self._describe(run, {})
 
-    todo, known = plan(store, listing.items, names, feature_sets)
-    summary.left_out = len(listing.items) - len(todo)
-    if on_plan is not None:
-        on_plan(len(todo))
-    if todo:
-        summary.engine = start_ray(options)
+    def run(self, run: IngestRun) -> None:
         ray = _import_ray()
+        options = self.options
+        claims = run.claims()
+        cluster = start_ray(options)
         try:
-            dims = {ex.name: ex.dim for ex in extractors}
-            dataset = build_dataset(todo, names, dims, weights, ray.put(known), options)
-            run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-            for seq, table in enumerate(_batches(dataset)):
-                arrived = time.perf_counter()
-                path = write_shard(table, folder, f"shard-{run}-{seq:06d}{SHARD_SUFFIX}")
-                summary.shards_written += 1
-                n, counts = load_shard(store, writer, path)
-                summary.counts.add(counts)
-                summary.shard_seconds += time.perf_counter() - arrived
-                if summary.first_shard_seconds is None:
-                    summary.first_shard_seconds = time.perf_counter() - started
-                if on_progress is not None:
-                    on_progress(n, counts)
+            context = ray.put({"names": run.names, "vgg16_weights": self.vgg16_weights, "stored": run.stored,
+                               "claims": claims, "max_file_bytes": run.max_file_bytes})
+            read = ray.remote(map_batch).options(
+                num_cpus=1, memory=READ_TASK_BYTES + run.batch_size * READ_BYTES_PER_IMAGE)
+            actors = [ray.remote(EmbedWorker).options(num_cpus=options.cpus_per_worker)
+                      .remote(run.names, self.vgg16_weights, options.cpus_per_worker) for _ in range(options.workers)]
+            dims = {name: fs.dim for name, fs in run.feature_sets.items()}
+            tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            in_flight: deque = deque()
+            window = 2 * options.workers + 2  # batches mapped or embedded ahead of the writer
+            for seq, (offset, batch) in enumerate(run.batches()):
+                mapped = read.remote([context], batch, offset)
+                in_flight.append(actors[seq % len(actors)].embed.remote(mapped))
+                if len(in_flight) >= window:
+                    self._land(ray, run, in_flight.popleft(), dims, f"shard-{tag}-{run.summary.shards_written:06d}")
+            while in_flight:
+                self._land(ray, run, in_flight.popleft(), dims, f"shard-{tag}-{run.summary.shards_written:06d}")
         finally:
             ray.shutdown()
-    summary.engine.update(workers=options.workers, cpus_per_worker=options.cpus_per_worker,
-                          batch_size=options.batch_size, shards=str(folder))
-    summary.seconds = time.perf_counter() - started
-    return summary
+            self._describe(run, cluster)
 
-
-def _batches(dataset) -> Iterable:
-    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        if table.num_rows:
-            yield table
+    def _land(self, ray, run: IngestRun, ref, dims: dict[str, int], name: str) -> None:
+        items, forwarded = ray.get(ref)
+        arrived = time.perf_counter()
+        run.summary.images_forwarded += forwarded
+        path = write_shard(shard_table(items, dims), self.folder, name + SHARD_SUFFIX)
+        run.summary.shards_written += 1
+        load_shard(run, path)
+        self.stats["shard_seconds"] += time.perf_counter() - arrived
+        if self.stats["first_shard_seconds"] is None:
+            self.stats["first_shard_seconds"] = round(time.perf_counter() - self.started, 2)

@@ -1,4 +1,5 @@
-"""The ingest use case on a listing: load the extractors, ingest, and (optionally) report near-duplicates.
+"""The ingest use case on a listing: load the extractors, ingest on an engine, and (optionally)
+report near-duplicates.
 
 ``coversearch ingest`` and ``coversearch download --ingest`` both call ``run_ingest``; the CLI only
 parses options and prints the result.
@@ -24,12 +25,20 @@ from coversearch.ingest.readers import SourceListing
 from coversearch.query.duplicates import duplicates_of_new_albums
 from coversearch.store import Store
 
-# progress(total) -> a context yielding advance(n): the CLI passes its progress bar.
-ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None]]]
+# progress(total) -> a context yielding (set_total(n), advance(n)): the CLI passes its progress bar.
+ProgressFactory = Callable[[int], AbstractContextManager]
 
 
-def _no_progress(total: int) -> AbstractContextManager[Callable[[int], None]]:
-    return nullcontext(lambda n: None)
+class _NoBar:
+    def __call__(self, n: int) -> None:
+        pass
+
+    def set_total(self, n: int) -> None:
+        pass
+
+
+def _no_progress(total: int) -> AbstractContextManager:
+    return nullcontext(_NoBar())
 
 
 def run_ingest(
@@ -38,22 +47,30 @@ def run_ingest(
     features: str,
     vgg16_weights: str | os.PathLike | None,
     *,
+    engine: str = "local",
+    ray=None,
     index_dir: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_file_bytes: int = MAX_FILE_BYTES,
     report_duplicates: bool = False,
     progress: ProgressFactory = _no_progress,
 ) -> dict:
-    """Ingest ``listing`` into the store at ``db`` (made if missing); the summary as a dict, with
-    ``near_duplicates`` when ``report_duplicates``."""
+    """Ingest ``listing`` into the store at ``db`` (made if missing) on ``engine`` ("local", or
+    "ray" with ``ray``: RayOptions); the summary as a dict, with ``near_duplicates`` when
+    ``report_duplicates``."""
     names = parse_feature_list(features)
     extractors = [get_extractor(name, vgg16_weights=vgg16_weights) for name in names]
-    Embedder(extractors).load()  # a missing or broken weights file fails before any work
+    if engine == "local":
+        Embedder(extractors).load()  # a missing or broken weights file fails before any work
+    else:
+        for ex in extractors:
+            ex.model_fingerprint()  # a missing weights file fails here, not in every actor
     with Store.open(db) as store:
         before = set(store.album_ids_by_sha().values()) if report_duplicates else set()
-        with progress(len(listing.items)) as advance:
-            summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
-                             max_file_bytes=max_file_bytes)
+        with progress(len(listing.items)) as bar:
+            summary = ingest(store, listing, extractors, engine=engine, ray=ray, vgg16_weights=vgg16_weights,
+                             batch_size=batch_size, max_file_bytes=max_file_bytes,
+                             on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
         result = summary.to_dict()
         if report_duplicates:
             new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)

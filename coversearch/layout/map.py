@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import metric_for
 
 METHOD = "pca"
 
@@ -91,7 +92,7 @@ def catalogue_map(store, feature: str, *, recompute: bool = False, save: bool = 
     if len(ids) == 0:
         raise CoverSearchError(f"the store has no {fs.label} vectors to lay out; run `coversearch ingest --features {feature}`")
     started = time.perf_counter()
-    xy = pca_2d(vectors, metrics.metric_for(fs))
+    xy = pca_2d(vectors, metric_for(fs))
     seconds = time.perf_counter() - started
     del vectors
     notes = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch.features.registry import metric_for
 
 
 def nearest_albums(store, feature: str, k: int, batch: int = 1024) -> dict[int, list[int]]:
@@ -15,7 +15,7 @@ def nearest_albums(store, feature: str, k: int, batch: int = 1024) -> dict[int, 
     ids, vectors = store.load_embeddings(fs)
     if len(ids) < 2 or k < 1:
         return {}
-    index = ExactIndex(metrics.metric_for(fs), fs.dim).fit(vectors, ids)
+    index = ExactIndex(metric_for(fs), fs.dim).fit(vectors, ids)
     want = min(k + 1, len(ids))
     out: dict[int, list[int]] = {}
     for start in range(0, len(ids), batch):

@@ -23,7 +23,7 @@ from coversearch.errors import CoverSearchError, FeatureError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.duplicates import (
     CANDIDATE_K,
     DEFAULT_RULE_FEATURES,

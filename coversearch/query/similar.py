@@ -23,13 +23,14 @@ from coversearch.errors import CoverSearchError, FeatureError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images, extractor_mismatch
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
-from coversearch.index import metrics
+from coversearch import metrics
+from coversearch.features.registry import metric_for
 from coversearch.index.base import IndexFileError, VectorIndex
 from coversearch.index.catalog import indexes_for_feature, list_manifests, open_index
 from coversearch.index.registry import create_index
 from coversearch.index.manifest import IndexManifest
 from coversearch.store import FeatureSet, Store
-from coversearch.store.parquet import check_known_feature, is_imported
+from coversearch.store.parquet import check_known_feature
 
 DEFAULT_FEATURE = "vgg16"
 DEFAULT_K = 10
@@ -136,7 +137,7 @@ class SimilarSearcher:
     ) -> "SimilarSearcher":
         """Brute force over the store's vectors with a FAISS flat index built in memory now."""
         fs = store.feature_set(feature)
-        metric = metric or metrics.metric_for(fs)
+        metric = metric or metric_for(fs)
         ids, vectors = store.load_embeddings(fs)
         if len(ids) == 0:
             raise CoverSearchError(f"the store has no {fs.label} vectors to search; run `coversearch ingest --features {feature}`")
@@ -152,7 +153,7 @@ class SimilarSearcher:
     def extractor(self, *, vgg16_weights: str | os.PathLike | None = None) -> FeatureExtractor:
         """The extractor for query images, checked against the one that made the stored vectors."""
         if self._extractor is None:
-            if is_imported(self.feature_set):
+            if self.feature_set.imported:
                 raise FeatureError(
                     f"the store's {self.feature_set.name!r} vectors were imported (computed outside coversearch), so a "
                     "query image cannot be embedded for them: query with a stored album instead (--album ID)"

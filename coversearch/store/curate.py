@@ -30,7 +30,6 @@ from coversearch.csvfile import StrictCsv
 from coversearch.errors import CoverSearchError
 from coversearch.genres import check_genre, genre_key
 from coversearch.store.db import Store
-from coversearch.imaging.thumbs import thumbs_dir
 
 ACTIONS = ("add", "remove")
 
@@ -146,7 +145,7 @@ def apply_removal(store: Store, plan: RemovalPlan) -> RemovalPlan:
             con.execute("DELETE FROM album_genres WHERE genre = $1 AND album_id IN (SELECT unnest($2))", [plan.genre, _ids(plan.unlinked)])
         con.execute("DELETE FROM albums WHERE id IN (SELECT unnest($1))", [chosen])
     plan.applied = True
-    folder = thumbs_dir(store)
+    folder = store.thumbs_dir
     for sha in shas:
         try:
             (folder / f"{sha}.jpg").unlink()

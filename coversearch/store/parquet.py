@@ -16,9 +16,11 @@ from typing import Any
 
 import duckdb
 
+from coversearch import metrics
 from coversearch.errors import CoverSearchError, FeatureError
 from coversearch.fsutil import atomic_output
-from coversearch.store.db import FeatureSet, Store, utcnow
+from coversearch.store.db import Store
+from coversearch.store.rows import FeatureSet, utcnow
 
 # Parquet key-value metadata written by export; import reads the metric and fingerprint from it
 # when they are not given.
@@ -28,7 +30,7 @@ META_METRIC = "coversearch.metric"
 META_FINGERPRINT = "coversearch.model_fingerprint"
 
 IMPORTED_VERSION = 1
-IMPORT_METRICS = ("cosine", "euclidean")  # the index layer's metrics (coversearch.index.metrics)
+IMPORT_METRICS = (metrics.COSINE, metrics.EUCLIDEAN)  # what imported vectors may be compared by
 FEATURE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MATCH_COLUMNS = ("sha256", "path")
 FLOAT32_MAX = 3.4028234663852886e38  # vectors are stored as FLOAT
@@ -41,11 +43,6 @@ class ParquetImportError(CoverSearchError):
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def is_imported(fs: FeatureSet) -> bool:
-    """Vectors computed outside coversearch: no extractor here can embed a new image for them."""
-    return bool(fs.params.get("imported"))
 
 
 def check_known_feature(store: Store, name: str, builtin: tuple[str, ...]) -> None:
@@ -294,7 +291,7 @@ def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str
     params = {"imported": True, "metric": metric}
     existing = [fs for fs in store.feature_sets() if fs.name == name]
     for fs in existing:
-        if not is_imported(fs):
+        if not fs.imported:
             _fail(path, f"the store's {fs.label} was computed by coversearch, not imported; choose another --feature name")
         if fs.dim != dim or fs.params.get("metric") != metric or fs.model_fingerprint != fingerprint:
             _fail(

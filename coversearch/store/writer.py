@@ -9,15 +9,48 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from coversearch.store.db import FeatureSet, Store, utcnow
+from coversearch.store.db import Store
+from coversearch.store.rows import FeatureSet, utcnow
 
-if TYPE_CHECKING:  # what ingest/ hands over; the store imports nothing from above it
-    from coversearch.ingest.mapper import MappedItem
-    from coversearch.ingest.readers import SourceProblem
+
+# What a batch hands over, by shape: the store imports nothing from the layers that fill it.
+class Source(Protocol):
+    path: Any  # str or os.PathLike
+    genres: tuple[str, ...]
+    url: str | None
+    artist: str | None
+    title: str | None
+
+
+class Failure(Protocol):
+    reason: str
+    detail: str
+
+
+class FileRecord(Protocol):
+    """One listed file: its bytes' identity, what decoding found, the vectors computed for it."""
+
+    source: Source
+    sha256: str | None
+    size: int | None
+    error: Failure | None
+    image_info: tuple[int, int, str] | None  # width, height, format; set when the bytes were decoded
+    vectors: Mapping[str, np.ndarray]
+
+    @property
+    def ok(self) -> bool: ...
+
+
+class Problem(Protocol):
+    """A listing entry that names no usable file."""
+
+    where: str
+    reason: str
+    detail: str
 
 
 @dataclass
@@ -47,7 +80,7 @@ class StoreWriter:
         self.store = store
         self.feature_sets = feature_sets
 
-    def write_problems(self, problems: Sequence[SourceProblem]) -> WriteCounts:
+    def write_problems(self, problems: Sequence[Problem]) -> WriteCounts:
         counts = WriteCounts()
         if not problems:
             return counts
@@ -59,7 +92,7 @@ class StoreWriter:
         counts.errors.update(p.reason for p in problems)
         return counts
 
-    def write(self, batch: Sequence[MappedItem]) -> WriteCounts:
+    def write(self, batch: Sequence[FileRecord]) -> WriteCounts:
         counts = WriteCounts()
         now = utcnow()
         good = [item for item in batch if item.ok]

@@ -6,16 +6,20 @@ holds no lock on the store file between reloads.  ``reload`` loads a new snapsho
 one and swaps it in; queries already running finish on the one they started with.
 
 A query decodes the upload once and embeds it once for everything the answer needs (an
-``Embedder``: one VGG16 pass serves the searched feature and the model's features alike), then
-runs the same library code as the CLI: ``SimilarSearcher.search_vector`` (as ``coversearch
-similar``) and ``TrainedModel.predict_proba`` on the model's features (as ``coversearch classify``).
+``Embedder``: one VGG16 pass serves the searched feature, the model's features and the duplicate
+check alike; uploads arriving together share that pass, ``SharedForward``), then runs the same
+library code as the CLI, searching each feature's index once: ``SimilarSearcher.search_vector``
+(as ``coversearch similar``), ``TrainedModel.predict_proba`` on the model's features (as
+``coversearch classify``) and ``check_image`` on the vectors already computed (as ``coversearch check``).
 
 Memory per upload is bounded: the body by ``MAX_UPLOAD_BYTES``; the pixels by ``max_pixels``,
 checked from the image header before anything is decoded; and at most ``decode_slots`` uploads
-are decoded and embedded at once (an RGBA PNG costs about 21 bytes per pixel while it is
-decoded), so N concurrent hostile uploads cost at most decode_slots x 21 x max_pixels bytes of
-pixels, whatever N.  The embedding, search and classification run one at a time under a lock: the
-Keras models and the snapshot's DuckDB connection are shared, and the work is CPU-bound.
+are decoded at once (an RGBA PNG costs about 21 bytes per pixel while it is decoded), so N
+concurrent hostile uploads cost at most decode_slots x 21 x max_pixels bytes of pixels, whatever
+N: an upload holds its slot until its network inputs (and, for the duplicate check, its
+keypoint-sized greyscale) are made, not while it waits for the network.  Search, classification
+and the duplicate check run one at a time under a lock: the snapshot's DuckDB connection is
+shared, and the work is CPU-bound.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +39,13 @@ from coversearch.classify.calibration import Answer, parse_min_confidence
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
+from coversearch.features.keypoints import SIDE as KEYPOINT_SIDE
 from coversearch.imaging.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
-from coversearch.index.duplicates import default_rules
-from coversearch.query.duplicates import check_image
+from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, default_rules
+from coversearch.query.duplicates import CHECK_K, check_image
+from coversearch.query.similar import SimilarResult, SimilarSearcher
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
 from coversearch.web.page import PAGE
@@ -62,6 +69,87 @@ class QueryError(CoverSearchError):
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
+
+
+class SharedForward:
+    """Concurrent uploads share one batched embedding: each thread prepares its own inputs, then
+    whoever finds the network idle runs it once for every input waiting at that moment, while the
+    others wait for their vectors."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._waiting: list[dict[str, Any]] = []
+        self._running = False
+        self.batches = 0  # forward runs, and the uploads they served (benchmarks read them)
+        self.uploads = 0
+
+    def extract(self, embedder: Embedder, prepared: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
+        job: dict[str, Any] = {"embedder": embedder, "prepared": prepared, "names": names, "done": False}
+        with self._cond:
+            self._waiting.append(job)
+            while not job["done"] and self._running:
+                self._cond.wait()
+            if job["done"]:
+                return self._outcome(job)
+            self._running = True
+            # Inputs prepared by another embedder (one made before a reload added features) wait for their own run.
+            batch = [j for j in self._waiting if j["embedder"] is embedder]
+            self._waiting = [j for j in self._waiting if j["embedder"] is not embedder]
+        try:
+            found = embedder.extract([j["prepared"] for j in batch], [j["names"] for j in batch])
+            outcome = [("vectors", vectors) for vectors in found]
+        except BaseException as exc:  # every upload of the batch gets the error, not just this one
+            outcome = [("error", exc)] * len(batch)
+        with self._cond:
+            for j, (kind, value) in zip(batch, outcome):
+                j[kind] = value
+                j["done"] = True
+            self._running = False
+            self.batches += 1
+            self.uploads += len(batch)
+            self._cond.notify_all()
+        return self._outcome(job)
+
+    @staticmethod
+    def _outcome(job: dict[str, Any]) -> dict[str, np.ndarray]:
+        if "error" in job:
+            raise job["error"]
+        return job["vectors"]
+
+
+class _SearchedOnce:
+    """A searcher for one request: each (vector, genre) is searched once, for the largest k the
+    request needs (``k_unfiltered`` when no genre filters it); smaller asks take its first hits."""
+
+    def __init__(self, searcher: SimilarSearcher, k_unfiltered: int):
+        self._searcher = searcher
+        self._k = k_unfiltered
+        self._done: dict[tuple[bytes, str | None], SimilarResult] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._searcher, name)
+
+    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K, genre: str | None = None,
+                      label: str = "vector") -> SimilarResult:
+        key = (np.asarray(vector, dtype=np.float32).tobytes(), genre)
+        if key not in self._done or self._done[key].k < k:
+            self._done[key] = self._searcher.search_vector(vector, max(k, self._k) if genre is None else k, genre, label)
+        found = self._done[key]
+        return replace(found, k=k, hits=found.hits[:k], query=label, notes=list(found.notes))
+
+
+def _keypoint_pixels(rgb: np.ndarray) -> np.ndarray:
+    """The upload as keypoint verification first makes it (grey, KEYPOINT_SIDE on its longer side),
+    as three equal channels: ``keypoints`` finds the same points in it as in ``rgb``, and the full
+    pixels can go before the upload waits for the network."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    scale = KEYPOINT_SIDE / max(grey.shape)
+    if scale != 1:
+        size = (max(8, round(grey.shape[1] * scale)), max(8, round(grey.shape[0] * scale)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 class Engine:
@@ -92,6 +180,8 @@ class Engine:
         self._reload_lock = threading.Lock()
         self._extractor_lock = threading.Lock()
         self.extractors: dict[str, FeatureExtractor] = {}
+        self._embedder = Embedder([])  # over every extractor built: one input format for SharedForward
+        self.forward = SharedForward()
         self.reloads = 0
         self.last_reload_error: str | None = None
         self.snapshot = Snapshot.load(self.store_path, self.model_dir, self.index_dir, self.extractors_for, lock_timeout=lock_timeout)
@@ -112,6 +202,7 @@ class Engine:
                 # heads on a backbone already run cost nothing here.
                 extract_images(extractor, [np.zeros((32, 32, 3), dtype=np.uint8)])
                 self.extractors[feature] = extractor
+                self._embedder = Embedder(self.extractors.values())
             return {f: self.extractors[f] for f in features}
 
     # -- reloading ---------------------------------------------------------------------------------
@@ -194,6 +285,10 @@ class Engine:
         if width * height > self.max_pixels:
             raise QueryError(f"{filename} is {width}x{height} pixels; the limit is {self.max_pixels:,} pixels", 413)
 
+        rule_features = [f for f in DEFAULT_RULE_FEATURES if f in snap.searchers]  # default_rules' features
+        names = list(dict.fromkeys([feature, *(snap.models[model_name].card.feature_names if model_name else []),
+                                    *rule_features]))
+        embedder = self._embedder
         if not self.decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
             raise QueryError("the server is busy with other uploads; try again shortly", 503)
         try:  # the slot is held until the decoded pixels are no longer needed
@@ -201,22 +296,23 @@ class Engine:
                 decoded = decode_image(data, max_pixels=self.max_pixels)
             except ImageError as exc:
                 raise QueryError(f"{filename} is not a usable image ({exc.reason}: {exc.detail})") from None
-            with self.lock:
-                searcher = snap.searchers[feature]
-                names = [feature, *(snap.models[model_name].card.feature_names if model_name else [])]
-                extractors = [searcher.extractor(), *(self.extractors[n] for n in names[1:])]
-                vectors = {n: v[0] for n, v in Embedder(extractors).embed([decoded.rgb], dict.fromkeys(names)).items()}
-                try:
-                    result = searcher.search_vector(vectors[feature], k, genre or None, label=filename)
-                except CoverSearchError as exc:
-                    raise QueryError(str(exc)) from None
-                search_seconds = time.perf_counter() - started
-                answer = self._classify(snap, model_name, vectors, min_confidence) if model_name else None
-                duplicates = self._check_duplicates(snap, data, decoded.rgb, filename, vectors)
             query_info = {"filename": filename, "width": decoded.width, "height": decoded.height, "format": decoded.format}
+            prepared = embedder.prepare(decoded.rgb, names)
+            pixels = _keypoint_pixels(decoded.rgb) if rule_features else None
             del decoded
         finally:
             self.decode_slots.release()
+        vectors = self.forward.extract(embedder, prepared, names)
+        with self.lock:
+            searches = {f: _SearchedOnce(s, min(CHECK_K, len(s.index)) if f in rule_features else 1)
+                        for f, s in snap.searchers.items()}
+            try:
+                result = searches[feature].search_vector(vectors[feature], k, genre or None, label=filename)
+            except CoverSearchError as exc:
+                raise QueryError(str(exc)) from None
+            search_seconds = time.perf_counter() - started
+            answer = self._classify(snap, model_name, vectors, min_confidence) if model_name else None
+            duplicates = self._check_duplicates(snap, data, pixels, filename, vectors, searches)
         similar = result.to_dict()
         similar["query"] = filename
         for hit in similar["results"]:
@@ -238,16 +334,17 @@ class Engine:
         }
 
     def _check_duplicates(
-        self, snap: Snapshot, data: bytes, rgb: np.ndarray, filename: str, vectors: dict[str, np.ndarray]
+        self, snap: Snapshot, data: bytes, pixels: np.ndarray | None, filename: str, vectors: dict[str, np.ndarray],
+        searchers: dict[str, Any],
     ) -> dict[str, Any] | None:
-        """The duplicate verdict for an upload (as `coversearch check`), or None without phash/vgg16 vectors."""
+        """The duplicate verdict for an upload (as `coversearch check`) from its vectors and this
+        request's searches, or None without phash/vgg16 vectors."""
         rules = default_rules(snap.store)
-        if not rules:
+        if not rules or pixels is None:
             return None
         try:
-            check = check_image(snap.store, filename, rules, data=data, rgb=rgb, label=filename,
-                                extractors=self.extractors_for([r.feature for r in rules]), searchers=snap.searchers,
-                                vectors=vectors)
+            check = check_image(snap.store, filename, rules, data=data, rgb=pixels, label=filename,
+                                searchers=searchers, vectors=vectors)
         except CoverSearchError as exc:
             raise QueryError(str(exc)) from None
         answer = check.to_dict()

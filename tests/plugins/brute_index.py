@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coversearch.index import metrics
+from coversearch import metrics
 from coversearch.index.base import VectorIndex
 
 

@@ -1,4 +1,8 @@
-"""Distance metrics, and how every index kind reports them so that kinds are comparable.
+"""Distance metrics: the one place a metric is defined.
+
+Each metric is one ``Metric`` row below (its SQL for exact search in the store, its largest
+meaningful threshold) plus its branch in ``prepare``, ``from_squared_l2`` and ``pair_distances``;
+a feature says which metric compares its vectors (the ``metric`` of its extractor class).
 
 Two metrics as in the original study, and one for hashes:
 
@@ -16,15 +20,32 @@ their output into the reported distance.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.features.registry import FEATURES, feature_metric
 
 COSINE = "cosine"
 EUCLIDEAN = "euclidean"
 HAMMING = "hamming"
-METRICS = (COSINE, EUCLIDEAN, HAMMING)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    sql: str  # DuckDB's distance between the column ``vector`` and the query ``{q}`` (``Store.nearest``)
+    max_threshold: float | None  # the largest meaningful distance; None: the vector's length (bits)
+
+
+METRIC_TABLE = {
+    COSINE: Metric(COSINE, "array_cosine_distance(vector, {q})", 2.0),
+    EUCLIDEAN: Metric(EUCLIDEAN, "array_distance(vector, {q})", 2.0),  # between unit-length histograms
+    # L2^2 of 0/1 vectors counts the differing bits
+    HAMMING: Metric(HAMMING, "round(pow(array_distance(vector, {q}), 2))", None),
+}
+METRICS = tuple(METRIC_TABLE)
+
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
@@ -32,19 +53,9 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def default_metric(feature: str) -> str:
-    """A computed feature's metric: its extractor class says (``metric``); an unknown name is an error."""
-    return check_metric(feature_metric(feature))
-
-
-def metric_for(feature_set) -> str:
-    """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
-    recorded = feature_set.params.get("metric")
-    if recorded:
-        return check_metric(recorded)
-    if feature_set.name not in FEATURES:
-        raise CoverSearchError(f"feature set {feature_set.name!r} records no metric and no extractor is registered for it")
-    return default_metric(feature_set.name)
+def definition(name: str) -> Metric:
+    """The metric ``name`` (an unknown name is an error)."""
+    return METRIC_TABLE[check_metric(name)]
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
