@@ -35,6 +35,7 @@ from coversearch.ingest.readers import SourceItem, SourceListing
 from coversearch.store.writer import StoreWriter, WriteCounts
 from coversearch.store import Store
 from coversearch.store.parquet import read_rows
+from coversearch.ray_local import LocalInstanceWatch, check_local_cpus, check_reachable, one_join_attempt
 
 RAY_HINT = "Ray is not installed: pip install 'coversearch[ray]' (or pip install 'ray[data]')"
 SHARD_SUFFIX = ".parquet"
@@ -305,11 +306,13 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
     """Join the cluster at ``options.address``, or start a local instance sized for the actors."""
     ray = _import_ray()
     if ray.is_initialized():
-        ray.shutdown()
+        stop_ray()
     quiet = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
     if options.address:
+        check_reachable(options.address)  # nothing listening: fail now, not after Ray's minutes of retries
         try:
-            ray.init(address=options.address, **quiet)
+            with one_join_attempt():
+                ray.init(address=options.address, **quiet)
         except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             cause = str(exc.__cause__ or "")
@@ -328,15 +331,28 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
         return {"address": options.address, "cluster_cpus": cpus, "nodes": len(ray.nodes())}
     # Actors that reserve every logical CPU starve the read tasks (ray-project/ray#44687): one more.
     cpus = options.workers * options.cpus_per_worker + 1
-    ray.init(
+    global _WATCH
+    _WATCH = LocalInstanceWatch.start(lambda: ray.init(
         address="local",  # a new instance, even when another one on this machine could be joined
         num_cpus=cpus,
         object_store_memory=options.object_store_memory,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         **quiet,
-    )
+    ))
     return {"address": "local", "cluster_cpus": cpus, "nodes": 1}
+
+
+_WATCH: LocalInstanceWatch | None = None  # the watchdog of the local instance start_ray started
+
+
+def stop_ray() -> None:
+    """Shut Ray down, then let the local instance's watchdog go."""
+    global _WATCH
+    _import_ray().shutdown()
+    if _WATCH is not None:
+        _WATCH.stop()
+        _WATCH = None
 
 
 def build_dataset(items: Sequence[SourceItem], names: Sequence[str], dims: dict[str, int], vgg16_weights: str | None,
@@ -391,6 +407,8 @@ def ingest_ray(
                         (options.batch_size, "--batch-size")):
         if value < 1:
             raise CoverSearchError(f"{what} must be at least 1")
+    if not options.address:
+        check_local_cpus(options.workers, options.cpus_per_worker)  # a cluster's CPUs are checked when joined
     started = time.perf_counter()
     weights = str(vgg16_weights) if vgg16_weights else None
     extractors = [get_extractor(name, vgg16_weights=weights) for name in names]
@@ -429,7 +447,7 @@ def ingest_ray(
                 if on_progress is not None:
                     on_progress(n, counts)
         finally:
-            ray.shutdown()
+            stop_ray()
     summary.engine.update(workers=options.workers, cpus_per_worker=options.cpus_per_worker,
                           batch_size=options.batch_size, shards=str(folder))
     summary.seconds = time.perf_counter() - started
