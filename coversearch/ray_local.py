@@ -39,11 +39,11 @@ def check_local_cpus(workers: int, cpus_per_worker: int, cores: int | None = Non
     cores = machine_cores() if cores is None else cores
     needed = workers * cpus_per_worker
     if needed > cores:
-        most = max(1, cores // cpus_per_worker)
+        fix = (f"--cpus-per-worker can be at most {cores}" if cpus_per_worker > cores
+               else f"use at most --workers {cores // cpus_per_worker} with --cpus-per-worker {cpus_per_worker}")
         raise CoverSearchError(
             f"--workers {workers} x --cpus-per-worker {cpus_per_worker} = {needed} CPUs, but this machine has {cores}: "
-            f"use at most --workers {most} with --cpus-per-worker {min(cpus_per_worker, cores)} "
-            "(or join a larger cluster with --address)"
+            f"{fix} (or join a larger cluster with --address)"
         )
 
 
@@ -153,7 +153,7 @@ class LocalInstanceWatch:
         return cls(child_pids() - before)
 
     def stop(self) -> None:
-        """Ray was shut down here: the watchdog leaves without ending anything."""
+        """Ray was shut down here: the watchdog ends what is left of the instance, then leaves."""
         if self.process is None:
             return
         try:
@@ -162,7 +162,7 @@ class LocalInstanceWatch:
         except OSError:
             pass
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -9,8 +9,9 @@ its own process (started by ``coversearch.ray_local``, run as a script: standard
 It reads its stdin, a pipe only the driver holds.  Every second it records the root processes
 (those ``ray.init`` started) and all their descendants, each with its start time so that a
 reused pid is never mistaken for one of them.  ``done`` on stdin: the driver shut Ray down
-itself, exit.  End of file without it: the driver is gone, so every recorded process still
-alive gets SIGTERM, and SIGKILL two seconds later.
+itself; end of file without it: the driver is gone.  Either way every recorded process still
+alive (after a shutdown: a worker that was still starting) gets SIGTERM, and SIGKILL two seconds
+later.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def watch(roots: set[int]) -> int:
         if not ready:
             continue
         data = os.read(sys.stdin.fileno(), 64)
-        if b"done" in data:
-            return 0
-        if not data:  # the driver died: its end of the pipe closed without "done"
-            end_processes(tracked)
-            return 0
+        if data and b"done" not in data:
+            continue
+        # "done": Ray was shut down, so whatever is left (a worker still starting up) is a leftover;
+        # end of file without it: the driver died.  Either way, nothing of the instance stays.
+        end_processes(tracked)
+        return 0
 
 
 if __name__ == "__main__":

@@ -51,11 +51,13 @@ def ingest_command(
         raise CoverSearchError(f"unknown engine {engine!r}; choose local or ray")
     if engine == "local" and (address or shards or workers != 1 or cpus_per_worker != 1):
         raise CoverSearchError("--address, --workers, --cpus-per-worker and --shards need --engine ray")
+    options = None
+    if engine == "ray":  # checked before the listing or the store is touched
+        options = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, batch_size=batch_size,
+                             shards=shards, max_file_bytes=max_file_bytes).check()
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
-    if engine == "ray":
-        options = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, batch_size=batch_size,
-                             shards=shards, max_file_bytes=max_file_bytes)
+    if options is not None:
         run_ray_ingest(ctx, listing, features, vgg16_weights, options, quiet=quiet, json_out=json_out)
         return
     run_ingest(ctx, listing, features, vgg16_weights, batch_size=batch_size, quiet=quiet, json_out=json_out,

@@ -59,6 +59,17 @@ class RayOptions:
     object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES  # local instance only
     max_file_bytes: int | None = MAX_FILE_BYTES  # larger files are error rows (too-large), never read
 
+    def check(self) -> "RayOptions":
+        """Refuse values below 1, and a local instance asked for more CPUs than this machine has
+        (a cluster's CPUs are checked when it is joined)."""
+        for value, what in ((self.workers, "--workers"), (self.cpus_per_worker, "--cpus-per-worker"),
+                            (self.batch_size, "--batch-size")):
+            if value < 1:
+                raise CoverSearchError(f"{what} must be at least 1")
+        if not self.address:
+            check_local_cpus(self.workers, self.cpus_per_worker)
+        return self
+
 
 @dataclass
 class RaySummary(IngestSummary):
@@ -402,13 +413,7 @@ def ingest_ray(
     ``on_plan(n)`` is told how many files Ray will process (after resumed shards and left-out
     files); ``on_progress(n_files, counts)`` follows each loaded shard.
     """
-    options = options or RayOptions()
-    for value, what in ((options.workers, "--workers"), (options.cpus_per_worker, "--cpus-per-worker"),
-                        (options.batch_size, "--batch-size")):
-        if value < 1:
-            raise CoverSearchError(f"{what} must be at least 1")
-    if not options.address:
-        check_local_cpus(options.workers, options.cpus_per_worker)  # a cluster's CPUs are checked when joined
+    options = (options or RayOptions()).check()
     started = time.perf_counter()
     weights = str(vgg16_weights) if vgg16_weights else None
     extractors = [get_extractor(name, vgg16_weights=weights) for name in names]
