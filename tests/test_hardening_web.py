@@ -104,8 +104,10 @@ def test_bad_ids_and_numbers_are_400_json_errors_never_500(site):
     get = lambda path, **params: requests.get(url + path, params=params, timeout=30)  # noqa: E731
     huge = "9" * 40
     cases = [
-        (get("/thumb/9223372036854775808.jpg"), "album ids are whole numbers from 1 to 9223372036854775807"),
-        (get(f"/thumb/{huge}.jpg"), "album ids are whole numbers"),
+        (get("/thumb/9223372036854775808.jpg"), "the album id must be a whole number from 1 to 9223372036854775807"),
+        (get(f"/thumb/{huge}.jpg"), "the album id must be a whole number"),
+        (get("/thumb/１.jpg"), "the album id must be a whole number"),  # full width: not album 1
+        (get("/thumb/0.jpg"), "the album id must be a whole number"),
         (get("/api/explain", album="²"), "album must be a whole number"),
         (get("/api/explain", album=huge), "album must be a whole number from 1 to 9223372036854775807"),
         (get("/api/explain", album="9223372036854775808"), "album must be a whole number"),

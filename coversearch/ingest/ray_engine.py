@@ -358,7 +358,7 @@ _WATCH: LocalInstanceWatch | None = None  # the watchdog of the local instance s
 
 
 def stop_ray() -> None:
-    """Shut Ray down, then let the local instance's watchdog go."""
+    """Shut Ray down; the local instance's watchdog then ends whatever of it is left."""
     global _WATCH
     _import_ray().shutdown()
     if _WATCH is not None:

@@ -365,10 +365,12 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         answer["model_note"] = snap.stale_models.get(answer["model"]) if answer["model"] else None
         return jsonify(answer)
 
-    @app.get("/thumb/<int:album_id>.jpg")
-    def thumb(album_id: int):
-        if album_id > MAX_ALBUM_ID:
-            return error(f"album ids are whole numbers from 1 to {MAX_ALBUM_ID}, not {album_id}", 400)
+    @app.get("/thumb/<album>.jpg")
+    def thumb(album: str):
+        try:  # ASCII digits: Werkzeug's int converter would also read "１" (full width) as album 1
+            album_id = parse_whole("the album id", album, 1, MAX_ALBUM_ID)
+        except BadRequest as exc:
+            return error(str(exc), exc.status)
         data = engine.thumbnail(album_id)
         if data is None:
             return error(f"no album with id {album_id}", 404)
