@@ -213,16 +213,19 @@ def test_knn_votes_follow_the_neighbours(hsv_store, tmp_path):
     assert all(p in gs for p, gs in zip(predicted, train.genres))
 
 
-def test_a_model_refuses_a_store_that_changed(hsv_store, tmp_path, covers5_dir):
+def test_a_model_answers_on_a_store_that_changed_but_refuses_to_be_evaluated_there(hsv_store, tmp_path, covers5_dir):
     path, _ = hsv_store
     copy = tmp_path / "copy.duckdb"
     shutil.copy(path, copy)
     with Store.open(copy) as store:
         model = train_model(store, tmp_path / "models", Recipe("x", "xgboost", ("hsv",), {"n_estimators": 5}), evaluate=False)
         extra = copy_covers(covers5_dir, tmp_path / "extra", per_genre=1, genres=("Rock",), offset=700)
+        assert model.store_changed(store) is None
         ingest(store, read_folder(extra), [get_extractor("hsv")])
+        assert [fs.name for fs in model.check_store(store)] == ["hsv"]  # the vectors it reads are the same
+        assert "evaluation is out of date" in model.store_changed(store)
         with pytest.raises(ModelError, match="another store state"):
-            model.check_store(store)
+            model.check_store(store, same_state=True)
 
 
 def test_training_needs_two_genres_and_a_non_empty_split(tmp_path, covers5_dir):

@@ -133,10 +133,12 @@ def test_ingest_remove_and_label_while_serving(live, covers5_dir, tmp_path):
         reloader.stop()
     jazz = post(url, newcomer.read_bytes(), genre="Jazz", k="1").json()["similar"]["results"]
     assert [h["album_id"] for h in jazz] == [target]
-    # Models trained before the ingest refuse the changed store: listed as broken, none chosen.
+    # Models trained before the ingest keep answering (issue 26, point 4): only their evaluation is out of date.
     final = health(url)
-    assert final["models"] == [] and final["default_model"] is None
-    assert all("covers were added or removed" in why for why in final["broken_models"].values())
+    assert final["models"] == first["models"] and final["default_model"] == first["default_model"] is not None
+    assert final["broken_models"] == {} and set(final["stale_models"]) == set(final["models"])
+    assert all("evaluation is out of date" in why for why in final["stale_models"].values())
+    assert [g["genre"] for g in post(url, cover).json()["genres"]] != []
     assert final["reloads"] >= 3
 
 

@@ -99,6 +99,7 @@ def test_sharded_build_is_a_normal_index_with_the_same_answers_as_a_local_fit(st
     with Store.open(store_db, read_only=True) as store:
         manifest = build(store, tmp_path, "sharded", shards=3, on_disk=True)
         opened = catalog.open_index(store, tmp_path, "sharded")
+        opened.index.set_query_arguments(rerank=0)  # the PQ answers themselves (the reference has no store to re-rank from)
         # The same trained index, filled by one process: the sharded one, its lists swapped for empty ones.
         reference = create_index("faiss-ivfpq", "euclidean", x.shape[1], manifest.build_params, manifest.query_params)
         reference.faiss_index = _emptied(faiss.read_index(str(tmp_path / "sharded" / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR))
@@ -142,7 +143,7 @@ def test_rerank_from_the_store_gives_exact_neighbours_and_distances(store_db, ve
     with Store.open(store_db, read_only=True) as store:
         build(store, tmp_path, "pq", shards=2)
         index = catalog.open_index(store, tmp_path, "pq").index
-        index.set_query_arguments(nprobe=NLIST)
+        index.set_query_arguments(nprobe=NLIST, rerank=0)
         _, pq_distances = index.batch_search(queries, 10)
         index.set_query_arguments(rerank=len(ids))  # every candidate: exact search
         got, distances = index.batch_search(queries, 10)

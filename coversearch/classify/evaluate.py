@@ -119,7 +119,7 @@ class Evaluation:
 
 def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None) -> Evaluation:
     """Score ``model`` on the test split it never saw; write evaluation.json and confusion.png into ``folder``."""
-    feature_sets = model.check_store(store)
+    feature_sets = model.check_store(store, same_state=True)  # the test split it was trained beside
     split = load_split(store, model.card.split)
     if split is None:
         raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")

@@ -149,8 +149,13 @@ class TrainedModel:
     calibrator: Any = None  # from classify.calibration; None: the estimator's probabilities as they are
     calibration_data: dict[str, np.ndarray] | None = None  # {"proba": raw, "Y": genre matrix}: what it was fitted on
 
-    def check_store(self, store: Store) -> list[FeatureSet]:
-        """The store's feature sets for this model, or a clear refusal if they are not the trained ones."""
+    def check_store(self, store: Store, *, same_state: bool = False) -> list[FeatureSet]:
+        """The store's feature sets for this model, or a clear refusal if they are not the trained ones.
+
+        Albums added or removed since training leave the model usable (the vectors of an album do
+        not change; it simply never saw the new ones): only its evaluation is out of date
+        (``store_changed``).  ``same_state`` refuses that too, for work that needs the training
+        state itself (scoring the held-out split)."""
         sets = []
         available = {(fs.name, fs.version): fs for fs in store.feature_sets()}
         for ref in self.card.features:
@@ -162,13 +167,23 @@ class TrainedModel:
                     f"model {self.card.name!r} was trained on {ref.name} from model {ref.model_fingerprint}; "
                     f"this store's {ref.name} comes from {fs.model_fingerprint}"
                 )
-            if store.embedding_fingerprint(fs) != ref.store_fingerprint:
+            if same_state and store.embedding_fingerprint(fs) != ref.store_fingerprint:
                 raise ModelError(
                     f"model {self.card.name!r} was trained on another store state ({ref.name} embeddings differ: "
                     "covers were added or removed since); retrain it with `coversearch train`"
                 )
             sets.append(fs)
         return sets
+
+    def store_changed(self, store: Store) -> str | None:
+        """Why this usable model's evaluation no longer describes ``store`` (covers added or removed
+        since training), or None when the store is as it was trained on."""
+        for ref in self.card.features:
+            fs = next((f for f in store.feature_sets() if (f.name, f.version) == (ref.name, ref.version)), None)
+            if fs is not None and store.embedding_fingerprint(fs) != ref.store_fingerprint:
+                return (f"covers were added or removed since model {self.card.name!r} was trained: it answers for them, "
+                        "but its evaluation is out of date (retrain it with `coversearch train` to refresh it)")
+        return None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: what every command, the page and the API show."""

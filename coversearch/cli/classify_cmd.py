@@ -238,26 +238,53 @@ def models_list_command(ctx: typer.Context, json_out: bool = typer.Option(False,
     entries.sort(key=lambda e: e.card.trained_at if e.card else "", reverse=True)
     for lo in leftovers(model_dir):  # stderr, also with --json: the JSON stays a list of models
         err_console.print(f"[yellow]leftover {lo.describe()}[/]", soft_wrap=True)
+    states = _store_states(state(ctx).db, model_dir, entries)
     if json_out:
         print_json([{**(e.card.to_json() if e.card else {}), "name": e.folder, "card_name": e.card.name if e.card else None,
-                     "files": e.files} for e in entries])
+                     "files": e.files, "store": states.get(e.folder)} for e in entries])
         return
     table = Table(title=f"models in {model_dir}")
-    for col in ("name", "recipe", "method", "features", "calibration", "unknown below", "trained", "train s", "files"):
+    for col in ("name", "recipe", "method", "features", "calibration", "unknown below", "trained", "train s", "files", "store"):
         table.add_column(col)
     for e in entries:
         c = e.card
         if c is None:
-            table.add_row(e.folder, "-", "-", "-", "-", "-", "-", "-", f"[red]{e.files}[/]")
+            table.add_row(e.folder, "-", "-", "-", "-", "-", "-", "-", f"[red]{e.files}[/]", "-")
             continue
         name = e.folder if c.name == e.folder else f"{e.folder} (card: {c.name})"
         files = {"verified": "ok", "unverified": "unverified (no checksums)"}.get(e.files, f"[red]{e.files}[/]")
         calibration = (c.calibration or {}).get("method", "none")
         if "temperature" in (c.calibration or {}):
             calibration += f" T={c.calibration['temperature']:.2f}"
+        store_state = states.get(e.folder) or {"state": "-"}
+        shown = {"current": "current", "changed": "[yellow]usable; evaluation out of date[/]"}.get(
+            store_state["state"], f"[red]{store_state.get('reason', store_state['state'])}[/]")
         table.add_row(name, c.recipe or "-", c.method, "+".join(c.feature_names), calibration, f"{c.min_confidence:.2f}",
-                      c.trained_at, f"{c.train_seconds:.1f}", files)
+                      c.trained_at, f"{c.train_seconds:.1f}", files, shown)
     wide_console().print(table)
+
+
+def _store_states(db: Path, model_dir: Path, entries) -> dict[str, dict]:
+    """Each readable model against the store: current, changed (usable; albums added or removed
+    since training, so its evaluation is out of date) or unusable with the reason; {} without a store."""
+    try:
+        store = Store.open(db, read_only=True, lock_timeout=0)
+    except CoverSearchError:
+        return {}  # no store, or one being written: the list still shows the models
+    states: dict[str, dict] = {}
+    with store:
+        for e in entries:
+            if e.card is None or e.files not in ("verified", "unverified"):
+                continue
+            model = TrainedModel(e.card, estimator=None)  # the card is all the check reads
+            try:
+                model.check_store(store)
+            except CoverSearchError as exc:
+                states[e.folder] = {"state": "unusable", "reason": str(exc)}
+                continue
+            changed = model.store_changed(store)
+            states[e.folder] = {"state": "changed", "reason": changed} if changed else {"state": "current"}
+    return states
 
 
 split_app = make_app("The stored train / validation / test split.")

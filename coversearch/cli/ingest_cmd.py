@@ -48,10 +48,11 @@ def ingest_command(
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
     if engine == "local" and (address or shards or workers != 1 or cpus_per_worker != 1):
         raise CoverSearchError("--address, --workers, --cpus-per-worker and --shards need --engine ray")
+    # Checked before the listing or the store is touched.
+    ray = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, shards=shards).check() \
+        if engine == "ray" else None
     listing = read_source(root, manifest=manifest, links=links)
     listing.items = limit_items(listing.items, limit)
-    ray = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker, shards=shards) \
-        if engine == "ray" else None
     run_ingest(ctx, listing, features, vgg16_weights, engine=engine, ray=ray, batch_size=batch_size, quiet=quiet,
                json_out=json_out, max_file_bytes=max_file_bytes, report_duplicates=report_duplicates)
 

@@ -16,6 +16,9 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only; others need --allow-remote)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free one)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow --host to be an address other machines can reach."),
+    host_names: list[str] = typer.Option(
+        None, "--host-name", help="A name clients reach the server by (repeatable). Requests whose Host header is not "
+        "localhost, an IP address, --host or such a name are refused (DNS rebinding)."),
     threads: int = typer.Option(8, "--threads", min=1, max=256, help="Worker threads of the server (waitress)."),
     dev: bool = typer.Option(False, "--dev", help="Werkzeug's development server instead of waitress (not for production)."),
     reload_interval: float = typer.Option(0, "--reload-interval", min=0, help="Also reload every this many seconds (0: only on changes)."),
@@ -30,6 +33,7 @@ def serve_command(
     or a change on disk), so `ingest`, `remove` and `label` can run while it serves.
     """
     from coversearch.web import create_app
+    from coversearch.web.guard import machine_names
     from coversearch.web.server import Reloader, WebServer, check_host, return_freed_memory_to_the_os
 
     echo = lambda message: typer.echo(message, err=True)  # noqa: E731
@@ -43,7 +47,8 @@ def serve_command(
         echo(f"note: {note}")
     for name, problem in engine.snapshot.broken_models.items():
         echo(f"note: model {name!r} skipped: {problem}")
-    server = WebServer(web, host, port, threads=threads, dev=dev)
+    names = [*(host_names or []), *(machine_names() if allow_remote else [])]
+    server = WebServer(web, host, port, threads=threads, dev=dev, host_names=names)
     reloader = Reloader(engine, watch=watch, interval=reload_interval, log=echo).start()
     kind = "Werkzeug development server" if dev else f"waitress, {threads} threads"
     echo(f"serving http://{host}:{server.port}/ ({kind}; ready in {engine.startup_seconds:.1f} s; Ctrl-C stops)")

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from coversearch.errors import ImageError
 
@@ -22,6 +22,8 @@ from coversearch.errors import ImageError
 MAX_PIXELS = 40_000_000
 # Files over this size are refused before a byte is read (a cover is well under 10 MB).
 MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MiB
+
+EXIF_ORIENTATION = 0x0112
 
 # Stable reason codes, stored in the ingest_errors table.
 EMPTY = "empty-file"
@@ -107,7 +109,8 @@ def image_header(data: bytes) -> tuple[int, int, str]:
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None) -> DecodedImage:
-    """Decode bytes to RGB; raise ``ImageError`` with a reason code for anything unusable.
+    """Decode bytes to RGB, upright as its EXIF orientation says; raise ``ImageError`` with a reason
+    code for anything unusable.  Every picture the package reads is decoded here.
 
     Images over ``max_pixels`` are refused from their header, before any pixel is decoded.
     ``draft`` (width, height): a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, still at least that
@@ -140,7 +143,18 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, draft: tuple[int, in
     except (ValueError, SyntaxError, EOFError) as exc:  # Pillow plugins raise these on bad headers
         raise ImageError(CORRUPT, str(exc) or type(exc).__name__) from None
     mode = img.mode
-    return DecodedImage(rgb=_to_rgb(img), format=fmt, mode=mode)
+    return DecodedImage(rgb=_to_rgb(_upright(img)), format=fmt, mode=mode)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as it is displayed: turned or mirrored as its EXIF orientation tag says (a phone
+    photo is stored sideways with tag 6 or 8).  A damaged EXIF block is ignored, as viewers do."""
+    try:
+        if img.getexif().get(EXIF_ORIENTATION, 1) in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many kinds on damaged blocks
+        pass
+    return img
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -3,7 +3,8 @@
 The cache is ``<store file>.thumbs/<sha256>.jpg``: keyed by the album's bytes (its identity), so a
 rebuilt store never shows another album's picture.  Each file is written to a temporary name and
 renamed into place, so a crash never leaves half a thumbnail.  A cover whose file cannot be found
-or decoded gets a grey placeholder (not cached) so that pages still render.
+or decoded, or whose file now holds other bytes (replaced since ingest), gets a grey placeholder
+(not cached) so that pages still render.
 
 It depends only on the image decoder and a store object passed in (its path, album paths and rows);
 the report and the web page both use it.
@@ -11,6 +12,7 @@ the report and the web page both use it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,14 +47,28 @@ def candidate_paths(store: Store, album: dict[str, Any]) -> list[Path]:
     return out
 
 
-def decode_album(store: Store, album: dict[str, Any]):
-    """RGB pixels of the album's first readable file, or None when none of its recorded paths decodes."""
+def album_bytes(store: Store, album: dict[str, Any]) -> bytes | None:
+    """The bytes of the album's first recorded file that still holds them (its sha256 is the
+    album's), or None: a file replaced since ingest is another picture, not this album's."""
     for path in candidate_paths(store, album):
         try:
-            return decode_image(read_bytes(path)).rgb
+            data = read_bytes(path)
         except (ImageError, OSError):
             continue
+        if hashlib.sha256(data).hexdigest() == album["sha256"]:
+            return data
     return None
+
+
+def decode_album(store: Store, album: dict[str, Any]):
+    """RGB pixels of the album's file, or None when no recorded path still holds its bytes or they do not decode."""
+    data = album_bytes(store, album)
+    if data is None:
+        return None
+    try:
+        return decode_image(data).rgb
+    except ImageError:
+        return None
 
 
 def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes:
@@ -83,19 +99,18 @@ def find_thumbnail(store: Store, album: dict[str, Any]) -> bytes | None:
         return cached.read_bytes()
     except OSError:
         pass
-    for path in candidate_paths(store, album):
-        if not path.is_file():
-            continue
-        try:
-            data = make_thumbnail(read_bytes(path))
-        except ImageError:
-            continue
-        try:
-            write_atomic(cached, data)
-        except OSError:
-            pass  # a read-only folder: still show it, just do not cache
-        return data
-    return None
+    original = album_bytes(store, album)  # the cache is keyed by the album's sha256: only its own bytes go in
+    if original is None:
+        return None
+    try:
+        data = make_thumbnail(original)
+    except ImageError:
+        return None
+    try:
+        write_atomic(cached, data)
+    except OSError:
+        pass  # a read-only folder: still show it, just do not cache
+    return data
 
 
 def thumbnails(store: Store, album_ids: list[int]) -> dict[int, bytes]:

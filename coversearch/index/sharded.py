@@ -36,6 +36,7 @@ from coversearch.index.faiss_base import IVFDATA_FILE, faiss_notes_to_stderr
 from coversearch.index.faiss_ivf import IVFFlatIndex, min_training_vectors
 from coversearch.index.params import kind_defaults
 from coversearch.index.threads import available_cores
+from coversearch.ray_local import LocalInstanceWatch
 from coversearch.store import FeatureSet, Store
 
 ENGINES = ("local", "ray")
@@ -236,9 +237,10 @@ def _add_with_ray(
 ) -> list[dict]:
     ray = _import_ray()
     started_here = not ray.is_initialized()
+    watch = None
     if started_here:
         cpus = options.ray_cpus or max(1, min(len(shards), available_cores()))
-        ray.init(
+        watch = LocalInstanceWatch.start(lambda: ray.init(
             address="local",  # a new instance, never one someone else started on this machine
             num_cpus=cpus,
             object_store_memory=int(options.ray_object_store_mb) * 2**20,
@@ -248,7 +250,7 @@ def _add_with_ray(
             logging_level=logging.WARNING,  # no INFO lines on the command's stderr
             # The workers import coversearch from where this process does.
             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))}},
-        )
+        ))
     try:
         task = ray.remote(num_cpus=1, max_retries=1)(shard_task)
         trained_ref = ray.put(faiss.serialize_index(trained))
@@ -264,6 +266,7 @@ def _add_with_ray(
     finally:
         if started_here:
             ray.shutdown()
+            watch.stop()
 
 
 def _package_root() -> str:

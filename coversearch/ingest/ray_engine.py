@@ -31,6 +31,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch, images_forwarded
 from coversearch.ingest.readers import SourceItem
 from coversearch.store.parquet import read_rows
+from coversearch.ray_local import LocalInstanceWatch, check_local_cpus, check_reachable, one_join_attempt
 
 if TYPE_CHECKING:  # the runner picks this distributor; it is handed the run
     from coversearch.ingest.pipeline import IngestRun
@@ -54,6 +55,16 @@ class RayOptions:
     cpus_per_worker: int = 1  # logical CPUs reserved per actor = TensorFlow threads in it
     shards: Path | None = None  # default: <store>.shards/
     object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES  # local instance only
+
+    def check(self) -> "RayOptions":
+        """Refuse values below 1, and a local instance asked for more CPUs than this machine has
+        (a cluster's CPUs are checked when it is joined)."""
+        for value, what in ((self.workers, "--workers"), (self.cpus_per_worker, "--cpus-per-worker")):
+            if value < 1:
+                raise CoverSearchError(f"{what} must be at least 1")
+        if not self.address:
+            check_local_cpus(self.workers, self.cpus_per_worker)
+        return self
 
 
 # -- per worker process ----------------------------------------------------------------------------
@@ -229,11 +240,13 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
     """Join the cluster at ``options.address``, or start a local instance sized for the actors."""
     ray = _import_ray()
     if ray.is_initialized():
-        ray.shutdown()
+        stop_ray()
     quiet = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
     if options.address:
+        check_reachable(options.address)  # nothing listening: fail now, not after Ray's minutes of retries
         try:
-            ray.init(address=options.address, **quiet)
+            with one_join_attempt():
+                ray.init(address=options.address, **quiet)
         except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             cause = str(exc.__cause__ or "")
@@ -252,15 +265,28 @@ def start_ray(options: RayOptions) -> dict[str, Any]:
         return {"address": options.address, "cluster_cpus": cpus, "nodes": len(ray.nodes())}
     # Actors that reserve every logical CPU starve the read tasks (ray-project/ray#44687): one more.
     cpus = options.workers * options.cpus_per_worker + 1
-    ray.init(
+    global _WATCH
+    _WATCH = LocalInstanceWatch.start(lambda: ray.init(
         address="local",  # a new instance, even when another one on this machine could be joined
         num_cpus=cpus,
         object_store_memory=options.object_store_memory,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         **quiet,
-    )
+    ))
     return {"address": "local", "cluster_cpus": cpus, "nodes": 1}
+
+
+_WATCH: LocalInstanceWatch | None = None  # the watchdog of the local instance start_ray started
+
+
+def stop_ray() -> None:
+    """Shut Ray down; the local instance's watchdog then ends whatever of it is left."""
+    global _WATCH
+    _import_ray().shutdown()
+    if _WATCH is not None:
+        _WATCH.stop()
+        _WATCH = None
 
 
 class RayDistributor:
@@ -269,10 +295,7 @@ class RayDistributor:
     name = "ray"
 
     def __init__(self, options: RayOptions, *, vgg16_weights: str | os.PathLike | None = None):
-        for value, what in ((options.workers, "--workers"), (options.cpus_per_worker, "--cpus-per-worker")):
-            if value < 1:
-                raise CoverSearchError(f"{what} must be at least 1")
-        self.options = options
+        self.options = options.check()
         self.vgg16_weights = str(vgg16_weights) if vgg16_weights else None
         self.folder: Path | None = None
         self.stats: dict[str, Any] = {"shard_seconds": 0.0, "first_shard_seconds": None}
@@ -317,7 +340,7 @@ class RayDistributor:
             while in_flight:
                 self._land(ray, run, in_flight.popleft(), dims, f"shard-{tag}-{run.summary.shards_written:06d}")
         finally:
-            ray.shutdown()
+            stop_ray()
             self._describe(run, cluster)
 
     def _land(self, ray, run: IngestRun, ref, dims: dict[str, int], name: str) -> None:

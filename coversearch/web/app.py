@@ -48,8 +48,9 @@ from coversearch.query.duplicates import CHECK_K, check_image
 from coversearch.query.similar import SimilarResult, SimilarSearcher
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
+from coversearch.web.guard import install_request_guards
 from coversearch.web.page import PAGE
-from coversearch.web.params import DEFAULT_K, MAX_K
+from coversearch.web.params import DEFAULT_K, MAX_ALBUM_ID, MAX_K, BadRequest, parse_whole
 from coversearch.web.snapshot import Snapshot, files_signature
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -69,6 +70,9 @@ class QueryError(CoverSearchError):
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
+
+
+TOO_LARGE_MESSAGE = f"the upload is larger than the {_mib(MAX_UPLOAD_BYTES)} limit for an image"
 
 
 class SharedForward:
@@ -237,6 +241,7 @@ class Engine:
             "models": sorted(snap.models),
             "default_model": snap.default_model,
             "broken_models": snap.broken_models,
+            "stale_models": snap.stale_models,
             "genres": snap.genres,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
             "max_pixels": self.max_pixels,
@@ -381,13 +386,14 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
     app = Flask("coversearch.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the small form fields
     app.extensions["coversearch"] = engine
+    install_request_guards(app)  # Host and Origin checks before any route
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
-        return error(f"the upload is larger than the {_mib(MAX_UPLOAD_BYTES)} limit for an image", 413)
+        return error(TOO_LARGE_MESSAGE, 413)
 
     @app.errorhandler(404)
     def not_found(_exc):
@@ -434,12 +440,8 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         if upload is None or not upload.filename:
             return error("no image: send the file in the form field 'image'", 400)
         data = upload.read(MAX_UPLOAD_BYTES + 1)
-        k_text = request.form.get("k") or str(DEFAULT_K)
         try:
-            k = int(k_text)
-        except ValueError:
-            return error(f"k must be a whole number from 1 to {MAX_K}, not {k_text!r}", 400)
-        try:
+            k = parse_whole("k", request.form.get("k") or str(DEFAULT_K), 1, MAX_K)
             min_confidence = parse_min_confidence(request.form.get("min_confidence"), "min_confidence", empty_is_default=True)
             answer = engine.query(
                 data,
@@ -450,14 +452,22 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
                 model=request.form.get("model") or None,
                 min_confidence=min_confidence,
             )
-        except QueryError as exc:
+        except (QueryError, BadRequest) as exc:
             return error(str(exc), exc.status)
         except CoverSearchError as exc:
             return error(str(exc), 400)
+        # Why there are no genres (never just an empty list), and whether the model predates the store's albums.
+        snap = engine.snapshot
+        answer["model_problem"] = None if answer["genres"] else snap.model_problem(answer["model"])
+        answer["model_note"] = snap.stale_models.get(answer["model"]) if answer["model"] else None
         return jsonify(answer)
 
-    @app.get("/thumb/<int:album_id>.jpg")
-    def thumb(album_id: int):
+    @app.get("/thumb/<album>.jpg")
+    def thumb(album: str):
+        try:  # ASCII digits: Werkzeug's int converter would also read "１" (full width) as album 1
+            album_id = parse_whole("the album id", album, 1, MAX_ALBUM_ID)
+        except BadRequest as exc:
+            return error(str(exc), exc.status)
         data = engine.thumbnail(album_id)
         if data is None:
             return error(f"no album with id {album_id}", 404)

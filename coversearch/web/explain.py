@@ -12,7 +12,7 @@ from coversearch.classify.explain import occlusion
 from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
 from coversearch.store import Store
-from coversearch.web.params import BadRequest
+from coversearch.web.params import BadRequest, header_text, parse_album_id
 from coversearch.imaging.thumbs import decode_album
 
 
@@ -33,7 +33,7 @@ def explain_album(engine, album_id: int, model_name: str | None, genre: str | No
     finally:
         store.close()
     if rgb is None:
-        raise BadRequest(f"the image file of album {album_id} is no longer where it was ingested from", 404)
+        raise BadRequest(f"the image file of album {album_id} is no longer where it was ingested from, or was changed since", 404)
     model = snap.models[name]
     embedder = Embedder(engine.extractors_for(model.card.feature_names).values())
     try:
@@ -47,13 +47,12 @@ def explain_album(engine, album_id: int, model_name: str | None, genre: str | No
 def register_explain_route(app: Flask, engine) -> None:
     @app.get("/api/explain")
     def api_explain():
-        text = request.args.get("album") or ""
-        if not text.isdigit():
-            return jsonify({"error": "give ?album=ID (a stored album's id)", "status": 400}), 400
         try:
-            png, found, name = explain_album(engine, int(text), request.args.get("model") or None, request.args.get("genre") or None)
+            album_id = parse_album_id(request.args.get("album"))
+            png, found, name = explain_album(engine, album_id, request.args.get("model") or None, request.args.get("genre") or None)
         except BadRequest as exc:
             return jsonify({"error": str(exc), "status": exc.status}), exc.status
+        # Genre and model names may be in any script: percent-encoded UTF-8 (decodeURIComponent reads them).
         return Response(png, mimetype="image/png", headers={
-            "X-Genre": found.genre, "X-Probability": f"{found.probability:.4f}", "X-Model": name,
+            "X-Genre": header_text(found.genre), "X-Probability": f"{found.probability:.4f}", "X-Model": header_text(name),
             "Cache-Control": "private, max-age=600"})

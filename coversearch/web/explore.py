@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from flask import Flask, jsonify, request
 
 from coversearch.errors import CoverSearchError
@@ -17,7 +18,7 @@ from coversearch.query.colour import parse_palette, search_by_colours
 from coversearch.store import Store
 from coversearch.web.explain import register_explain_route
 from coversearch.web.map_routes import register_map_route
-from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest
+from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest, parse_album_id, parse_whole
 
 MAX_BROWSE = 100
 DEFAULT_BROWSE = 24
@@ -28,13 +29,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     text = request.args.get(name)
     if text is None or text == "":
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {text!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {value}")
-    return value
+    return parse_whole(name, text, low, high)
 
 
 def _genre_arg(snap) -> str | None:
@@ -71,14 +66,19 @@ def more_like_album(engine, album_id: int, feature: str | None, k: int, genre: s
         if album is None:
             raise BadRequest(f"no album with id {album_id}", 404)
         searcher = snap.searchers[feature]
-        # One more than asked: the album itself (distance 0) is the query, not a result.
-        wanted = min(k + 1, len(searcher.index)) if genre is None else k + 1
+        # One rule with or without a genre: k may not exceed the other albums there are to show.
+        pool = searcher.index.ids if genre is None else snap.store.album_ids_of_known_genre(genre)
+        in_index = np.isin(pool, searcher.index.ids)
+        itself = bool(np.any(pool[in_index] == album_id))
+        available = int(in_index.sum()) - itself
+        if k > available:
+            of = "" if genre is None else f" of genre {genre!r}"
+            raise BadRequest(f"k={k} is more than the {available} other albums{of} with {searcher.feature_set.name} vectors")
         try:
-            result = searcher.search_album(album_id, wanted, genre)
+            # The album itself (distance 0) is the query, not a result: one more when it is in the pool.
+            result = searcher.search_album(album_id, k + itself, genre)
         except CoverSearchError as exc:
-            if genre is None:
-                raise BadRequest(str(exc)) from None
-            result = searcher.search_album(album_id, k, genre)  # fewer albums of the genre than k + 1
+            raise BadRequest(str(exc)) from None
     others = [h for h in result.hits if h.album_id != album_id][:k]
     result.hits = [replace(hit, rank=rank) for rank, hit in enumerate(others, start=1)]
     result.k = k
@@ -132,9 +132,7 @@ def register_explore_routes(app: Flask, engine) -> None:
     @app.get("/api/similar")
     def api_similar():
         def run():
-            if not request.args.get("album"):
-                raise BadRequest("no album: give ?album=ID (a stored album's id)")
-            album = _int_arg("album", 0, 1, 2**62)
+            album = parse_album_id(request.args.get("album"))
             return more_like_album(engine, album, request.args.get("feature") or None, _int_arg("k", DEFAULT_K, 1, MAX_K),
                                    _genre_arg(engine.snapshot))
         return answer(run)

@@ -104,7 +104,7 @@ function explainButton(albumId) {
     if (!r.ok) { const a = await r.json(); note.textContent = ""; fail(a.error || ("HTTP " + r.status)); return; }
     const img = document.createElement("img"); img.id = "explain-img"; img.alt = "heat map of album " + albumId;
     img.src = URL.createObjectURL(await r.blob());
-    note.textContent = `${r.headers.get("X-Genre")} (${(100 * r.headers.get("X-Probability")).toFixed(0)}%, model ${r.headers.get("X-Model")}): ` +
+    note.textContent = `${decodeURIComponent(r.headers.get("X-Genre"))} (${(100 * r.headers.get("X-Probability")).toFixed(0)}%, model ${decodeURIComponent(r.headers.get("X-Model"))}): ` +
       "brighter regions lowered that genre's score most when hidden. It shows what the features react to, not what makes the genre.";
     const old = $("explain-img"); if (old) old.remove();
     box.append(img);

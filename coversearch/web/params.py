@@ -1,11 +1,20 @@
-"""Limits on what a request may ask for, and the error a request outside them gets."""
+"""Limits on what a request may ask for, the strict parsing of its numbers, and the error a
+request outside them gets."""
 
 from __future__ import annotations
+
+import re
+from urllib.parse import quote
 
 from coversearch.errors import CoverSearchError
 
 MAX_K = 50
 DEFAULT_K = 10
+MAX_ALBUM_ID = 2**63 - 1  # the store's album ids are DuckDB BIGINTs
+
+# ASCII digits only: Python's int() also takes "1_0", " 7 ", "+3" and digits of other scripts,
+# which would make a typo name another album.
+_WHOLE = re.compile(r"[0-9]{1,19}")
 
 
 class BadRequest(CoverSearchError):
@@ -14,3 +23,24 @@ class BadRequest(CoverSearchError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def parse_whole(name: str, text: str | None, low: int, high: int) -> int:
+    """``text`` as a whole number from ``low`` to ``high`` written in ASCII digits, else ``BadRequest``."""
+    if text is None or not _WHOLE.fullmatch(text) or not low <= int(text) <= high:
+        shown = text if text is None or len(text) <= 40 else text[:40] + "..."
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {shown!r}")
+    return int(text)
+
+
+def parse_album_id(text: str | None) -> int:
+    if not text:
+        raise BadRequest("no album: give ?album=ID (a stored album's id)")
+    return parse_whole("album", text, 1, MAX_ALBUM_ID)
+
+
+def header_text(value: str) -> str:
+    """A header value any client can carry: UTF-8, percent-encoded (RFC 3986) outside unreserved ASCII.
+
+    HTTP headers are Latin-1 at best; a genre such as "ロック" cannot go in one as it is."""
+    return quote(value, safe="")

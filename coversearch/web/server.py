@@ -14,16 +14,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import ipaddress
+import json
 import socket
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from flask import Flask
 
 from coversearch.errors import CoverSearchError, StoreError
 from coversearch.store import StoreBusyError
+from coversearch.web.guard import allow_host_names
 from coversearch.web.snapshot import files_signature
 
 DEFAULT_THREADS = 8
@@ -81,11 +83,39 @@ def check_host(host: str, allow_remote: bool, warn: Callable[[str], None]) -> No
     warn(f"warning: listening on {host}: any machine that can reach it can upload images and trigger reloads")
 
 
+def _json_error_channel():
+    """waitress's connection class with its own error answers (a body over its limit, a malformed
+    request) in the app's ``{"error", "status"}`` JSON instead of plain text."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    from coversearch.web.app import TOO_LARGE_MESSAGE
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            message = TOO_LARGE_MESSAGE if error.code == 413 else f"{error.reason.lower()}: {error.body}"
+            body = json.dumps({"error": message, "status": error.code}).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
 class WebServer:
     """One listening server over ``app``: waitress with ``threads`` workers, or Werkzeug with ``dev``."""
 
-    def __init__(self, app: Flask, host: str, port: int, *, threads: int = DEFAULT_THREADS, dev: bool = False):
+    def __init__(self, app: Flask, host: str, port: int, *, threads: int = DEFAULT_THREADS, dev: bool = False,
+                 host_names: Iterable[str] = ()):
+        """``host_names``: names besides ``host`` and localhost that clients reach the server by (the Host header is checked)."""
         self.dev = dev
+        allow_host_names(app, [host, *host_names])
         try:
             if dev:
                 from werkzeug.serving import make_server
@@ -98,6 +128,7 @@ class WebServer:
                 # A request body is buffered whole (up to the app's limit, then it is refused) before a worker takes it.
                 self._server = create_server(app, host=host, port=port, threads=threads, ident="coversearch",
                                              max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
+                self._server.channel_class = _json_error_channel()  # waitress's own refusals as JSON too
                 self.port = self._server.effective_port
         except OSError as exc:
             raise CoverSearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -5,6 +5,10 @@ copy), opens one ``SimilarSearcher`` per feature set (the newest index for it, e
 and every model in the model folder, and checks each model against the copy.  The server swaps
 in a new snapshot on reload; queries that started on the old one finish on it.
 
+A model is usable while the feature sets it was trained on are the store's (same feature, version
+and model): albums added or removed since leave it answering, listed in ``stale_models`` (its
+evaluation no longer describes the store).
+
 The default model is the newest one trained with the default recipe.  A model that cannot be
 loaded, or refuses this store, is listed as broken with its reason and never chosen; if the
 newest default-recipe model is broken the next newest usable one is the default, and a note
@@ -65,6 +69,7 @@ class Snapshot:
     loaded_at: str  # ISO 8601, UTC
     load_seconds: float
     notes: list[str] = field(default_factory=list)
+    stale_models: dict[str, str] = field(default_factory=dict)  # usable, but trained before albums were added or removed
 
     @classmethod
     def load(
@@ -125,7 +130,10 @@ class Snapshot:
                     del models[name]
                     break
 
+        stale = {name: why for name, model in models.items() if (why := model.store_changed(store))}
         default_model = cls._choose_default(model_dir, models, broken, notes)
+        if default_model in stale:
+            notes.append(stale[default_model])
         if not models:
             notes.append(f"no usable model in {model_dir}: genres are not predicted (train one with `coversearch train`)")
         return cls(
@@ -141,6 +149,7 @@ class Snapshot:
             loaded_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             load_seconds=round(time.perf_counter() - started, 3),
             notes=notes,
+            stale_models=stale,
         )
 
     @staticmethod
@@ -169,9 +178,20 @@ class Snapshot:
             "models": sorted(self.models),
             "default_model": self.default_model,
             "broken_models": self.broken_models,
+            "stale_models": self.stale_models,
             "loaded_at": self.loaded_at,
             "load_seconds": self.load_seconds,
         }
+
+    def model_problem(self, name: str | None) -> str | None:
+        """Why an answer using model ``name`` (None: the default) has no genres, or None when it has them."""
+        name = name or self.default_model
+        if name is not None and name in self.models:
+            return None
+        if name is not None:
+            return self.broken_models.get(name) or f"no model named {name!r}"
+        why = "; ".join(f"model {n!r}: {problem}" for n, problem in sorted(self.broken_models.items()))
+        return "no usable model, so no genres" + (f" ({why})" if why else ": train one with `coversearch train`")
 
     def close(self) -> None:
         self.store.close()
