@@ -13,7 +13,7 @@ Stages (each caches its output under --out, so a later stage can be re-run alone
             and precision / recall / F1 are reported on the second half, per transformation and
             overall, per method, beside imagededup's defaults (pHash at Hamming 10, CNN cosine
             similarity 0.9 = distance 0.1).  Mirror is reported on its own.
-  scale     Dedupe (`coversearch.index.duplicates`) over 100k and 1M synthetic vectors built from the
+  scale     Dedupe (`coversearch.dedupe`) over 100k and 1M synthetic vectors built from the
             store's real ones (tiled, plus noise), with planted duplicate pairs: time, peak RSS, and
             how many planted pairs were found.  Each size runs in a fresh process for a clean RSS.
 
@@ -44,9 +44,9 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  #
 from coversearch.features.base import extract_images  # noqa: E402
 from coversearch.imaging.images import decode_image  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
-from coversearch.index.duplicates import (  # noqa: E402
-    CANDIDATE_K, CELL_DIFFERS, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO, MAX_DIFFERING, MIN_INLIERS,
-)
+from coversearch.dedupe.candidates import CANDIDATE_K  # noqa: E402
+from coversearch.dedupe.rules import calibrated_thresholds  # noqa: E402
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS  # noqa: E402
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
@@ -135,7 +135,7 @@ def twins(args) -> None:
     from PIL import Image, ImageDraw
 
     from coversearch.index import metrics
-    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.dedupe.candidates import open_dedupe_index
     from coversearch.store import Store
 
     copies = dict(np.load(Path(args.out) / "copies.npz"))
@@ -193,7 +193,7 @@ BASELINES = {"phash": 10.0, "vgg16": 0.1}
 def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
     """For each feature, (ids, distances) of the K stored albums nearest to each copy, through the index layer;
     each copy's original album id; album id -> sha256."""
-    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.dedupe.candidates import open_dedupe_index
     from coversearch.index import metrics
     from coversearch.store import Store
 
@@ -254,13 +254,13 @@ def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twi
 
 
 def copy_matches(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[int, int], tuple[int, list[float]]]:
-    """Keypoint match (``coversearch.features.keypoints.match``) of every (copy, stored album) pair
+    """Keypoint match (``coversearch.dedupe.verify.match``) of every (copy, stored album) pair
     that some grid rule would verify: among the copy's CANDIDATE_K nearest under a feature, within
     the loosest grid threshold.  The copy is described from its file (mirrored too, as `check`
     does), the album from its stored file.  Cached in matches.json as (inliers, share of differing
     cells at each CELL_DIFFERS_GRID value)."""
-    from coversearch.features.keypoints import keypoints, match
-    from coversearch.index.duplicates import KeypointCache
+    from coversearch.dedupe.verify import KeypointCache, match
+    from coversearch.features.keypoints import keypoints
     from coversearch.store import Store
 
     cache_file = out / "matches.json"
@@ -342,7 +342,7 @@ def quality(args) -> None:
         found, originals, calibrate,
         [{**geometry, "cell_differs": t, "max_differing": m} for t in CELL_DIFFERS_GRID for m in MAX_DIFFERING_GRID], twins, matches)
     methods["product default"] = {
-        **{f: (DEFAULT_THRESHOLDS[f], DEFAULT_VERIFY_UP_TO[f]) for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
+        **{f: calibrated_thresholds(METHOD_FEATURES)[f] for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
         "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING}
     methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
     methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
@@ -462,7 +462,9 @@ def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.nda
 def scale_one(args) -> None:
     """One (feature, n) run in this process: prints one JSON line."""
     from coversearch.index import metrics
-    from coversearch.index.duplicates import DEFAULT_THRESHOLDS, connected_components, make_rule, near_pairs
+    from coversearch.dedupe.candidates import near_pairs
+    from coversearch.dedupe.groups import connected_components
+    from coversearch.dedupe.rules import make_rule
     from coversearch.index.registry import create_index
     from coversearch.store import Store
 
@@ -565,7 +567,8 @@ def split_leaks(args) -> None:
     a `coversearch dedupe --json` file, --groups) and the former rule's: under the split made without
     groups, and under group-aware splits made with each rule (seed and fractions of `split make`)."""
     from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, Split, assign_sides, groups_across_sides
-    from coversearch.index.duplicates import make_rule, store_groups
+    from coversearch.dedupe.groups import store_groups
+    from coversearch.dedupe.rules import make_rule
     from coversearch.store import Store
 
     new_groups = [[m["album_id"] for m in g["members"]] for g in json.loads(Path(args.groups).read_text())["groups"]]

@@ -2,7 +2,7 @@
 
 Albums (distinct bytes) are what is split, so every copy of the same bytes is on one side; and
 near-duplicate groups (resized, cropped, re-compressed copies of one cover: see
-``coversearch.index.duplicates``, the same default rule as `coversearch dedupe`) are split as
+``coversearch.dedupe``, the same default rule as `coversearch dedupe`) are split as
 one unit, so no test album has a near-copy in train.  Each unit's stratum is its full genre set
 ("Electronic+Pop" is a stratum of its own), so albums with several genres spread over the sides
 like the rest.  Within a stratum, units are ordered by a hash of (seed, sha256) (a group's
@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index.duplicates import default_rules, store_groups
+from coversearch.dedupe.groups import store_groups
+from coversearch.dedupe.rules import default_rules
 from coversearch.store import Store
 from coversearch.store.db import utcnow
 

@@ -23,7 +23,8 @@ from coversearch.classify.split import (
     load_split,
     make_split,
 )
-from coversearch.index.duplicates import default_rules, store_groups
+from coversearch.dedupe.groups import store_groups
+from coversearch.dedupe.rules import default_rules
 from coversearch.classify.apply import classify_images, expand_image_paths
 from coversearch.classify.evaluate import evaluate_model
 from coversearch.classify.train import DEFAULT_CALIBRATION, check_training, resolve_recipe, train_model

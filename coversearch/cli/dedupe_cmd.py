@@ -14,11 +14,12 @@ from coversearch.cli.index_cmd import wide_console
 from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
-from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO
-from coversearch.query.duplicates import DedupeResult, DuplicateCheck, check_image, find_groups, parse_rules
+from coversearch.dedupe.check import DuplicateCheck, check_image
+from coversearch.dedupe.groups import DedupeResult, find_groups
+from coversearch.dedupe.rules import DEFAULT_RULE_FEATURES, calibrated_thresholds, parse_rules
 from coversearch.store import Store
 
-_DEFAULTS = ", ".join(f"{f}={t:g} (up to {DEFAULT_VERIFY_UP_TO[f]:g} when keypoints match)" for f, t in DEFAULT_THRESHOLDS.items())
+_DEFAULTS = ", ".join(f"{f}={sure:g} (up to {up_to:g} when keypoints match)" for f, (sure, up_to) in calibrated_thresholds().items())
 FEATURE_HELP = f"Feature(s) to compare, comma-separated (default: {','.join(DEFAULT_RULE_FEATURES)}, those the store holds)."
 THRESHOLD_HELP = (
     "Largest distance that still counts as a near-duplicate, with no keypoint verification: T for one feature, "

@@ -18,10 +18,10 @@ from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
 from coversearch.imaging.images import MAX_FILE_BYTES
 from coversearch.features.registry import get_extractor, parse_feature_list
-from coversearch.index.duplicates import default_rules
+from coversearch.dedupe.rules import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing
-from coversearch.query.duplicates import duplicates_of_new_albums
+from coversearch.dedupe.check import duplicates_of_new_albums
 from coversearch.store import Store
 
 # progress(total) -> a context yielding advance(n): the CLI passes its progress bar.

@@ -26,8 +26,8 @@ from coversearch.errors import CoverSearchError
 from coversearch.fsutil import write_atomic
 from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.plots import plot_png
-from coversearch.index.duplicates import default_rules
-from coversearch.query.duplicates import find_groups
+from coversearch.dedupe.groups import find_groups
+from coversearch.dedupe.rules import default_rules
 from coversearch.query.similar import SimilarSearcher
 from coversearch.store import Store
 

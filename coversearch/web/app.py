@@ -37,8 +37,8 @@ from coversearch.features.embedder import Embedder
 from coversearch.imaging.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
-from coversearch.index.duplicates import default_rules
-from coversearch.query.duplicates import check_image
+from coversearch.dedupe.rules import default_rules
+from coversearch.dedupe.check import check_image
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
 from coversearch.web.page import PAGE
