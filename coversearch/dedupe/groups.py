@@ -135,6 +135,7 @@ class DedupeResult:
     groups: list[DuplicateGroup] = field(default_factory=list)
     verified_pairs: int = 0  # candidate pairs checked by their keypoints (confirmed or not)
     unverifiable_albums: int = 0  # albums whose file could not be read for that
+    decoded_albums: int = 0  # albums verified from their file: the store holds no keypoints for them
 
     @property
     def albums_in_groups(self) -> int:
@@ -230,6 +231,7 @@ def find_groups(
         groups=groups,
         verified_pairs=verified,
         unverifiable_albums=cache.unreadable,
+        decoded_albums=cache.decoded,
     )
 
 

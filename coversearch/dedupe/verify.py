@@ -29,7 +29,7 @@ import numpy as np
 
 from coversearch.dedupe.rules import Rule
 from coversearch.errors import ImageError
-from coversearch.features.keypoints import COMPARE_SIDE, MIN_KEYPOINTS, SIDE, Keypoints, keypoints
+from coversearch.features.keypoints import COMPARE_SIDE, MIN_KEYPOINTS, SIDE, KeypointFeatures, Keypoints, keypoints
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.imaging.thumbs import candidate_paths
 
@@ -145,22 +145,32 @@ def match(a: Keypoints, b: Keypoints) -> Match:
 
 # -- over a store ----------------------------------------------------------------------------------
 class KeypointCache:
-    """ORB keypoints of stored albums (``coversearch.features.keypoints``), each read from its file once.
+    """Keypoints of stored albums (``coversearch.features.keypoints``), each loaded once: read from the
+    store's keypoints records (computed at ingest), else, for an album ingested without them,
+    extracted from its file (``decoded`` counts those: `ingest --features keypoints` stores them).
 
-    An album whose file cannot be found or decoded, or that has too few keypoints (a flat cover),
-    cannot be verified: pairs that need it are not confirmed (``unverifiable`` counts them).
+    An album whose record is missing and whose file cannot be found or decoded, or that has too few
+    keypoints (a flat cover), cannot be verified: pairs that need it are not confirmed
+    (``unreadable`` counts the albums without keypoints).
     """
 
     def __init__(self, store):
         self.store = store
-        self._keypoints: dict[int, object] = {}
+        self._keypoints: dict[int, Keypoints | None] = {}
         self.unreadable = 0
+        self.decoded = 0
+        held = [fs for fs in store.feature_sets(records=True) if fs.name == KeypointFeatures.name]
+        self._records = max(held, key=lambda fs: fs.version) if held else None
 
     def load(self, album_ids) -> None:
         wanted = sorted({int(a) for a in album_ids} - set(self._keypoints))
         if not wanted:
             return
-        for album_id, album in self.store.albums(wanted).items():
+        if self._records is not None:
+            for album_id, data in self.store.load_records(self._records, wanted).items():
+                self._keypoints[album_id] = Keypoints.from_bytes(data)
+        missing = [a for a in wanted if a not in self._keypoints]
+        for album_id, album in (self.store.albums(missing).items() if missing else ()):
             found = None
             for path in candidate_paths(self.store, album):
                 try:
@@ -169,11 +179,12 @@ class KeypointCache:
                 except (OSError, ImageError):
                     continue
             self.unreadable += found is None
+            self.decoded += found is not None
             self._keypoints[album_id] = found
         for album_id in wanted:
             self._keypoints.setdefault(album_id, None)
 
-    def get(self, album_id: int):
+    def get(self, album_id: int) -> Keypoints | None:
         self.load([album_id])
         return self._keypoints[int(album_id)]
 

@@ -8,7 +8,11 @@ pixels is kept for the aligned comparison.
 
 from __future__ import annotations
 
+import struct
+import threading
+import zlib
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -31,15 +35,40 @@ class Keypoints:
     def __len__(self) -> int:
         return 0 if self.descriptors is None else len(self.descriptors)
 
+    def to_bytes(self) -> bytes:
+        """The stored record (not the mirrored descriptors: only a query is matched mirrored)."""
+        n = len(self)
+        small = np.zeros((0, 0), np.uint8) if self.small is None else self.small
+        body = b"".join([
+            np.ascontiguousarray(self.points[:n], dtype="<f4").tobytes(),
+            b"" if n == 0 else np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes(),
+            np.ascontiguousarray(small, dtype=np.uint8).tobytes(),
+        ])
+        # zlib at its fastest level: the grey picture shrinks by about a third, descriptors barely.
+        return _HEADER.pack(_MAGIC, n, self.width, small.shape[0], small.shape[1]) + zlib.compress(body, 1)
 
-_ORB = None
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Keypoints":
+        magic, n, width, h, w = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not a stored keypoints record")
+        body = zlib.decompress(data[_HEADER.size:])
+        points = np.frombuffer(body, "<f4", n * 2).reshape(n, 2).astype(np.float32)
+        descriptors = np.frombuffer(body, np.uint8, n * 32, n * 8).reshape(n, 32) if n else None
+        small = np.frombuffer(body, np.uint8, h * w, n * 40).reshape(h, w) if h * w else None
+        return cls(points, descriptors, width=width, small=small)
+
+
+_MAGIC = b"KPT1"
+_HEADER = struct.Struct("<4sHHHH")  # magic, keypoints, shrunk width, grey picture height and width
+_LOCAL = threading.local()  # an ORB detector per thread: ingest prepares covers in reader threads
 
 
 def _orb():
-    global _ORB
-    if _ORB is None:
-        _ORB = cv2.ORB_create(nfeatures=NFEATURES, fastThreshold=10)
-    return _ORB
+    orb = getattr(_LOCAL, "orb", None)
+    if orb is None:
+        orb = _LOCAL.orb = cv2.ORB_create(nfeatures=NFEATURES, fastThreshold=10)
+    return orb
 
 
 def _describe(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -68,3 +97,28 @@ def keypoints(rgb: np.ndarray, *, mirrored: bool = False) -> Keypoints:
 
 def verifiable(k: Keypoints) -> bool:
     return len(k) >= MIN_KEYPOINTS
+
+
+class KeypointFeatures:
+    """The keypoints feature: each cover's ``Keypoints`` record, computed once at ingest from the
+    decode ingest already made, so that verifying a candidate pair reads two records instead of
+    decoding two files.  Not a vector: the store keeps one packed record per cover
+    (``storage: record`` in its params), which no index searches."""
+
+    name = "keypoints"
+    version = 1
+    dim = 0
+    metric = "record"  # compared by ``coversearch.dedupe.verify.match``, never by a distance
+    stores_records = True
+
+    def params(self) -> dict[str, Any]:
+        return {"storage": "record", "side": SIDE, "nfeatures": NFEATURES, "compare_side": COMPARE_SIDE}
+
+    def model_fingerprint(self) -> str | None:
+        return None
+
+    def prepare(self, rgb: np.ndarray) -> bytes:
+        return keypoints(rgb).to_bytes()  # all of the work, in the reader threads
+
+    def extract(self, prepared: Sequence[Any]) -> list[bytes]:
+        return list(prepared)

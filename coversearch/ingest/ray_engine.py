@@ -195,7 +195,10 @@ class EmbedWorker:
 def _vector_column(values: list, dim: int):
     import pyarrow as pa
 
-    """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
+    """float32 vectors as a fixed-size list column (a record feature, dim 0: a binary column); None
+    (nothing computed for the row) is null."""
+    if dim == 0:
+        return pa.array(values, pa.binary())
     flat = np.zeros((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is not None:
@@ -252,7 +255,7 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
     for name in feature_sets:
         vector = row.get(VECTOR_PREFIX + name)
         if vector is not None:
-            item.vectors[name] = np.asarray(vector, dtype=np.float32)
+            item.vectors[name] = vector if isinstance(vector, bytes) else np.asarray(vector, dtype=np.float32)
     return item
 
 
