@@ -26,8 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.dedupe.groups import store_groups
-from coversearch.dedupe.rules import default_rules
+from coversearch.dedupe.stored import current_groups
 from coversearch.store import Store
 from coversearch.store.db import utcnow
 
@@ -116,7 +115,7 @@ def make_split(
     """
     if store.split_exists(name) and not replace:
         raise CoverSearchError(f"split {name!r} already exists; models trained on it depend on it (use --replace to redo it)")
-    groups = store_groups(store, default_rules(store)) if near_duplicates else []
+    groups = current_groups(store) if near_duplicates else []
     sides = assign_sides(store.labelled_albums(), seed, fractions, groups)
     store.save_split(name, seed, fractions, sides, utcnow())
     return Split(name, seed, tuple(fractions), sides)

@@ -9,6 +9,7 @@ import typer
 from coversearch.cli.app import app, print_json, state
 from coversearch.errors import CoverSearchError
 from coversearch.store import Store
+from coversearch.dedupe.stored import keep_current
 from coversearch.store.curate import LabelChange, apply_removal, check_genre, plan_removal, read_label_csv, relabel
 
 
@@ -26,6 +27,7 @@ def remove_command(
         plan = plan_removal(store, album_ids=album or (), paths=path or (), genre=genre)
         if not dry_run:
             apply_removal(store, plan)
+            keep_current(store)  # the groups the removed albums were in split or shrink
     if json_out:
         print_json(plan.to_dict() | {"dry_run": dry_run})
         return

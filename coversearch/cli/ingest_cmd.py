@@ -18,6 +18,8 @@ from coversearch.features.registry import DEFAULT_FEATURES, FEATURE_NAMES, get_e
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE
 from coversearch.ingest.ray_engine import RayOptions, ingest_ray
 from coversearch.ingest.readers import SourceListing, limit_items, read_source
+from coversearch.dedupe.rules import default_rules
+from coversearch.dedupe.stored import place
 from coversearch.ingest.run import run_ingest as ingest_listing
 from coversearch.store import Store
 
@@ -74,7 +76,9 @@ def run_ray_ingest(
     with Store.open(state(ctx).db) as store, progress_bar("ingest (ray)", 0, "img", quiet=quiet) as bar:
         summary = ingest_ray(store, listing, names, vgg16_weights=weights, options=options,
                              on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
-    result = summary.to_dict()
+        result = summary.to_dict()
+        if default_rules(store):
+            result["duplicate_groups"] = place(store).to_dict()
     print_ingest_result(result, quiet=quiet, json_out=json_out)
     return result
 

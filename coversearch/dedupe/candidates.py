@@ -121,3 +121,78 @@ def open_dedupe_index(store, feature: str, metric: str, index_dir=None) -> tuple
         raise CoverSearchError(f"the store has no {fs.label} vectors; run `coversearch ingest --features {feature}`")
     index_class = BinaryIndex if metric == metrics.HAMMING else ExactIndex
     return index_class(metric, fs.dim).fit(vectors, ids), f"exact search ({index_class.kind})"
+
+
+def album_candidates(
+    index: VectorIndex,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    rule: Rule,
+    *,
+    radius: float | None = None,
+    chunk: int = CHUNK,
+    first_k: int = FIRST_K,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each album's own candidates (what ``near_pairs`` finds from its side), for keeping them stored.
+
+    Returns (album, other, index distance) rows of its candidates (for a verified rule, with every
+    neighbour of a candidate rank, also beyond the threshold); ``kth``, per album, the index
+    distance of its last neighbour that can still be a verified candidate (inf when it has fewer
+    neighbours): a newcomer closer than that changes its candidates; and (album, other, index
+    distance) of every neighbour within ``radius`` (default: none beyond the candidates), which
+    tells which albums a newcomer is that close to.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    n_searchable = len(index)
+    widen = max(rule.sure if rule.verified else rule.threshold, radius if radius is not None else -1.0)
+    out_q, out_o, out_d, near_q, near_o, near_d = [], [], [], [], [], []
+    kth = np.full(len(ids), np.inf)
+    for start in range(0, len(ids), chunk):
+        rows = np.arange(start, min(start + chunk, len(ids)))
+        k = min(first_k, n_searchable)
+        while len(rows):
+            nn_ids, nn_dist = index.batch_search(vectors[rows], k)
+            close = (nn_ids >= 0) & (nn_dist <= rule.threshold + 1e-4)
+            if rule.verified:
+                ranked = (np.arange(k) <= CANDIDATE_K)[None, :]
+                # Every neighbour of a candidate rank is kept, even beyond the threshold: when one is
+                # removed, a farther album moves up into the ranks and may become a candidate.
+                close = (close & (nn_dist <= rule.sure + 1e-4)) | ((nn_ids >= 0) & ranked)
+                if k > CANDIDATE_K:
+                    last = nn_dist[:, CANDIDATE_K]
+                    kth[rows] = np.where(nn_ids[:, CANDIDATE_K] >= 0, last, np.inf)
+            close &= nn_ids != ids[rows][:, None]
+            q_rows, cols = np.nonzero(close)
+            out_q.append(ids[rows[q_rows]])
+            out_o.append(nn_ids[q_rows, cols])
+            out_d.append(nn_dist[q_rows, cols])
+            if radius is not None:
+                q_rows, cols = np.nonzero((nn_ids >= 0) & (nn_dist <= radius + 1e-4) & (nn_ids != ids[rows][:, None]))
+                near_q.append(ids[rows[q_rows]])
+                near_o.append(nn_ids[q_rows, cols])
+                near_d.append(nn_dist[q_rows, cols])
+            full = (nn_ids[:, -1] >= 0) & (nn_dist[:, -1] <= widen + 1e-4) if k < n_searchable else np.zeros(len(rows), dtype=bool)
+            rows, k = rows[full], min(k * 4, n_searchable)
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    q, o, d = cat(out_q, np.int64), cat(out_o, np.int64), cat(out_d, np.float64)
+    # A query searched again with more neighbours found its first ones twice.
+    keep = _first_of_each(q, o)
+    near = (cat(near_q, np.int64), cat(near_o, np.int64), cat(near_d, np.float64))
+    keep_near = _first_of_each(near[0], near[1])
+    return q[keep], o[keep], d[keep], kth, (near[0][keep_near], near[1][keep_near], near[2][keep_near])
+
+
+def _first_of_each(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(np.stack([a, b], axis=1), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def exact_index(metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray) -> VectorIndex:
+    """An exact index over the vectors: bit codes by Hamming distance, others brute force."""
+    from coversearch.index.exact import ExactIndex
+    from coversearch.index.faiss_binary import BinaryIndex
+
+    index_class = BinaryIndex if metric == metrics.HAMMING else ExactIndex
+    return index_class(metric, dim).fit(vectors, ids)

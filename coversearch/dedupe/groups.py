@@ -187,15 +187,44 @@ def find_groups(
             + " or ".join(r.feature for r in rules)
             + " vectors" + (f" for genre {genre!r}" if genre else "")
         )
+    pairs = [(rule, found.a, found.b, found.distances) for rule, found in pair_lists]
+    groups = describe_groups(store, rules, pairs, np.fromiter(searched, dtype=np.int64), vectors)
     a = np.concatenate([found.a for _, found in pair_lists])
-    b = np.concatenate([found.b for _, found in pair_lists])
-    components = connected_components(np.fromiter(searched, dtype=np.int64), a, b)
+    return DedupeResult(
+        rules=[r.label for r in rules],
+        genre=genre,
+        albums=len(searched),
+        pairs=int(len(a)),
+        searched_with=searched_with,
+        seconds=round(time.perf_counter() - started, 3),
+        groups=groups,
+        verified_pairs=verified,
+        unverifiable_albums=cache.unreadable,
+        decoded_albums=cache.decoded,
+    )
+
+
+def describe_groups(
+    store: Store,
+    rules: Sequence[Rule],
+    pairs: Sequence[tuple[Rule, np.ndarray, np.ndarray, np.ndarray]],
+    searched: np.ndarray,
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[DuplicateGroup]:
+    """The groups that ``pairs`` (per rule: a, b, distance) make among ``searched``, largest first,
+    each with its representative, members and joining pairs.  ``vectors`` (feature -> ids, vectors)
+    gives the distances to each representative; without it they are read for the members."""
+    a = np.concatenate([x for _, x, _, _ in pairs]) if pairs else np.zeros(0, np.int64)
+    b = np.concatenate([y for _, _, y, _ in pairs]) if pairs else np.zeros(0, np.int64)
+    components = connected_components(searched, a, b)
     grouped = np.concatenate(components) if components else np.zeros(0, dtype=np.int64)
     albums = store.albums(grouped.tolist()) if len(grouped) else {}
+    if vectors is None:
+        vectors = {r.feature: store.load_embeddings(store.feature_set(r.feature), grouped) for r in rules}
     group_of = {int(album): g for g, members in enumerate(components) for album in members}
     pairs_by_group: dict[int, list[tuple[int, int, str, float]]] = {}
-    for rule, found in pair_lists:
-        for x, y, d in zip(found.a.tolist(), found.b.tolist(), found.distances.tolist()):
+    for rule, xs, ys, ds in pairs:
+        for x, y, d in zip(xs.tolist(), ys.tolist(), ds.tolist()):
             pairs_by_group.setdefault(group_of[x], []).append((x, y, rule.feature, rule.rounded(d)))
     groups = []
     for g, members in enumerate(components):
@@ -221,18 +250,7 @@ def find_groups(
                 pairs=sorted(pairs_by_group.get(g, [])),
             )
         )
-    return DedupeResult(
-        rules=[r.label for r in rules],
-        genre=genre,
-        albums=len(searched),
-        pairs=int(len(a)),
-        searched_with=searched_with,
-        seconds=round(time.perf_counter() - started, 3),
-        groups=groups,
-        verified_pairs=verified,
-        unverifiable_albums=cache.unreadable,
-        decoded_albums=cache.decoded,
-    )
+    return groups
 
 
 def _pixels(album: dict | None) -> int:

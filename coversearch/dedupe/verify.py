@@ -62,13 +62,22 @@ class Match:
     transform: np.ndarray | None = None  # 2 x 3, from a's points to b's, at SIDE scale
     a_small: np.ndarray | None = None  # a at COMPARE_SIDE, mirrored when the mirror matched
     b_small: np.ndarray | None = None
+    mirrored: bool = False  # a's mirror image matched
+    a_points: np.ndarray | None = None  # (inliers, 2) the agreeing keypoints at SIDE scale (a's mirrored when ``mirrored``)
+    b_points: np.ndarray | None = None
 
     @cached_property
-    def differences(self) -> np.ndarray | None:
-        """Mean |difference| in grey levels (0-255) of each shared cell; None without a transform."""
+    def grid(self) -> np.ndarray | None:
+        """Mean |difference| in grey levels (0-255) of each cell of b's grid, NaN where the aligned
+        pictures do not share the cell; None without a transform."""
         if self.transform is None or self.a_small is None or self.b_small is None:
             return None
-        return cell_differences(self.a_small, self.b_small, self.transform)
+        return cell_grid(self.a_small, self.b_small, self.transform)
+
+    @property
+    def differences(self) -> np.ndarray | None:
+        """Mean |difference| of each shared cell; None without a transform."""
+        return None if self.grid is None else self.grid[~np.isnan(self.grid)]
 
     def differing(self, cell_differs: float) -> float:
         """Share of the shared cells whose mean difference exceeds ``cell_differs`` grey levels
@@ -78,42 +87,57 @@ class Match:
         return float((self.differences > cell_differs).mean())
 
 
-def _transform(pa: np.ndarray, da: np.ndarray | None, pb: np.ndarray, db: np.ndarray | None) -> tuple[int, np.ndarray | None]:
-    """(inliers, 2 x 3 similarity transform from a's points to b's) by ratio-tested matches and RANSAC."""
+_NO_POINTS = np.zeros((0, 2), np.float32)
+
+
+def _transform(pa: np.ndarray, da: np.ndarray | None, pb: np.ndarray, db: np.ndarray | None):
+    """(inliers, 2 x 3 similarity transform from a's points to b's, a's and b's agreeing points) by
+    ratio-tested matches and RANSAC."""
     if da is None or db is None or len(da) < MIN_KEYPOINTS or len(db) < MIN_KEYPOINTS:
-        return 0, None
+        return 0, None, _NO_POINTS, _NO_POINTS
     pairs = _matcher().knnMatch(da, db, k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
     if len(good) < 4:
-        return 0, None
+        return 0, None, _NO_POINTS, _NO_POINTS
     src = pa[[m.queryIdx for m in good]]
     dst = pb[[m.trainIdx for m in good]]
     transform, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
-    return (int(mask.sum()), transform) if mask is not None and transform is not None else (0, None)
+    if mask is None or transform is None:
+        return 0, None, _NO_POINTS, _NO_POINTS
+    agree = mask.ravel().astype(bool)
+    return int(agree.sum()), transform, src[agree], dst[agree]
 
 
 def cell_differences(a_small: np.ndarray, b_small: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """The shared cells' values of ``cell_grid``, row by row."""
+    grid = cell_grid(a_small, b_small, transform)
+    return grid[~np.isnan(grid)]
+
+
+def cell_grid(a_small: np.ndarray, b_small: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Mean absolute grey difference of each CELL x CELL cell of ``b_small`` that ``a_small``, moved by
-    ``transform`` (a 2 x 3 matrix at SIDE scale), covers (at least 80% of it): the larger of the two
-    pictures' differences from each other's fit (``_unexplained``)."""
+    ``transform`` (a 2 x 3 matrix at SIDE scale), covers (at least 80% of it; NaN elsewhere): the
+    larger of the two pictures' differences from each other's fit (``_unexplained``)."""
     moved = transform.astype(np.float64).copy()
     moved[:, 2] *= COMPARE_SIDE / SIDE  # the same transform at the comparison's scale
     h, w = b_small.shape
     a = cv2.warpAffine(a_small.astype(np.float32), moved, (w, h), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones(a_small.shape, np.float32), moved, (w, h), flags=cv2.INTER_NEAREST)
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0.5  # edges interpolate with the outside
+    gh, gw = h // CELL, w // CELL
     if inside.sum() < CELL * CELL:
-        return np.zeros(0, np.float32)
+        return np.full((gh, gw), np.nan, np.float32)
     # A little blur: half a pixel of misalignment on a sharp edge is not a difference.
     a = cv2.GaussianBlur(a, (3, 3), 0.6)
     b = cv2.GaussianBlur(b_small.astype(np.float32), (3, 3), 0.6)
     # Each way round: a flat picture explains anything laid over it by a gain near 0.
     residual = np.maximum(_unexplained(b, a, inside), _unexplained(a, b, inside))
-    gh, gw = h // CELL, w // CELL
     cells = lambda x: x[: gh * CELL, : gw * CELL].reshape(gh, CELL, gw, CELL).sum(axis=(1, 3))  # noqa: E731
     covered = cells(inside.astype(np.float32))
     whole = covered >= 0.8 * CELL * CELL
-    return (cells(residual)[whole] / covered[whole]).astype(np.float32)
+    grid = np.full((gh, gw), np.nan, np.float32)
+    grid[whole] = cells(residual)[whole] / covered[whole]
+    return grid
 
 
 def _unexplained(target: np.ndarray, source: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -133,14 +157,14 @@ def _unexplained(target: np.ndarray, source: np.ndarray, inside: np.ndarray) -> 
 def match(a: Keypoints, b: Keypoints) -> Match:
     """How ``a`` and ``b`` agree (``a`` as it is or mirrored, when described mirrored too: the
     orientation with more inliers), and what the aligned comparison needs."""
-    inliers, transform = _transform(a.points, a.descriptors, b.points, b.descriptors)
+    inliers, transform, pa, pb = _transform(a.points, a.descriptors, b.points, b.descriptors)
     mirrored = False
     if a.mirrored is not None:
-        flipped, flipped_transform = _transform(a.mirrored_points, a.mirrored, b.points, b.descriptors)
-        if flipped > inliers:
-            inliers, transform, mirrored = flipped, flipped_transform, True
+        flipped = _transform(a.mirrored_points, a.mirrored, b.points, b.descriptors)
+        if flipped[0] > inliers:
+            (inliers, transform, pa, pb), mirrored = flipped, True
     a_small = a.small if a.small is None or not mirrored else np.ascontiguousarray(a.small[:, ::-1])
-    return Match(inliers, transform, a_small, b.small)
+    return Match(inliers, transform, a_small, b.small, mirrored, pa, pb)
 
 
 # -- over a store ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from coversearch.dedupe.rules import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing
 from coversearch.dedupe.check import duplicates_of_new_albums
+from coversearch.dedupe.stored import place
 from coversearch.store import Store
 
 # progress(total) -> a context yielding advance(n): the CLI passes its progress bar.
@@ -55,6 +56,8 @@ def run_ingest(
             summary = ingest(store, listing, extractors, batch_size=batch_size, on_progress=lambda n, _: advance(n),
                              max_file_bytes=max_file_bytes)
         result = summary.to_dict()
+        if default_rules(store):  # each new cover joins its group now, near-copies in this run included
+            result["duplicate_groups"] = place(store).to_dict()
         if report_duplicates:
             new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)
             rules = default_rules(store)

@@ -28,6 +28,7 @@ import numpy as np
 
 from coversearch.errors import CoverSearchError
 from coversearch.store.db import Store
+from coversearch.store.dedupe import forget_albums
 from coversearch.imaging.thumbs import thumbs_dir
 
 ACTIONS = ("add", "remove")
@@ -123,6 +124,7 @@ def apply_removal(store: Store, plan: RemovalPlan) -> RemovalPlan:
     with store.transaction() as con:
         for fs in store.feature_sets(records=True):
             con.execute(f"DELETE FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [chosen])
+        forget_albums(con, chosen)  # near-duplicate groups: placed again by coversearch.dedupe.stored
         for table in ("split_assignments", "album_genres", "album_files", "map_coords"):  # a map layout goes stale, its points go now
             con.execute(f"DELETE FROM {table} WHERE album_id IN (SELECT unnest($1))", [chosen])
         if plan.unlinked:

@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 
 from coversearch.errors import FeatureError, StoreError
+from coversearch.store.dedupe import DedupeTables
 from coversearch.store import migrate
 
 LOCK_TIMEOUT_ENV = "COVERSEARCH_LOCK_TIMEOUT"
@@ -188,7 +189,7 @@ def _refuse_foreign(path: Path, con: duckdb.DuckDBPyConnection) -> str | None:
     return revision
 
 
-class Store:
+class Store(DedupeTables):
     """One DuckDB file holding albums, genres, feature sets and embeddings."""
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool):

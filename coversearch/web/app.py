@@ -39,6 +39,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
 from coversearch.dedupe.rules import default_rules
 from coversearch.dedupe.check import check_image
+from coversearch.dedupe.stored import group_map
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
 from coversearch.web.page import PAGE
@@ -170,8 +171,10 @@ class Engine:
         genre: str | None = None,
         model: str | None = None,
         min_confidence: float | None = None,
+        collapse_duplicates: bool = False,
     ) -> dict[str, Any]:
-        """``min_confidence`` None: the model's own threshold for "unknown"."""
+        """``min_confidence`` None: the model's own threshold for "unknown"; ``collapse_duplicates``:
+        one similar cover per near-duplicate group."""
         started = time.perf_counter()
         snap = self.snapshot  # the whole query answers from this one state
         feature = feature or snap.default_feature
@@ -207,7 +210,8 @@ class Engine:
                 extractors = [searcher.extractor(), *(self.extractors[n] for n in names[1:])]
                 vectors = {n: v[0] for n, v in Embedder(extractors).embed([decoded.rgb], dict.fromkeys(names)).items()}
                 try:
-                    result = searcher.search_vector(vectors[feature], k, genre or None, label=filename)
+                    group_of = self._group_map(snap) if collapse_duplicates else None
+                    result = searcher.search_vector(vectors[feature], k, genre or None, label=filename, group_of=group_of)
                 except CoverSearchError as exc:
                     raise QueryError(str(exc)) from None
                 search_seconds = time.perf_counter() - started
@@ -236,6 +240,12 @@ class Engine:
             "duplicates": duplicates,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
+
+    def _group_map(self, snap: Snapshot) -> dict[int, int]:
+        """The snapshot's near-duplicate groups (album -> group key), read once per snapshot."""
+        if snap.group_of is None:
+            snap.group_of = group_map(snap.store)
+        return snap.group_of
 
     def _check_duplicates(
         self, snap: Snapshot, data: bytes, rgb: np.ndarray, filename: str, vectors: dict[str, np.ndarray]
@@ -352,6 +362,7 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
                 genre=request.form.get("genre") or None,
                 model=request.form.get("model") or None,
                 min_confidence=min_confidence,
+                collapse_duplicates=(request.form.get("collapse_duplicates") or "").lower() in ("1", "true", "on", "yes"),
             )
         except QueryError as exc:
             return error(str(exc), exc.status)

@@ -65,6 +65,7 @@ class Snapshot:
     loaded_at: str  # ISO 8601, UTC
     load_seconds: float
     notes: list[str] = field(default_factory=list)
+    group_of: dict[int, int] | None = None  # near-duplicate groups, read on the first query that collapses them
 
     @classmethod
     def load(
