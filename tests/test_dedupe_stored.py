@@ -235,3 +235,49 @@ def test_the_evidence_picture_shows_both_covers_and_every_inlier(base, copies, t
                            (["--evidence", 1, "--out", tmp_path / "no" / "x.png"], "does not exist")):
         bad = cli(db, "dedupe", *args)
         assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: ") and fragment in bad.stderr, bad.stderr
+
+
+def test_the_api_collapses_duplicates_and_serves_the_evidence(base, copies, tmp_path, vgg16_weights):
+    import io
+    import threading
+
+    import requests
+    from werkzeug.serving import make_server
+
+    from coversearch.web import create_app
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(base, db)
+    folder = tmp_path / "new"
+    (folder / "Pop").mkdir(parents=True)
+    for name in COPIES:
+        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
+    run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+    with Store.open(db, read_only=True) as store:
+        original = stored_original(store, copies["original"])
+        group_of = {int(a): i for i, g in enumerate(stored_groups(store)) for a in g}
+    app = create_app(db, tmp_path / "no-models", tmp_path / "idx", vgg16_weights)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_port}"
+    try:
+        data = copies["original"].read_bytes()
+        ask = lambda **form: requests.post(f"{url}/api/query", files={"image": ("q.jpg", data)},  # noqa: E731
+                                           data={"k": 10, "feature": "vgg16", **form}, timeout=120).json()
+        plain, collapsed = ask(), ask(collapse_duplicates="1")
+        keys = lambda a: [group_of.get(h["album_id"], -h["album_id"]) for h in a["similar"]["results"]]  # noqa: E731
+        assert len(set(keys(plain))) < 10 and len(set(keys(collapsed))) == 10 == len(keys(collapsed))
+        figures = requests.get(f"{url}/api/duplicates/{original}", timeout=120).json()
+        assert original in figures["members"] and figures["pairs"]
+        picture = requests.get(url + figures["picture"], timeout=120)
+        assert picture.status_code == 200 and picture.headers["Content-Type"] == "image/png"
+        assert Image.open(io.BytesIO(picture.content)).width > 0
+        loner = next(a for a in range(1, 100) if a not in group_of)
+        missing = requests.get(f"{url}/api/duplicates/{loner}", timeout=30)
+        assert missing.status_code == 404 and "no near-duplicate group" in missing.json()["error"]
+        page = requests.get(url + "/", timeout=30).text
+        assert 'id="collapse_duplicates"' in page and "/evidence.png" in page
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        app.extensions["coversearch"].close()

@@ -39,7 +39,8 @@ from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
 from coversearch.dedupe.rules import default_rules
 from coversearch.dedupe.check import check_image
-from coversearch.dedupe.stored import group_map
+from coversearch.dedupe.evidence import draw_evidence, group_evidence
+from coversearch.dedupe.stored import group_map, read_result
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
 from coversearch.web.page import PAGE
@@ -247,6 +248,22 @@ class Engine:
             snap.group_of = group_map(snap.store)
         return snap.group_of
 
+    def duplicate_evidence(self, album_id: int, picture: bool = False) -> tuple[dict[str, Any], bytes | None] | None:
+        """The near-duplicate group holding ``album_id`` with each pair's figures (and the evidence
+        PNG with ``picture``), as `coversearch dedupe --evidence`; None when it is in no group."""
+        snap = self.snapshot
+        with self.lock:
+            if snap.dedupe is None:
+                snap.dedupe = read_result(snap.store)
+            group = next((g for g in snap.dedupe.groups if any(m.album_id == album_id for m in g.members)), None)
+            if group is None:
+                return None
+            group, evidence = group_evidence(snap.store, snap.dedupe, group.group)
+            png = draw_evidence(snap.store, group, evidence) if picture else None
+        figures = {"group": group.group, "members": [m.album_id for m in group.members], "pairs": [e.to_dict() for e, _ in evidence],
+                   "picture": f"/duplicates/{album_id}/evidence.png"}
+        return figures, png
+
     def _check_duplicates(
         self, snap: Snapshot, data: bytes, rgb: np.ndarray, filename: str, vectors: dict[str, np.ndarray]
     ) -> dict[str, Any] | None:
@@ -376,6 +393,20 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         if data is None:
             return error(f"no album with id {album_id}", 404)
         return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/api/duplicates/<int:album_id>")
+    def api_duplicates(album_id: int):
+        found = engine.duplicate_evidence(album_id)
+        if found is None:
+            return error(f"album {album_id} is in no near-duplicate group", 404)
+        return jsonify(found[0])
+
+    @app.get("/duplicates/<int:album_id>/evidence.png")
+    def duplicate_evidence(album_id: int):
+        found = engine.duplicate_evidence(album_id, picture=True)
+        if found is None:
+            return error(f"album {album_id} is in no near-duplicate group", 404)
+        return Response(found[1], mimetype="image/png")
 
     register_explore_routes(app, engine)  # more like this, colours, genre browse
     return app

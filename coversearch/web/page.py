@@ -103,6 +103,11 @@ function render(a) {
   verdict.textContent = a.duplicates ? a.duplicates.summary : "";
   verdict.className = a.duplicates ? (a.duplicates.verdict === "new" ? "new" : "dup") : "";
   verdict.dataset.verdict = a.duplicates ? a.duplicates.verdict : "";
+  if (a.duplicates && a.duplicates.matches.length) {  // why the stored match is one group: the evidence picture
+    const link = document.createElement("a"); link.id = "evidence"; link.target = "_blank";
+    link.href = `/duplicates/${a.duplicates.matches[0].album_id}/evidence.png`; link.textContent = " (evidence)";
+    verdict.append(link);
+  }
   const preview = $("preview"); preview.src = URL.createObjectURL(chosen); preview.style.display = "block";
   $("model-name").textContent = a.model ? `(model ${a.model})` : "(no model)";
   const answer = $("answer"); answer.textContent = ""; answer.className = "";

@@ -66,6 +66,7 @@ class Snapshot:
     load_seconds: float
     notes: list[str] = field(default_factory=list)
     group_of: dict[int, int] | None = None  # near-duplicate groups, read on the first query that collapses them
+    dedupe: Any = None  # the default rule's DedupeResult, read on the first evidence asked for
 
     @classmethod
     def load(
