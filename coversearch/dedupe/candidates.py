@@ -37,8 +37,12 @@ def near_pairs(
     chunk: int = CHUNK,
     first_k: int = FIRST_K,
     advance: Advance | None = None,
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, distance) for every pair of ``ids`` within the rule's threshold, a < b, each once.
+
+    ``search(rows, k)`` (ids and distances of the k nearest of ``vectors[rows]``) replaces the index
+    (None then): e.g. a self-join's precomputed neighbours (``self_join_search``).
 
     ``vectors[i]`` is the vector of ``ids[i]``; the index holds (at least) those vectors under the
     same ids.  ``allowed_ids`` limits the neighbours to a subset (e.g. one genre).  For a verified
@@ -50,13 +54,13 @@ def near_pairs(
         raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
     position = positions_of(ids)
     found_a, found_b, found_d = [], [], []
-    n_searchable = len(index) if allowed_ids is None else len(allowed_ids)
+    n_searchable = len(ids) if search is not None else len(index) if allowed_ids is None else len(allowed_ids)
     widen = rule.sure if rule.verified else rule.threshold  # a k-th neighbour this close asks for more
     for start in range(0, len(ids), chunk):
         rows = np.arange(start, min(start + chunk, len(ids)))
         k = min(first_k, n_searchable)
         while len(rows):
-            nn_ids, nn_dist = index.batch_search(vectors[rows], k, allowed_ids)
+            nn_ids, nn_dist = search(rows, k) if search is not None else index.batch_search(vectors[rows], k, allowed_ids)
             # The index's distances pick candidates (with slack for rounding); exact ones decide below.
             close = (nn_ids >= 0) & (nn_dist <= rule.threshold + 1e-4)
             if rule.verified:
@@ -196,3 +200,38 @@ def exact_index(metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray) -> 
 
     index_class = BinaryIndex if metric == metrics.HAMMING else ExactIndex
     return index_class(metric, dim).fit(vectors, ids)
+
+
+def self_join_search(vectors: np.ndarray, ids: np.ndarray, metric: str, *, nlist: int | None = None, nprobe: int = 8,
+                     first_k: int = FIRST_K) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """A ``near_pairs`` search over the vectors' own clustered self-join (``index.selfjoin``): the
+    first ``first_k`` neighbours of every row computed at once by blocks of matrix products; a row
+    asking for more (a group larger than that) is answered exactly, by one product with all rows."""
+    from coversearch.index.selfjoin import clustered_self_knn
+
+    ids = np.asarray(ids, dtype=np.int64)
+    knn_pos, knn_dist = clustered_self_knn(vectors, metric, first_k, nlist=nlist, nprobe=nprobe)
+    prepared = None
+
+    def search(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal prepared
+        if k <= first_k:
+            pos = knn_pos[rows, :k]
+            return np.where(pos >= 0, ids[np.maximum(pos, 0)], -1), knn_dist[rows, :k]
+        if prepared is None:
+            prepared = metrics.prepare(vectors, metric)
+        q = prepared[rows]
+        out_i = np.empty((len(rows), k), np.int64)
+        out_d = np.empty((len(rows), k), np.float64)
+        for start in range(0, len(rows), 256):  # 256 x n products at a time
+            block = q[start : start + 256] @ prepared.T
+            d = 1.0 - block if metric == metrics.COSINE else np.sqrt(np.maximum(
+                (q[start : start + 256] ** 2).sum(1)[:, None] + (prepared ** 2).sum(1)[None, :] - 2 * block, 0))
+            top = np.argpartition(d, k - 1, axis=1)[:, :k]
+            top_d = np.take_along_axis(d, top, axis=1)
+            order = np.argsort(top_d, axis=1, kind="stable")
+            out_i[start : start + 256] = ids[np.take_along_axis(top, order, axis=1)]
+            out_d[start : start + 256] = np.take_along_axis(top_d, order, axis=1)
+        return out_i, out_d
+
+    return search

@@ -48,10 +48,16 @@ class Placement:
     verified: int = 0  # pairs verified now (the others' verdicts were stored)
     decoded: int = 0  # albums whose keypoints came from their file (no stored record)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # load, index, candidates, verify, write: seconds
 
     def to_dict(self) -> dict:
-        return {"placed": self.placed, "revisited": self.revisited, "whole": self.whole,
-                "verified": self.verified, "decoded": self.decoded, "seconds": round(self.seconds, 3)}
+        return {"placed": self.placed, "revisited": self.revisited, "whole": self.whole, "verified": self.verified,
+                "decoded": self.decoded, "seconds": round(self.seconds, 3), "stages": {k: round(v, 3) for k, v in self.stages.items()}}
+
+    def _stage(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[name] = self.stages.get(name, 0.0) + now - since
+        return now
 
 
 def is_current(store, rules: Sequence[Rule] | None = None) -> bool:
@@ -83,8 +89,10 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
     for rule in rules:
         fs = store.feature_set(rule.feature)
         key = rule_key(rule, fs.version)
+        clock = time.perf_counter()
         ids, vectors = store.load_embeddings(fs)
         placed, kth_placed = store.dedupe_placed(rule.feature)
+        clock = out._stage("load", clock)
         reset = stored.get(rule.feature) != key
         if reset:
             placed, kth_placed = np.zeros(0, np.int64), np.zeros(0)
@@ -93,6 +101,7 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
             continue
         position = positions_of(ids)
         index = exact_index(rule.metric, fs.dim, vectors, ids)
+        clock = out._stage("index", clock)
         whole = reset or len(new) >= WHOLE_SHARE * max(len(placed), 1)
         if whole:
             todo = ids
@@ -117,9 +126,12 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
         # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
         # beyond the threshold are kept for removals (``album_candidates``) and are no pair.
         exact = metrics.pair_distances(vectors[position(q)], vectors[position(o)], rule.metric) if len(q) else np.zeros(0)
+        clock = out._stage("candidates", clock)
         fresh = _verify(rule, q, o, exact, verdicts, cache)
         out.verified += len(fresh)
+        clock = out._stage("verify", clock)
         store.dedupe_write(rule.feature, key, todo, kth, (q, o, exact), fresh, reset=whole)
+        out._stage("write", clock)
         out.placed[rule.feature] = int(len(ids) if whole else len(new))
         out.revisited[rule.feature] = int(len(revisit))
         out.whole[rule.feature] = bool(whole)
