@@ -526,8 +526,10 @@ def _scale_report(args, feature, n, kind, params, rule, index, vectors, ids, pla
     done = time.perf_counter()
     found = set(zip(a.tolist(), b.tolist()))
     hits = sum((int(x), int(y)) in found for x, y in planted)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss * 1024
     print(json.dumps({
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),  # the process's CPU: comparable under load, unlike wall time
         "feature": feature, "n": n, "kind": kind, "params": (index.build_params | index.query_params) if index is not None else params, "rule": rule.label,
         "build_s": round(built - started, 1), "pairs_s": round(searched - built, 1), "components_s": round(done - searched, 1),
         "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20) if index is not None else 0,
