@@ -136,6 +136,7 @@ def album_candidates(
     radius: float | None = None,
     chunk: int = CHUNK,
     first_k: int = FIRST_K,
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each album's own candidates (what ``near_pairs`` finds from its side), for keeping them stored.
 
@@ -144,10 +145,11 @@ def album_candidates(
     distance of its last neighbour that can still be a verified candidate (inf when it has fewer
     neighbours): a newcomer closer than that changes its candidates; and (album, other, index
     distance) of every neighbour within ``radius`` (default: none beyond the candidates), which
-    tells which albums a newcomer is that close to.
+    tells which albums a newcomer is that close to.  ``search`` as in ``near_pairs`` (with ``vectors``
+    and ``ids`` then every album's: a self-join).
     """
     ids = np.asarray(ids, dtype=np.int64)
-    n_searchable = len(index)
+    n_searchable = len(index) if search is None else len(ids)
     widen = max(rule.sure if rule.verified else rule.threshold, radius if radius is not None else -1.0)
     out_q, out_o, out_d, near_q, near_o, near_d = [], [], [], [], [], []
     kth = np.full(len(ids), np.inf)
@@ -155,7 +157,7 @@ def album_candidates(
         rows = np.arange(start, min(start + chunk, len(ids)))
         k = min(first_k, n_searchable)
         while len(rows):
-            nn_ids, nn_dist = index.batch_search(vectors[rows], k)
+            nn_ids, nn_dist = search(rows, k) if search is not None else index.batch_search(vectors[rows], k)
             close = (nn_ids >= 0) & (nn_dist <= rule.threshold + 1e-4)
             if rule.verified:
                 ranked = (np.arange(k) <= CANDIDATE_K)[None, :]

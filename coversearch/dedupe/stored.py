@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of
+from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
 from coversearch.dedupe.groups import DedupeResult, describe_groups
 from coversearch.dedupe.rules import Rule, default_rules
 from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, match
@@ -30,6 +30,9 @@ from coversearch.index import metrics
 
 # Placing this share of the placed albums or more at once is a whole self-join instead.
 WHOLE_SHARE = 0.25
+# From this many albums a whole placement of float vectors searches by the clustered self-join
+# (index/selfjoin.py: approximate, minutes at 1M) instead of exact products of every pair.
+SELF_JOIN_ROWS = 200_000
 
 
 def rule_key(rule: Rule, feature_version: int) -> str:
@@ -100,12 +103,14 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
         if len(new) == 0 and not reset:
             continue
         position = positions_of(ids)
-        index = exact_index(rule.metric, fs.dim, vectors, ids)
-        clock = out._stage("index", clock)
         whole = reset or len(new) >= WHOLE_SHARE * max(len(placed), 1)
+        joined = whole and len(ids) >= SELF_JOIN_ROWS and rule.metric != metrics.HAMMING
+        index = None if joined else exact_index(rule.metric, fs.dim, vectors, ids)
+        clock = out._stage("index", clock)
         if whole:
             todo = ids
-            q, o, d, kth, _ = album_candidates(index, vectors, ids, rule)
+            search = self_join_search(vectors, ids, rule.metric) if joined else None
+            q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
             revisit = np.zeros(0, np.int64)
         else:
             # The newcomers' own candidates, and how close they come to every placed album.
