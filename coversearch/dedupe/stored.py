@@ -24,7 +24,7 @@ import numpy as np
 from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
 from coversearch.dedupe.groups import DedupeResult, describe_groups
 from coversearch.dedupe.rules import Rule, default_rules
-from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, match
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, verdict
 from coversearch.errors import CoverSearchError
 from coversearch.index import metrics
 
@@ -156,15 +156,9 @@ def _verify(rule: Rule, q, o, d, verdicts: dict, cache: KeypointCache) -> list[t
         pair = (min(x, y), max(x, y))
         if pair in verdicts:
             continue
-        a, b = cache.get(pair[0]), cache.get(pair[1])
-        if a is None or b is None:
-            verdict = (0, 1.0, False)
-        else:
-            found = match(a, b)
-            differing = found.differing(CELL_DIFFERS) if found.inliers >= MIN_INLIERS else 1.0
-            verdict = (int(found.inliers), float(differing), found.inliers >= MIN_INLIERS and differing <= MAX_DIFFERING)
-        verdicts[pair] = verdict
-        fresh.append((*pair, *verdict))
+        found = verdict(cache.get(pair[0]), cache.get(pair[1]))
+        verdicts[pair] = found
+        fresh.append((*pair, *found))
     return fresh
 
 

@@ -213,13 +213,22 @@ class KeypointCache:
         return self._keypoints[int(album_id)]
 
 
-def confirmed(query, stored) -> bool:
-    """Whether two covers (``features.keypoints.Keypoints``) show one picture: their keypoints agree
-    on one transform, and laid over each other by it they differ only in a few cells."""
+def verdict(query: Keypoints | None, stored: Keypoints | None) -> tuple[int, float, bool]:
+    """(inliers, share of differing cells, confirmed) of two covers: confirmed when their keypoints
+    agree on one transform and, laid over each other by it, they differ only in a few cells (the
+    share is 1.0 when the geometry already fails: the aligned comparison is then not made)."""
     if query is None or stored is None:
-        return False
+        return 0, 1.0, False
     found = match(query, stored)
-    return found.inliers >= MIN_INLIERS and found.differing(CELL_DIFFERS) <= MAX_DIFFERING
+    if found.inliers < MIN_INLIERS:
+        return int(found.inliers), 1.0, False
+    differing = found.differing(CELL_DIFFERS)
+    return int(found.inliers), float(differing), differing <= MAX_DIFFERING
+
+
+def confirmed(query, stored) -> bool:
+    """Whether two covers (``features.keypoints.Keypoints``) show one picture (``verdict``)."""
+    return verdict(query, stored)[2]
 
 
 def verify_pairs(rule: Rule, a: np.ndarray, b: np.ndarray, d: np.ndarray, cache: KeypointCache) -> np.ndarray:

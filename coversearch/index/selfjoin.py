@@ -32,10 +32,13 @@ def clustered_self_knn(
         faiss.omp_set_num_threads(threads)
     x = metrics.prepare(vectors, metric)
     n, dim = x.shape
-    nlist = nlist or max(1, min(n // 64, int(4 * np.sqrt(n))))
+    # sqrt(n) lists: k-means stays cheap (its sample is 64 rows a list), and a query compares with
+    # nprobe / sqrt(n) of the rows, which the products make cheap.
+    nlist = nlist or max(1, min(n // 64, int(np.sqrt(n))))
     nprobe = min(nprobe, nlist)
     rng = np.random.default_rng(seed)
-    sample = x[rng.choice(n, min(n, train_rows), replace=False)] if n > train_rows else x
+    train_rows = min(train_rows, 64 * nlist)
+    sample = x[rng.choice(n, train_rows, replace=False)] if n > train_rows else x
     kmeans = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=metric == metrics.COSINE, verbose=False)
     kmeans.train(sample)
     _, home = kmeans.index.search(x, 1)  # each vector is a member of one cluster
