@@ -34,7 +34,8 @@ from coversearch.classify.recipes import (  # noqa: E402
     DEFAULT_RECIPE, FIRST_DEFAULT, RECIPES, STUDY_HEAD_ON_VGG16, STUDY_RECIPES, TUNED_XGBOOST, Recipe,
 )
 from coversearch.classify.split import DEFAULT_SPLIT, groups_across_sides, load_split, make_split  # noqa: E402
-from coversearch.index.duplicates import default_rules, store_groups  # noqa: E402
+from coversearch.dedupe.groups import store_groups  # noqa: E402
+from coversearch.dedupe.rules import default_rules  # noqa: E402
 from coversearch.classify.evaluate import evaluate_model  # noqa: E402
 from coversearch.classify.train import train_model  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402

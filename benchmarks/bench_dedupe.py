@@ -13,7 +13,10 @@ Stages (each caches its output under --out, so a later stage can be re-run alone
             and precision / recall / F1 are reported on the second half, per transformation and
             overall, per method, beside imagededup's defaults (pHash at Hamming 10, CNN cosine
             similarity 0.9 = distance 0.1).  Mirror is reported on its own.
-  scale     Dedupe (`coversearch.index.duplicates`) over 100k and 1M synthetic vectors built from the
+  incremental  The stored groups on a copy of the store: keypoints stored, a whole placement, dedupe
+            on the unchanged store, placing one new cover at a time (p50/p99), removing albums.
+  ingest-cost  Ingest covers/s with the default features, with and without keypoints.
+  scale     Dedupe (`coversearch.dedupe`) over 100k and 1M synthetic vectors built from the
             store's real ones (tiled, plus noise), with planted duplicate pairs: time, peak RSS, and
             how many planted pairs were found.  Each size runs in a fresh process for a clean RSS.
 
@@ -44,9 +47,9 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg  #
 from coversearch.features.base import extract_images  # noqa: E402
 from coversearch.imaging.images import decode_image  # noqa: E402
 from coversearch.features.registry import get_extractor  # noqa: E402
-from coversearch.index.duplicates import (  # noqa: E402
-    CANDIDATE_K, CELL_DIFFERS, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO, MAX_DIFFERING, MIN_INLIERS,
-)
+from coversearch.dedupe.candidates import CANDIDATE_K  # noqa: E402
+from coversearch.dedupe.rules import calibrated_thresholds  # noqa: E402
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS  # noqa: E402
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
@@ -134,8 +137,10 @@ def load_twins() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
 def twins(args) -> None:
     from PIL import Image, ImageDraw
 
+    from coversearch import metrics
+
     from coversearch.features.registry import default_metric
-    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.dedupe.candidates import open_dedupe_index
     from coversearch.store import Store
 
     copies = dict(np.load(Path(args.out) / "copies.npz"))
@@ -193,7 +198,8 @@ BASELINES = {"phash": 10.0, "vgg16": 0.1}
 def neighbours(db: Path, copies: dict) -> tuple[dict, np.ndarray, dict]:
     """For each feature, (ids, distances) of the K stored albums nearest to each copy, through the index layer;
     each copy's original album id; album id -> sha256."""
-    from coversearch.index.duplicates import open_dedupe_index
+    from coversearch.dedupe.candidates import open_dedupe_index
+    from coversearch import metrics
     from coversearch.features.registry import default_metric
     from coversearch.store import Store
 
@@ -254,13 +260,13 @@ def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twi
 
 
 def copy_matches(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[int, int], tuple[int, list[float]]]:
-    """Keypoint match (``coversearch.features.keypoints.match``) of every (copy, stored album) pair
+    """Keypoint match (``coversearch.dedupe.verify.match``) of every (copy, stored album) pair
     that some grid rule would verify: among the copy's CANDIDATE_K nearest under a feature, within
     the loosest grid threshold.  The copy is described from its file (mirrored too, as `check`
     does), the album from its stored file.  Cached in matches.json as (inliers, share of differing
     cells at each CELL_DIFFERS_GRID value)."""
-    from coversearch.features.keypoints import keypoints, match
-    from coversearch.index.duplicates import KeypointCache
+    from coversearch.dedupe.verify import KeypointCache, match
+    from coversearch.features.keypoints import keypoints
     from coversearch.store import Store
 
     cache_file = out / "matches.json"
@@ -342,7 +348,7 @@ def quality(args) -> None:
         found, originals, calibrate,
         [{**geometry, "cell_differs": t, "max_differing": m} for t in CELL_DIFFERS_GRID for m in MAX_DIFFERING_GRID], twins, matches)
     methods["product default"] = {
-        **{f: (DEFAULT_THRESHOLDS[f], DEFAULT_VERIFY_UP_TO[f]) for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
+        **{f: calibrated_thresholds(METHOD_FEATURES)[f] for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
         "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING}
     methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
     methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
@@ -461,9 +467,10 @@ def synthetic(feature: str, real: np.ndarray, n: int, seed: int) -> tuple[np.nda
 
 def scale_one(args) -> None:
     """One (feature, n) run in this process: prints one JSON line."""
+    from coversearch import metrics
     from coversearch.features.registry import default_metric
-    from coversearch.index.duplicates import DEFAULT_THRESHOLDS, connected_components, make_rule, near_pairs
-    from coversearch.index.registry import create_index
+    from coversearch.dedupe.candidates import near_pairs
+    from coversearch.dedupe.rules import make_rule
     from coversearch.store import Store
 
     feature, n = args.feature, args.n
@@ -475,17 +482,40 @@ def scale_one(args) -> None:
     rule = make_rule(feature, None, vectors.shape[1])  # the default rule: sure pairs, and candidates to verify
     kind, params = SCALE_INDEX[feature] if not args.kind else (args.kind, json.loads(args.params or "{}"))
     started = time.perf_counter()
+    if kind == "selfjoin":  # the clustered self-join (coversearch/index/selfjoin.py): no index, blocks of products
+        from coversearch.dedupe.candidates import self_join_search
+
+        search = self_join_search(vectors, ids, default_metric(feature), nlist=params.get("nlist"), nprobe=params.get("nprobe", 8))
+        built = time.perf_counter()
+        a, b, d = near_pairs(None, vectors, ids, rule, search=search)
+        index = None
+    else:
+        index = _scale_index(kind, feature, vectors, ids, params)
+        built = time.perf_counter()
+        a, b, d = near_pairs(index, vectors, ids, rule)
+    _scale_report(args, feature, n, kind, params, rule, index, vectors, ids, planted, a, b, d, started, built)
+
+
+def _scale_index(kind, feature, vectors, ids, params):
+    from coversearch import metrics
+    from coversearch.features.registry import default_metric
+    from coversearch.index.registry import create_index
+
     index = create_index(kind, default_metric(feature), vectors.shape[1], params)
-    if index.supports_add and n > TRAIN_ROWS:
+    if index.supports_add and len(ids) > TRAIN_ROWS:
         # Trained on a sample, then filled a chunk at a time: the index's own copy of the vectors
         # (unit rows for cosine) never exists whole beside the bench's.
         index.fit(vectors[:TRAIN_ROWS], ids[:TRAIN_ROWS])
-        for start in range(TRAIN_ROWS, n, 65536):
+        for start in range(TRAIN_ROWS, len(ids), 65536):
             index.add(vectors[start : start + 65536], ids[start : start + 65536])
     else:
         index.fit(vectors, ids)
-    built = time.perf_counter()
-    a, b, d = near_pairs(index, vectors, ids, rule)
+    return index
+
+
+def _scale_report(args, feature, n, kind, params, rule, index, vectors, ids, planted, a, b, d, started, built):
+    from coversearch.dedupe.groups import connected_components
+
     to_verify = np.asarray([not rule.accepts(x) for x in d.tolist()], dtype=bool)
     # Candidates beyond the sure distance would each be verified from their two images, which
     # synthetic vectors do not have: they are counted here (and costed in the README), and the
@@ -501,11 +531,13 @@ def scale_one(args) -> None:
     done = time.perf_counter()
     found = set(zip(a.tolist(), b.tolist()))
     hits = sum((int(x), int(y)) in found for x, y in planted)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss * 1024
     print(json.dumps({
-        "feature": feature, "n": n, "kind": kind, "params": index.build_params | index.query_params, "rule": rule.label,
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),  # the process's CPU: comparable under load, unlike wall time
+        "feature": feature, "n": n, "kind": kind, "params": (index.build_params | index.query_params) if index is not None else params, "rule": rule.label,
         "build_s": round(built - started, 1), "pairs_s": round(searched - built, 1), "components_s": round(done - searched, 1),
-        "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20),
+        "total_s": round(done - started, 1), "peak_rss_mib": round(peak / 2**20), "index_mib": round(index.memory_bytes() / 2**20) if index is not None else 0,
         "planted": len(planted), "planted_found": hits, "pairs": int(len(a)), "groups": len(groups),
         "to_verify": verify_count, "load": os.getloadavg()[0],
     }), flush=True)
@@ -565,7 +597,8 @@ def split_leaks(args) -> None:
     a `coversearch dedupe --json` file, --groups) and the former rule's: under the split made without
     groups, and under group-aware splits made with each rule (seed and fractions of `split make`)."""
     from coversearch.classify.split import DEFAULT_FRACTIONS, DEFAULT_SEED, Split, assign_sides, groups_across_sides
-    from coversearch.index.duplicates import make_rule, store_groups
+    from coversearch.dedupe.groups import store_groups
+    from coversearch.dedupe.rules import make_rule
     from coversearch.store import Store
 
     new_groups = [[m["album_id"] for m in g["members"]] for g in json.loads(Path(args.groups).read_text())["groups"]]
@@ -582,9 +615,129 @@ def split_leaks(args) -> None:
                           "former-rule groups": groups_across_sides(split, old_groups)}))
 
 
+# -- stored groups: what keeping them current costs ----------------------------------------------------
+def incremental(args) -> None:
+    """On a copy of --db (covers5 with phash and vgg16): store the keypoints (ingest computes only
+    them), place every album from nothing (dedupe --rebuild), answer dedupe on the unchanged store,
+    place --new covers one ingest at a time (transformed copies of stored covers, so they join
+    groups), remove --remove albums; then check the stored groups against a whole dedupe."""
+    import random
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from coversearch.dedupe.groups import store_groups
+    from coversearch.dedupe.rules import default_rules
+    from coversearch.dedupe.stored import is_current, place, stored_groups, stored_result
+    from coversearch.ingest.pipeline import ingest
+    from coversearch.ingest.readers import read_source
+    from coversearch.store import Store
+    from coversearch.store.curate import apply_removal, plan_removal
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "incremental.duckdb"
+    shutil.copy(args.db, db)
+    os.chmod(db, 0o644)
+    subprocess.run([sys.executable, "-m", "coversearch.cli.main", "--db", str(db), "db", "upgrade"], check=True, capture_output=True)
+    row: dict = {"albums": None, "load_start": os.getloadavg()[0]}
+    weights = str(args.vgg16_weights)
+    extractors = [get_extractor(n, vgg16_weights=weights) for n in ("phash", "vgg16", "keypoints")]
+    with Store.open(db) as store:
+        row["albums"] = store.album_count()
+        started = time.perf_counter()
+        done = ingest(store, read_source(COVERS5), [get_extractor("keypoints")])
+        row["keypoints_ingest_s"] = round(time.perf_counter() - started, 1)
+        row["keypoints_per_s"] = round(done.counts.embeddings["keypoints"] / row["keypoints_ingest_s"], 1)
+        log(f"keypoints of {done.counts.embeddings['keypoints']} covers stored in {row['keypoints_ingest_s']} s")
+        whole = place(store, rebuild=True)
+        row["rebuild"] = whole.to_dict()
+        log(f"rebuild: {whole.to_dict()}")
+        started = time.perf_counter()
+        assert is_current(store)
+        result = stored_result(store)
+        row["unchanged_dedupe_s"] = round(time.perf_counter() - started, 3)
+        row["groups"] = len(result.groups)
+        rng = random.Random(args.seed)
+        stored_files = sorted(store.known_files())
+        timings = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.new):
+                folder = Path(tmp) / f"n{i}" / "Pop"
+                folder.mkdir(parents=True)
+                source = Path(rng.choice(stored_files))
+                with Image.open(source) as img:
+                    (folder / f"copy-{i}.jpg").write_bytes(transformed_jpeg(img, rng.choice([t for t in TRANSFORMS if t != MIRROR])))
+                ingest(store, read_source(folder.parent), extractors)
+                started = time.perf_counter()
+                place(store)
+                timings.append((time.perf_counter() - started) * 1000)
+        row["place_one_ms"] = {"n": len(timings), "p50": round(float(np.percentile(timings, 50)), 1),
+                               "p99": round(float(np.percentile(timings, 99)), 1), "max": round(max(timings), 1)}
+        log(f"placing one cover: {row['place_one_ms']}")
+        ids = sorted(store.album_ids_by_sha().values())
+        started = time.perf_counter()
+        apply_removal(store, plan_removal(store, album_ids=rng.sample(ids, args.remove)))
+        removed = time.perf_counter()
+        again = place(store)
+        row["remove"] = {"albums": args.remove, "remove_s": round(removed - started, 2), "place_s": round(time.perf_counter() - removed, 2),
+                         "placement": again.to_dict()}
+        log(f"removing {args.remove}: {row['remove']}")
+        started = time.perf_counter()
+        same = {frozenset(g.tolist()) for g in stored_groups(store)} == {frozenset(g.tolist()) for g in store_groups(store, default_rules(store))}
+        row["whole_dedupe_check_s"] = round(time.perf_counter() - started, 1)
+        row["stored_equal_whole"] = same
+    row["load_end"] = os.getloadavg()[0]
+    row["cpu"] = f"{os.cpu_count()} x {_cpu_model()}"
+    print(json.dumps(row))
+    with open(out / "incremental.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def ingest_cost(args) -> None:
+    """Ingest covers/s with the default features, with and without keypoints: one run each, fresh stores,
+    the same --originals covers (per genre share) of covers5."""
+    import shutil
+    import tempfile
+
+    from coversearch.features.registry import DEFAULT_FEATURES
+    from coversearch.ingest.pipeline import ingest
+    from coversearch.ingest.readers import read_source
+    from coversearch.store import Store
+
+    names = DEFAULT_FEATURES.split(",")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "covers"
+        for genre in sorted(p.name for p in COVERS5.iterdir()):
+            (folder / genre).mkdir(parents=True)
+            for path in sorted((COVERS5 / genre).iterdir())[: args.originals // 5]:
+                (folder / genre / path.name).symlink_to(path)
+        for label, chosen in (("without keypoints", [n for n in names if n != "keypoints"]), ("with keypoints", names)):
+            extractors = [get_extractor(n, vgg16_weights=str(args.vgg16_weights)) for n in chosen]
+            db = Path(tmp) / f"{len(chosen)}.duckdb"
+            load = os.getloadavg()[0]
+            with Store.open(db) as store:
+                summary = ingest(store, read_source(folder), extractors)
+            rows.append({"features": ",".join(chosen), "run": label, "covers": summary.counts.albums, "seconds": summary.to_dict()["seconds"],
+                         "covers_per_s": summary.to_dict()["images_per_second"], "store_mib": round(db.stat().st_size / 2**20, 1),
+                         "load": round(load, 1)})
+            log(json.dumps(rows[-1]))
+            db.unlink()
+    print(json.dumps(rows))
+
+
+def _cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split"])
+    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split", "incremental", "ingest-cost"])
     parser.add_argument("--groups", help="split: a `coversearch dedupe --json` output (the default rule's groups)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -599,9 +752,11 @@ def main() -> None:
     parser.add_argument("--params", help="scale: the --kind's parameters as JSON")
     parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
     parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
+    parser.add_argument("--new", type=int, default=30, help="incremental: covers placed one at a time")
+    parser.add_argument("--remove", type=int, default=1000, help="incremental: albums removed at once")
     args = parser.parse_args()
     {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one,
-     "split": split_leaks}[args.stage](args)
+     "split": split_leaks, "incremental": incremental, "ingest-cost": ingest_cost}[args.stage](args)
 
 
 if __name__ == "__main__":

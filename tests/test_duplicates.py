@@ -19,16 +19,17 @@ from coversearch.bench.transforms import MIRROR, TRANSFORMS, transformed_jpeg
 from coversearch.classify.split import assign_sides, groups_across_sides, make_split
 from coversearch.cli.main import app
 from coversearch.features.base import extract_images
-from coversearch.features.keypoints import keypoints, match
+from coversearch.dedupe.check import EXACT, NEAR, NEW, check_image
+from coversearch.dedupe.candidates import near_pairs
+from coversearch.dedupe.groups import connected_components, find_groups, store_groups
+from coversearch.dedupe.rules import default_rules, make_rule
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, confirmed, match
+from coversearch.features.keypoints import keypoints
 from coversearch.imaging.images import decode_image
 from coversearch.features.phash import PerceptualHash, phash_bits
-from coversearch.index.duplicates import (
-    CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, confirmed, connected_components, default_rules, make_rule, near_pairs, store_groups,
-)
 from coversearch.index.registry import create_index
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
-from coversearch.query.duplicates import EXACT, NEAR, NEW, check_image, find_groups
 from coversearch.store import Store
 from conftest import GENRES, link_covers
 

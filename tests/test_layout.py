@@ -114,8 +114,6 @@ DECODERS = ("coversearch.imaging.images", "PIL.Image.open", "cv2.imread", "cv2.i
 def test_nothing_under_index_decodes_images():
     found = []
     for path in sorted((PACKAGE / "index").rglob("*.py")):
-        if path.name == "duplicates.py":
-            continue  # TODO(lead, at merge): remove this skip once index/duplicates.py has moved to dedupe/ (issue 27, helper 28)
         text = path.read_text(encoding="utf-8")
         found += [f"{path.relative_to(REPO)}: {needle}" for needle in DECODERS if needle in text]
         tree = ast.parse(text)

@@ -2,7 +2,7 @@
 
 Albums (distinct bytes) are what is split, so every copy of the same bytes is on one side; and
 near-duplicate groups (resized, cropped, re-compressed copies of one cover: see
-``coversearch.index.duplicates``, the same default rule as `coversearch dedupe`) are split as
+``coversearch.dedupe``, the same default rule as `coversearch dedupe`) are split as
 one unit, so no test album has a near-copy in train.  Each unit's stratum is its full genre set
 ("Electronic+Pop" is a stratum of its own), so albums with several genres spread over the sides
 like the rest.  Within a stratum, units are ordered by a hash of (seed, sha256) (a group's
@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-from coversearch.index.duplicates import default_rules, store_groups
+from coversearch.dedupe.stored import current_groups
 from coversearch.store import Store
 from coversearch.store.rows import utcnow
 
@@ -115,7 +115,7 @@ def make_split(
     """
     if store.split_exists(name) and not replace:
         raise CoverSearchError(f"split {name!r} already exists; models trained on it depend on it (use --replace to redo it)")
-    groups = store_groups(store, default_rules(store)) if near_duplicates else []
+    groups = current_groups(store) if near_duplicates else []
     sides = assign_sides(store.labelled_albums(), seed, fractions, groups)
     store.save_split(name, seed, fractions, sides, utcnow())
     return Split(name, seed, tuple(fractions), sides)

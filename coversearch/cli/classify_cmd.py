@@ -23,7 +23,8 @@ from coversearch.classify.split import (
     load_split,
     make_split,
 )
-from coversearch.index.duplicates import default_rules, store_groups
+from coversearch.dedupe.rules import default_rules
+from coversearch.dedupe.stored import current_groups
 from coversearch.classify.apply import classify_images, expand_image_paths
 from coversearch.classify.evaluate import evaluate_model
 from coversearch.classify.train import DEFAULT_CALIBRATION, check_training, resolve_recipe, train_model
@@ -300,7 +301,7 @@ def split_show_command(ctx: typer.Context, name: str = typer.Option(DEFAULT_SPLI
         if split is None:
             raise CoverSearchError(f"the store has no split {name!r}; `coversearch train` or `coversearch split make` makes it")
         rules = default_rules(store)
-        leaks = groups_across_sides(split, store_groups(store, rules)) if rules else None
+        leaks = groups_across_sides(split, current_groups(store)) if rules else None
     data = {"name": split.name, "seed": split.seed, "fractions": split.fractions, "albums": split.counts(),
             "added_by_rule": split.added_by_rule,
             "near_duplicates": {"rules": [r.label for r in rules], **leaks} if leaks else None}

@@ -14,6 +14,7 @@ from coversearch.store.curate import LabelChange, apply_removal, plan_removal, r
 
 # A removal taking more than this share of the store's albums needs --yes.
 UNCONFIRMED_SHARE = 0.10
+from coversearch.dedupe.stored import keep_current
 
 
 @app.command("remove")
@@ -40,6 +41,7 @@ def remove_command(
             )
         if not dry_run:
             apply_removal(store, plan)
+            keep_current(store)  # the groups the removed albums were in split or shrink
     if json_out:
         print_json(plan.to_dict() | {"dry_run": dry_run})
         return

@@ -16,11 +16,13 @@ from coversearch.cli.progress import progress_bar
 from coversearch.config import VGG16_WEIGHTS_ENV
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_output, write_atomic
-from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, DEFAULT_THRESHOLDS, DEFAULT_VERIFY_UP_TO
-from coversearch.query.duplicates import DedupeResult, DuplicateCheck, check_image, find_groups, parse_rules
+from coversearch.dedupe.check import DuplicateCheck, check_image
+from coversearch.dedupe.groups import DedupeResult, find_groups
+from coversearch.dedupe.rules import DEFAULT_RULE_FEATURES, calibrated_thresholds, parse_rules
+from coversearch.dedupe.stored import read_result, stored_dedupe
 from coversearch.store import Store
 
-_DEFAULTS = ", ".join(f"{f}={t:g} (up to {DEFAULT_VERIFY_UP_TO[f]:g} when keypoints match)" for f, t in DEFAULT_THRESHOLDS.items())
+_DEFAULTS = ", ".join(f"{f}={sure:g} (up to {up_to:g} when keypoints match)" for f, (sure, up_to) in calibrated_thresholds().items())
 FEATURE_HELP = f"Feature(s) to compare, comma-separated (default: {','.join(DEFAULT_RULE_FEATURES)}, those the store holds)."
 THRESHOLD_HELP = (
     "Largest distance that still counts as a near-duplicate, with no keypoint verification: T for one feature, "
@@ -44,16 +46,40 @@ def dedupe_command(
     csv_file: Path = typer.Option(None, "--csv", help="Write one row per group member to this CSV file."),
     top: int = typer.Option(20, "--top", min=0, help="Groups shown in the table (all go to --json / --csv)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Recompute the stored groups from nothing (default rule only)."),
+    evidence: int = typer.Option(None, "--evidence", min=1, help="Show why group N (1 = largest) is one: a picture to --out, figures with --json."),
+    out: Path = typer.Option(None, "--out", help="With --evidence: the PNG to write."),
 ) -> None:
-    """Find groups of near-duplicate covers (resized, cropped, re-compressed, bordered... copies)."""
+    """Find groups of near-duplicate covers (resized, cropped, re-compressed, bordered... copies).
+
+    With the default rule the groups are kept in the store (ingest and remove keep them current), so
+    this answers from them; a --feature, --threshold or --genre computes its groups now."""
     if json_out and csv_file is not None:
         raise CoverSearchError("choose one of --json and --csv")
     if csv_file is not None:
         check_output(csv_file, "--csv")
-    with Store.open(state(ctx).db, read_only=True) as store, ExitStack() as bars:
-        rules = parse_rules(store, _features(feature), threshold)
+    stored = not feature and not threshold and genre is None
+    if evidence is not None:
+        if not stored or csv_file is not None or rebuild:
+            raise CoverSearchError("--evidence shows a stored group of the default rule: leave out --feature, --threshold, --genre, --csv and --rebuild")
+        if out is None and not json_out:
+            raise CoverSearchError("--evidence needs --out FILE.png (or --json for the figures alone)")
+        if out is not None:
+            check_output(out, "--out")
+        show_evidence(state(ctx).db, evidence, out, json_out)
+        return
+    if out is not None:
+        raise CoverSearchError("--out goes with --evidence")
+    if rebuild and not stored:
+        raise CoverSearchError("--rebuild recomputes the stored groups of the default rule: leave out --feature, --threshold and --genre")
+    with ExitStack() as bars:
         progress = None if quiet or json_out else lambda what, total: bars.enter_context(progress_bar(what, total, "albums"))
-        result = find_groups(store, rules, genre=genre, index_dir=state(ctx).index_dir, progress=progress)
+        if stored:
+            result = stored_dedupe(state(ctx).db, rebuild=rebuild, progress=progress)
+        else:
+            with Store.open(state(ctx).db, read_only=True) as store:
+                rules = parse_rules(store, _features(feature), threshold)
+                result = find_groups(store, rules, genre=genre, index_dir=state(ctx).index_dir, progress=progress)
     if json_out:
         print_json(result.to_dict())
         return
@@ -62,6 +88,27 @@ def dedupe_command(
     print_groups(result, top)
     if csv_file is not None:
         typer.echo(f"wrote {result.albums_in_groups} rows to {csv_file}", err=True)
+
+
+def show_evidence(db: Path, group_number: int, out: Path | None, json_out: bool) -> None:
+    from coversearch.dedupe.evidence import draw_evidence, group_evidence
+
+    stored_dedupe(db)  # places what is missing (a no-op on an unchanged store)
+    with Store.open(db, read_only=True) as store:
+        group, evidence = group_evidence(store, read_result(store), group_number)
+        if out is not None:
+            write_atomic(out, draw_evidence(store, group, evidence), option="--out")
+    figures = {"group": group.group, "members": [m.album_id for m in group.members], "out": str(out) if out else None,
+               "pairs": [e.to_dict() for e, _ in evidence]}
+    if json_out:
+        print_json(figures)
+        return
+    for e, _ in evidence:
+        how = ", ".join(f"{f} {d}" for f, d in e.distances.items())
+        typer.echo(f"#{e.a} ~ #{e.b}: {how}; {e.inliers} inliers, {e.differing_cells}/{e.shared_cells} cells differ"
+                   f"{' (mirrored)' if e.mirrored else ''}; {'confirmed' if e.confirmed else 'not confirmed by keypoints'}")
+    if out is not None:
+        typer.echo(f"wrote {out}", err=True)
 
 
 def write_csv(result: DedupeResult, path: Path) -> None:

@@ -31,6 +31,9 @@ def similar_command(
     colours: str = typer.Option(
         None, "--colours", "--colors", help='Search by colour instead: 1-3 colours with optional shares, e.g. "#101010:0.6,#c0a000:0.4" (hsv space).'
     ),
+    collapse_duplicates: bool = typer.Option(
+        False, "--collapse-duplicates", help="One cover per near-duplicate group (the nearest), so k results are k different covers."
+    ),
     duplicates: bool = typer.Option(
         False, "--duplicates", help="Instead: is IMAGE already stored (same bytes or a near-duplicate)? As `coversearch check`."
     ),
@@ -45,6 +48,8 @@ def similar_command(
         result = run_check(ctx, image, feature, None, vgg16_weights)
         print_json(result.to_dict()) if json_out else print_check(result)
         return
+    if colours is not None and collapse_duplicates:
+        raise CoverSearchError("--collapse-duplicates applies to an IMAGE or --album query, not --colours")
     if colours is not None:
         from coversearch.query.colour import find_by_colours, parse_palette
 
@@ -54,11 +59,11 @@ def similar_command(
         with Store.open(state(ctx).db, read_only=True) as store:
             result = find_by_colours(store, palette, k=k, genre=genre, index_dir=state(ctx).index_dir, index_name=index)
     else:
-        result = _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights)
+        result = _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights, collapse_duplicates)
     _print_result(result, json_out)
 
 
-def _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights):
+def _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16_weights, collapse_duplicates=False):
     # The store is only read; --refresh rewrites index files, never the store.
     with Store.open(state(ctx).db, read_only=True) as store:
         return find_similar(
@@ -73,6 +78,7 @@ def _similar(ctx, image, album, feature, k, genre, index, metric, refresh, vgg16
             metric=metric,
             refresh=refresh,
             vgg16_weights=vgg16_weights,
+            collapse_duplicates=collapse_duplicates,
         )
 
 

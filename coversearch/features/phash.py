@@ -78,6 +78,9 @@ class PerceptualHash:
     name = "phash"
     version = 1
     metric = "hamming"  # differing bits
+    # Near-duplicates (coversearch/dedupe/rules.py): within 6 bits as they are, up to 16 with matching keypoints.
+    duplicate_threshold = 6
+    duplicate_verify_up_to = 16
     dim = HASH_SIZE * HASH_SIZE
 
     def params(self) -> dict[str, Any]:

@@ -263,6 +263,10 @@ class VGG16Features(VGG16Head):
     name = "vgg16"
     version = 1
     dim = 512
+    # Near-duplicates (coversearch/dedupe/rules.py): within 0.075 (1 - cos) as they are, up to 0.3
+    # with matching keypoints.
+    duplicate_threshold = 0.075
+    duplicate_verify_up_to = 0.3
 
     def head_params(self) -> dict[str, Any]:
         return {"layer": "block5_pool", "pooling": "avg"}

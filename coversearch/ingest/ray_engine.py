@@ -170,6 +170,8 @@ def _vector_column(values: list, dim: int):
     """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
     import pyarrow as pa
 
+    if dim == 0:  # a record feature: one binary value a row
+        return pa.array(values, pa.binary())
     flat = np.zeros((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is not None:
@@ -221,7 +223,7 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
     for name in feature_sets:
         vector = row.get(VECTOR_PREFIX + name)
         if vector is not None:
-            item.vectors[name] = np.asarray(vector, dtype=np.float32)
+            item.vectors[name] = vector if isinstance(vector, bytes) else np.asarray(vector, dtype=np.float32)
     return item
 
 

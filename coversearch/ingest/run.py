@@ -19,10 +19,11 @@ from coversearch.errors import CoverSearchError
 from coversearch.features.embedder import Embedder
 from coversearch.imaging.images import MAX_FILE_BYTES
 from coversearch.features.registry import get_extractor, parse_feature_list
-from coversearch.index.duplicates import default_rules
+from coversearch.dedupe.rules import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing
-from coversearch.query.duplicates import duplicates_of_new_albums
+from coversearch.dedupe.check import duplicates_of_new_albums
+from coversearch.dedupe.stored import place
 from coversearch.store import Store
 
 # progress(total) -> a context yielding (set_total(n), advance(n)): the CLI passes its progress bar.
@@ -72,6 +73,8 @@ def run_ingest(
                              batch_size=batch_size, max_file_bytes=max_file_bytes,
                              on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
         result = summary.to_dict()
+        if default_rules(store):  # each new cover joins its group now, near-copies in this run included
+            result["duplicate_groups"] = place(store).to_dict()
         if report_duplicates:
             new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)
             rules = default_rules(store)

@@ -188,10 +188,11 @@ class SimilarSearcher:
         return vectors[0]
 
     def search_image(
-        self, image: str | os.PathLike, k: int = DEFAULT_K, genre: str | None = None, *, vgg16_weights=None
+        self, image: str | os.PathLike, k: int = DEFAULT_K, genre: str | None = None, *, vgg16_weights=None,
+        group_of: dict[int, int] | None = None,
     ) -> SimilarResult:
         allowed = self._allowed_ids(genre, k)
-        return self._search(self.vector_for_image(image, vgg16_weights=vgg16_weights), k, genre, allowed, str(image))
+        return self._search(self.vector_for_image(image, vgg16_weights=vgg16_weights), k, genre, allowed, str(image), group_of)
 
     def search_pixels(self, rgb: np.ndarray, k: int = DEFAULT_K, genre: str | None = None, label: str = "image", *,
                       vgg16_weights=None) -> SimilarResult:
@@ -199,13 +200,17 @@ class SimilarSearcher:
         allowed = self._allowed_ids(genre, k)
         return self._search(self.vector_for_pixels(rgb, vgg16_weights=vgg16_weights), k, genre, allowed, label)
 
-    def search_album(self, album_id: int, k: int = DEFAULT_K, genre: str | None = None) -> SimilarResult:
+    def search_album(self, album_id: int, k: int = DEFAULT_K, genre: str | None = None, *,
+                     group_of: dict[int, int] | None = None) -> SimilarResult:
         allowed = self._allowed_ids(genre, k)
         # The album itself is not excluded: its own vector is at distance 0, so it comes first.
-        return self._search(self.vector_for_album(album_id), k, genre, allowed, f"album {album_id}")
+        return self._search(self.vector_for_album(album_id), k, genre, allowed, f"album {album_id}", group_of)
 
-    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K, genre: str | None = None, label: str = "vector") -> SimilarResult:
-        return self._search(vector, k, genre, self._allowed_ids(genre, k), label)
+    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K, genre: str | None = None, label: str = "vector", *,
+                      group_of: dict[int, int] | None = None) -> SimilarResult:
+        """``group_of`` (album id -> its near-duplicate group's key; ``dedupe.stored.group_map``)
+        collapses the results: one cover per group, so k results are k different covers."""
+        return self._search(vector, k, genre, self._allowed_ids(genre, k), label, group_of)
 
     # -- plumbing --------------------------------------------------------------------------------
     def _index_label(self) -> str:
@@ -230,11 +235,28 @@ class SimilarSearcher:
             )
         return allowed
 
-    def _search(self, vector: np.ndarray, k: int, genre: str | None, allowed: np.ndarray | None, label: str) -> SimilarResult:
+    def _nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, group_of: dict[int, int] | None):
+        """(ids, distances) of the k nearest; with ``group_of``, of the nearest member of each of k groups
+        (asking the index for more until k groups are found or nothing is left)."""
         found = self.index.search(vector, k, allowed)
-        albums = self.store.albums(found.ids.tolist()) if len(found) else {}
+        if group_of is None:
+            return found.ids, found.distances
+        available = len(self.index) if allowed is None else len(allowed)
+        wanted = k
+        while True:
+            _, first = np.unique([group_of.get(int(a), int(a)) for a in found.ids.tolist()], return_index=True)
+            first = np.sort(first)[:k]
+            if len(first) == k or wanted >= available:
+                return found.ids[first], found.distances[first]
+            wanted = min(wanted * 4, available)
+            found = self.index.search(vector, wanted, allowed)
+
+    def _search(self, vector: np.ndarray, k: int, genre: str | None, allowed: np.ndarray | None, label: str,
+                group_of: dict[int, int] | None = None) -> SimilarResult:
+        ids, distances = self._nearest(vector, k, allowed, group_of)
+        albums = self.store.albums(ids.tolist()) if len(ids) else {}
         hits = []
-        for rank, (album_id, distance) in enumerate(zip(found.ids.tolist(), found.distances.tolist()), start=1):
+        for rank, (album_id, distance) in enumerate(zip(ids.tolist(), distances.tolist()), start=1):
             album = albums.get(album_id, {})
             hits.append(
                 SimilarHit(
@@ -281,8 +303,10 @@ def find_similar(
     refresh: bool = False,
     vgg16_weights: str | os.PathLike | None = None,
     extractor: FeatureExtractor | None = None,
+    collapse_duplicates: bool = False,
 ) -> SimilarResult:
-    """The k covers nearest to ``image`` (a file) or to stored album ``album_id``."""
+    """The k covers nearest to ``image`` (a file) or to stored album ``album_id``; with
+    ``collapse_duplicates``, one cover per near-duplicate group (the nearest)."""
     if (image is None) == (album_id is None):
         raise CoverSearchError("give a query IMAGE or --album ID (exactly one)")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -292,8 +316,13 @@ def find_similar(
     searcher = SimilarSearcher.open(
         store, feature=feature, index_dir=index_dir, index_name=index_name, metric=metric, refresh=refresh
     )
+    group_of = None
+    if collapse_duplicates:
+        from coversearch.dedupe.stored import group_map
+
+        group_of = group_map(store)
     if album_id is not None:
-        return searcher.search_album(album_id, k, genre)
+        return searcher.search_album(album_id, k, genre, group_of=group_of)
     if extractor is not None:
         searcher.use_extractor(extractor)
-    return searcher.search_image(image, k, genre, vgg16_weights=vgg16_weights)
+    return searcher.search_image(image, k, genre, vgg16_weights=vgg16_weights, group_of=group_of)

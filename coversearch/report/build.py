@@ -26,8 +26,8 @@ from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_output, write_atomic
 from coversearch.imaging.thumbs import find_thumbnail, placeholder
 from coversearch.plots import plot_png
-from coversearch.index.duplicates import default_rules
-from coversearch.query.duplicates import find_groups
+from coversearch.dedupe.rules import default_rules
+from coversearch.dedupe.stored import read_result
 from coversearch.query.similar import SimilarSearcher
 from coversearch.store import Store
 
@@ -175,7 +175,7 @@ def _duplicates_section(page: _Page, store: Store) -> None:
         page.add("<p>The store has no phash or vgg16 vectors to compare "
                  "(<code>coversearch ingest ROOT --features phash</code> adds them).</p></section>")
         return
-    result = find_groups(store, rules)
+    result = read_result(store)  # the stored groups when current
     page.add(f"<p>{len(result.groups)} groups of near-duplicates ({_e(' or '.join(result.rules))}) hold "
              f"{result.albums_in_groups} of {result.albums} albums (<code>coversearch dedupe</code> lists them all); "
              f"the {min(DUPLICATE_GROUPS, len(result.groups))} largest, representative (largest image) first:</p>")

@@ -101,7 +101,7 @@ class AlbumReads:
         one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731
         genres = dict(self.con.execute("SELECT genre, count(*) FROM album_genres GROUP BY genre ORDER BY genre").fetchall())
         feature_sets = []
-        for fs in self.feature_sets():
+        for fs in self.feature_sets(records=True):
             feature_sets.append(
                 {
                     "name": fs.name,

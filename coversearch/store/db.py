@@ -18,6 +18,7 @@ import duckdb
 
 from coversearch.config import LOCK_TIMEOUT_ENV  # defined in config so the CLI can name it without loading DuckDB
 from coversearch.errors import StoreError
+from coversearch.store.dedupe import DedupeTables
 from coversearch.store import migrate
 from coversearch.store.albums import AlbumReads
 from coversearch.store.embeddings import EmbeddingReads
@@ -151,12 +152,12 @@ def _refuse_foreign(path: Path, con: duckdb.DuckDBPyConnection) -> str | None:
     return revision
 
 
-class Store(AlbumReads, EmbeddingReads, SplitsAndLayouts):
+class Store(AlbumReads, EmbeddingReads, SplitsAndLayouts, DedupeTables):
     """One DuckDB file holding albums, genres, feature sets and embeddings: the one facade.
 
     This module opens it (migrating, waiting for locks) and runs transactions; what it holds is
     read and written by concern in ``albums.py`` (albums, files, genres), ``embeddings.py``
-    (feature sets, vectors, exact search), ``splits.py`` (splits, map layouts), ``writer.py``
+    (feature sets, vectors, exact search), ``splits.py`` (splits, map layouts), ``dedupe.py`` (near-duplicate groups), ``writer.py``
     (an ingest batch), ``curate.py`` (removal, relabelling) and ``parquet.py`` (import, export).
     """
 

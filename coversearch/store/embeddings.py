@@ -17,17 +17,20 @@ from coversearch.store.rows import FeatureSet, utcnow
 class EmbeddingReads:
     con: duckdb.DuckDBPyConnection
 
-    def feature_sets(self) -> list[FeatureSet]:
+    def feature_sets(self, *, records: bool = False) -> list[FeatureSet]:
+        """The vector feature sets (and with ``records``, the record sets too, e.g. keypoints)."""
         rows = self.con.execute(
             "SELECT id, name, version, dim, params, model_fingerprint FROM feature_sets ORDER BY name, version"
         ).fetchall()
-        return [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        found = [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return found if records else [fs for fs in found if not fs.stores_records]
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
         """The named set (its latest version unless one is given); a clear error if absent."""
-        candidates = [fs for fs in self.feature_sets() if fs.name == name and (version is None or fs.version == version)]
+        held = self.feature_sets(records=True)
+        candidates = [fs for fs in held if fs.name == name and (version is None or fs.version == version)]
         if not candidates:
-            known = ", ".join(sorted({fs.name for fs in self.feature_sets()})) or "none"
+            known = ", ".join(sorted({fs.name for fs in held})) or "none"
             raise FeatureError(f"the store has no {name!r} embeddings (it has: {known}); run `coversearch ingest --features {name}`")
         return max(candidates, key=lambda fs: fs.version)
 
@@ -35,7 +38,7 @@ class EmbeddingReads:
         """Register the extractor's feature set (and its vector table), or check it matches."""
         params = extractor.params()
         fingerprint = extractor.model_fingerprint()
-        for fs in self.feature_sets():
+        for fs in self.feature_sets(records=True):
             if fs.name == extractor.name and fs.version == extractor.version:
                 if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim:
                     raise FeatureError(
@@ -51,7 +54,8 @@ class EmbeddingReads:
                 [next_id, extractor.name, extractor.version, extractor.dim, json.dumps(params), fingerprint, utcnow()],
             )
             fs = FeatureSet(next_id, extractor.name, extractor.version, extractor.dim, params, fingerprint)
-            con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, vector FLOAT[{fs.dim}] NOT NULL)")
+            column = "data BLOB" if fs.stores_records else f"vector FLOAT[{fs.dim}]"
+            con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, {column} NOT NULL)")
         return fs
 
     def embedding_count(self, fs: FeatureSet) -> int:
@@ -62,6 +66,8 @@ class EmbeddingReads:
 
     def load_embeddings(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(album ids int64 (n,), vectors float32 (n, dim)), ordered by album id."""
+        if fs.stores_records:
+            raise FeatureError(f"{fs.label} holds a record per album, not vectors: it cannot be searched or indexed")
         sql = f"SELECT album_id, vector FROM {fs.table}"
         params: list[Any] = []
         if album_ids is not None:
@@ -72,6 +78,13 @@ class EmbeddingReads:
         if len(ids) == 0:
             return ids, np.zeros((0, fs.dim), dtype=np.float32)
         return ids, np.stack(cols["vector"]).astype(np.float32, copy=False)
+
+    def load_records(self, fs: FeatureSet, album_ids: Sequence[int]) -> dict[int, bytes]:
+        """album id -> stored record of a record set (e.g. keypoints), for those of ``album_ids`` it holds."""
+        rows = self.con.execute(
+            f"SELECT album_id, data FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [np.asarray(album_ids, dtype=np.int64)]
+        ).fetchall()
+        return {int(a): bytes(d) for a, d in rows}
 
     def embedding_album_ids(self, fs: FeatureSet) -> np.ndarray:
         """The album ids with a vector in the set, ascending (int64)."""

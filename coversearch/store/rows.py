@@ -25,6 +25,11 @@ class FeatureSet:
         return f"{self.name} v{self.version}"
 
     @property
+    def stores_records(self) -> bool:
+        """One packed record per album (e.g. keypoints) instead of a vector: nothing searches it."""
+        return self.params.get("storage") == "record"
+
+    @property
     def imported(self) -> bool:
         """Vectors computed outside coversearch: no extractor here can embed a new image for them."""
         return bool(self.params.get("imported"))

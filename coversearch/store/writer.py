@@ -179,8 +179,12 @@ class StoreWriter:
                 }
                 fresh = [album_id for album_id in carriers if album_id not in existing]
                 if fresh:
-                    vectors = np.stack([carriers[a][1] for a in fresh]).astype(np.float32)
-                    con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2)", [_ids(fresh), vectors])
+                    if fs.stores_records:
+                        values = [bytes(carriers[a][1]) for a in fresh]
+                        con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2::BLOB[])", [_ids(fresh), values])
+                    else:
+                        vectors = np.stack([carriers[a][1] for a in fresh]).astype(np.float32)
+                        con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2)", [_ids(fresh), vectors])
                     changed.update(carriers[a][0] for a in fresh)
                 counts.embeddings[name] += len(fresh)
 

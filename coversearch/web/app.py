@@ -43,8 +43,10 @@ from coversearch.features.keypoints import SIDE as KEYPOINT_SIDE
 from coversearch.imaging.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
-from coversearch.index.duplicates import DEFAULT_RULE_FEATURES, default_rules
-from coversearch.query.duplicates import CHECK_K, check_image
+from coversearch.dedupe.rules import DEFAULT_RULE_FEATURES, default_rules
+from coversearch.dedupe.check import CHECK_K, check_image
+from coversearch.dedupe.evidence import draw_evidence, group_evidence
+from coversearch.dedupe.stored import group_map, read_result
 from coversearch.query.similar import SimilarResult, SimilarSearcher
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
@@ -266,8 +268,10 @@ class Engine:
         genre: str | None = None,
         model: str | None = None,
         min_confidence: float | None = None,
+        collapse_duplicates: bool = False,
     ) -> dict[str, Any]:
-        """``min_confidence`` None: the model's own threshold for "unknown"."""
+        """``min_confidence`` None: the model's own threshold for "unknown"; ``collapse_duplicates``:
+        one similar cover per near-duplicate group."""
         started = time.perf_counter()
         snap = self.snapshot  # the whole query answers from this one state
         feature = feature or snap.default_feature
@@ -312,7 +316,11 @@ class Engine:
             searches = {f: _SearchedOnce(s, min(CHECK_K, len(s.index)) if f in rule_features else 1)
                         for f, s in snap.searchers.items()}
             try:
-                result = searches[feature].search_vector(vectors[feature], k, genre or None, label=filename)
+                if collapse_duplicates:  # one cover per group: a search of its own, over the groups
+                    result = snap.searchers[feature].search_vector(vectors[feature], k, genre or None, label=filename,
+                                                                   group_of=self._group_map(snap))
+                else:
+                    result = searches[feature].search_vector(vectors[feature], k, genre or None, label=filename)
             except CoverSearchError as exc:
                 raise QueryError(str(exc)) from None
             search_seconds = time.perf_counter() - started
@@ -337,6 +345,28 @@ class Engine:
             "duplicates": duplicates,
             "seconds": {"search": round(search_seconds, 4), "total": round(time.perf_counter() - started, 4)},
         }
+
+    def _group_map(self, snap: Snapshot) -> dict[int, int]:
+        """The snapshot's near-duplicate groups (album -> group key), read once per snapshot."""
+        if snap.group_of is None:
+            snap.group_of = group_map(snap.store)
+        return snap.group_of
+
+    def duplicate_evidence(self, album_id: int, picture: bool = False) -> tuple[dict[str, Any], bytes | None] | None:
+        """The near-duplicate group holding ``album_id`` with each pair's figures (and the evidence
+        PNG with ``picture``), as `coversearch dedupe --evidence`; None when it is in no group."""
+        snap = self.snapshot
+        with self.lock:
+            if snap.dedupe is None:
+                snap.dedupe = read_result(snap.store)
+            group = next((g for g in snap.dedupe.groups if any(m.album_id == album_id for m in g.members)), None)
+            if group is None:
+                return None
+            group, evidence = group_evidence(snap.store, snap.dedupe, group.group)
+            png = draw_evidence(snap.store, group, evidence) if picture else None
+        figures = {"group": group.group, "members": [m.album_id for m in group.members], "pairs": [e.to_dict() for e, _ in evidence],
+                   "picture": f"/duplicates/{album_id}/evidence.png"}
+        return figures, png
 
     def _check_duplicates(
         self, snap: Snapshot, data: bytes, pixels: np.ndarray | None, filename: str, vectors: dict[str, np.ndarray],
@@ -451,6 +481,7 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
                 genre=request.form.get("genre") or None,
                 model=request.form.get("model") or None,
                 min_confidence=min_confidence,
+                collapse_duplicates=(request.form.get("collapse_duplicates") or "").lower() in ("1", "true", "on", "yes"),
             )
         except (QueryError, BadRequest) as exc:
             return error(str(exc), exc.status)
@@ -472,6 +503,20 @@ def create_app(*engine_args: Any, **engine_options: Any) -> Flask:
         if data is None:
             return error(f"no album with id {album_id}", 404)
         return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/api/duplicates/<int:album_id>")
+    def api_duplicates(album_id: int):
+        found = engine.duplicate_evidence(album_id)
+        if found is None:
+            return error(f"album {album_id} is in no near-duplicate group", 404)
+        return jsonify(found[0])
+
+    @app.get("/duplicates/<int:album_id>/evidence.png")
+    def duplicate_evidence(album_id: int):
+        found = engine.duplicate_evidence(album_id, picture=True)
+        if found is None:
+            return error(f"album {album_id} is in no near-duplicate group", 404)
+        return Response(found[1], mimetype="image/png")
 
     register_explore_routes(app, engine)  # more like this, colours, genre browse
     return app

@@ -46,6 +46,7 @@ the most similar stored covers appear below (images up to {{ (info.max_upload_by
     </select></label>
     <label title="answer 'unknown' when the top genre's calibrated probability is below this (empty: the model's default)">min confidence
       <input id="min_confidence" name="min_confidence" type="number" min="0" max="1" step="0.05" placeholder="model default" style="width:7em"></label>
+    <label title="one cover per near-duplicate group, so k results are k different covers"><input id="collapse_duplicates" name="collapse_duplicates" type="checkbox"> one per duplicate group</label>
     <button id="submit" type="submit">search</button>
   </div>
 </form>
@@ -70,7 +71,7 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over");
   if (e.dataTransfer.files.length) pick(e.dataTransfer.files[0]); });
 $("form").addEventListener("submit", e => { e.preventDefault(); run(); });
-for (const id of ["feature", "genre", "model", "min_confidence"]) $(id).addEventListener("change", () => { if (chosen) run(); });
+for (const id of ["feature", "genre", "model", "min_confidence", "collapse_duplicates"]) $(id).addEventListener("change", () => { if (chosen) run(); });
 
 async function run() {
   showError("");
@@ -82,6 +83,7 @@ async function run() {
   const form = new FormData();
   form.append("image", chosen, chosen.name);
   for (const id of ["feature", "genre", "k", "model", "min_confidence"]) form.append(id, $(id).value);
+  form.append("collapse_duplicates", $("collapse_duplicates").checked ? "1" : "");
   $("status").textContent = "searching...";
   const ticket = ++latest;
   let answer;
@@ -101,6 +103,11 @@ function render(a) {
   verdict.textContent = a.duplicates ? a.duplicates.summary : "";
   verdict.className = a.duplicates ? (a.duplicates.verdict === "new" ? "new" : "dup") : "";
   verdict.dataset.verdict = a.duplicates ? a.duplicates.verdict : "";
+  if (a.duplicates && a.duplicates.matches.length) {  // why the stored match is one group: the evidence picture
+    const link = document.createElement("a"); link.id = "evidence"; link.target = "_blank";
+    link.href = `/duplicates/${a.duplicates.matches[0].album_id}/evidence.png`; link.textContent = " (evidence)";
+    verdict.append(link);
+  }
   const preview = $("preview"); preview.src = URL.createObjectURL(chosen); preview.style.display = "block";
   $("model-name").textContent = a.model ? `(model ${a.model})` : "(no model)";
   const answer = $("answer"); answer.textContent = ""; answer.className = "";

@@ -70,6 +70,8 @@ class Snapshot:
     load_seconds: float
     notes: list[str] = field(default_factory=list)
     stale_models: dict[str, str] = field(default_factory=dict)  # usable, but trained before albums were added or removed
+    group_of: dict[int, int] | None = None  # near-duplicate groups, read on the first query that collapses them
+    dedupe: Any = None  # the default rule's DedupeResult, read on the first evidence asked for
 
     @classmethod
     def load(

@@ -1,0 +1,180 @@
+"""Is this cover already in the store?  Same bytes, or near copies under the rules: one uploaded or
+given image (`check`, the page), or the albums an ingest run just added (`--report-duplicates`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from coversearch.dedupe.candidates import CANDIDATE_K, open_dedupe_index
+from coversearch.dedupe.rules import Rule
+from coversearch.dedupe.verify import KeypointCache, confirmed, same_pictures, uninformative, uninformative_ids
+from coversearch.errors import CoverSearchError, ImageError
+from coversearch.features.base import FeatureExtractor, extract_images
+from coversearch.features.keypoints import keypoints
+from coversearch.imaging.images import decode_image, read_bytes
+from coversearch.store import Store
+
+CHECK_K = 10  # stored neighbours looked at per rule when checking one image
+
+
+# -- "is this cover already here?" -----------------------------------------------------------------
+EXACT, NEAR, NEW = "exact-duplicate", "near-duplicate", "new"
+
+
+@dataclass
+class DuplicateMatch:
+    album_id: int
+    distances: dict[str, float]  # feature -> distance, for the rules it met
+    genres: list[str]
+    path: str | None
+    exact: bool = False  # the same bytes
+
+
+@dataclass
+class DuplicateCheck:
+    query: str
+    verdict: str  # EXACT, NEAR or NEW
+    rules: list[str]
+    matches: list[DuplicateMatch]  # exact match first, then by distance under the first rule
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def summary(self) -> str:
+        if self.verdict == NEW:
+            return f"new: no stored album within {' or '.join(self.rules)}"
+        first = self.matches[0]
+        what = "the same bytes as" if self.verdict == EXACT else "a near-duplicate of"
+        more = f" (and {len(self.matches) - 1} more)" if len(self.matches) > 1 else ""
+        return f"{self.verdict}: {what} album {first.album_id} ({first.path}){more}"
+
+
+def check_image(
+    store: Store,
+    image: str | os.PathLike,
+    rules: Sequence[Rule],
+    *,
+    index_dir: str | os.PathLike | None = None,
+    vgg16_weights: str | os.PathLike | None = None,
+    extractors: dict[str, FeatureExtractor] | None = None,
+    searchers: dict[str, Any] | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
+    data: bytes | None = None,
+    rgb: np.ndarray | None = None,
+    label: str | None = None,
+) -> DuplicateCheck:
+    """Whether ``image`` (a file, or its ``data``) is already in the store: same bytes, or near copies.
+
+    ``extractors`` lends already-loaded extractors (the web page's VGG16) and ``searchers``
+    already-open ``SimilarSearcher`` objects, by feature name; ``vectors`` the image's vectors
+    already computed (the web page's query vector), which are then used as they are; ``rgb`` the
+    image already decoded from ``data`` (the web page's upload), so it is not decoded again.
+    """
+    from coversearch.query.similar import SimilarSearcher
+
+    if data is None:
+        if not Path(image).is_file():
+            raise CoverSearchError(f"cannot check {image}: no such file")
+        data = read_bytes(image)
+    if rgb is None:
+        try:
+            rgb = decode_image(data).rgb
+        except ImageError as exc:
+            raise CoverSearchError(f"cannot check {label or image}: {exc}") from None
+    sha = hashlib.sha256(data).hexdigest()
+    found: dict[int, DuplicateMatch] = {}
+    exact_id = store.album_id_for_sha256(sha)
+    notes: list[str] = []
+    cache, query_keypoints = None, None
+    for rule in rules:
+        searcher = (searchers or {}).get(rule.feature)
+        if searcher is None or searcher.index.metric != rule.metric:
+            searcher = SimilarSearcher.open(store, feature=rule.feature, index_dir=index_dir, metric=rule.metric)
+        notes.extend(n for n in searcher.notes if "exact search" not in n)  # exact search is the norm here
+        if extractors and rule.feature in extractors:
+            searcher.use_extractor(extractors[rule.feature])
+        if vectors is not None and rule.feature in vectors:
+            vector = vectors[rule.feature]
+        else:
+            vector = extract_images(searcher.extractor(vgg16_weights=vgg16_weights), [rgb])[0]
+        result = searcher.search_vector(vector, min(CHECK_K, len(searcher.index)), label=str(image))
+        close = [hit for hit in result.hits if hit.distance <= rule.threshold + 1e-9]
+        plain = uninformative_ids(store, rule, [hit.album_id for hit in close])
+        if uninformative(rule, np.asarray(vector).reshape(1, -1))[0]:
+            plain |= {hit.album_id for hit in close}
+        for rank, hit in enumerate(result.hits):
+            if hit.distance > rule.threshold + 1e-9:
+                continue
+            if hit.album_id in plain:  # a hash that says nothing: the pictures themselves decide
+                if cache is None:
+                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                if not same_pictures(query_keypoints, cache.get(hit.album_id)):
+                    continue
+            elif not rule.accepts(hit.distance):
+                if rank >= CANDIDATE_K or hit.album_id == exact_id:
+                    continue
+                if cache is None:
+                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                if not confirmed(query_keypoints, cache.get(hit.album_id)):
+                    continue
+            match = found.setdefault(hit.album_id, DuplicateMatch(hit.album_id, {}, hit.genres, hit.path))
+            match.distances[rule.feature] = rule.rounded(hit.distance)
+    if exact_id is not None:
+        album = store.albums([exact_id]).get(exact_id, {})
+        match = found.setdefault(exact_id, DuplicateMatch(exact_id, {}, list(album.get("genres") or []), album.get("path")))
+        match.exact = True
+    first = rules[0].feature if rules else ""
+    matches = sorted(found.values(), key=lambda m: (not m.exact, m.distances.get(first, float("inf")), m.album_id))
+    verdict = EXACT if exact_id is not None else NEAR if matches else NEW
+    return DuplicateCheck(label or str(image), verdict, [r.label for r in rules], matches, notes)
+
+
+@dataclass
+class NewDuplicate:
+    album_id: int  # the newly added album
+    path: str | None
+    duplicate_of: int  # the album already stored
+    duplicate_path: str | None
+    feature: str
+    distance: float
+
+
+def duplicates_of_new_albums(
+    store: Store, rules: Sequence[Rule], new_ids: np.ndarray, *, index_dir=None
+) -> list[NewDuplicate]:
+    """Albums in ``new_ids`` that nearly duplicate an album stored before them (not another new one)."""
+    new_ids = np.asarray(new_ids, dtype=np.int64)
+    is_new = set(new_ids.tolist())
+    best: dict[tuple[int, int], tuple[str, float]] = {}
+    cache = KeypointCache(store)
+    for rule in rules:
+        ids, vecs = store.load_embeddings(store.feature_set(rule.feature), new_ids)
+        if len(ids) == 0:
+            continue
+        index, _ = open_dedupe_index(store, rule.feature, rule.metric, index_dir)
+        k = min(CHECK_K + 1, len(index))
+        nn_ids, nn_dist = index.batch_search(vecs, k)
+        plain = uninformative_ids(store, rule, np.concatenate([ids, nn_ids[nn_ids >= 0]]))
+        for row, album_id in enumerate(ids.tolist()):
+            for rank, (other, d) in enumerate(zip(nn_ids[row].tolist(), nn_dist[row].tolist())):
+                if other < 0 or other == album_id or d > rule.threshold + 1e-9 or other in is_new or (album_id, other) in best:
+                    continue
+                if album_id in plain or other in plain:  # a hash that says nothing: the pictures themselves decide
+                    if not same_pictures(cache.get(album_id), cache.get(other)):
+                        continue
+                elif not rule.accepts(d) and (rank > CANDIDATE_K or not confirmed(cache.get(album_id), cache.get(other))):
+                    continue
+                best[(album_id, other)] = (rule.feature, rule.rounded(d))
+    albums = store.albums(sorted({x for pair in best for x in pair})) if best else {}
+    return [
+        NewDuplicate(a, albums.get(a, {}).get("path"), b, albums.get(b, {}).get("path"), feature, d)
+        for (a, b), (feature, d) in sorted(best.items())
+    ]

@@ -1,0 +1,282 @@
+"""Near-duplicate groups kept in the store, current after every ingest and remove.
+
+Under each default rule (``rules.default_rules``) every *placed* album keeps its own candidates (what
+its neighbour search finds: the pairs within the sure distance, and those within the rule's
+threshold among its CANDIDATE_K nearest) and every verified pair keeps its verdict (inliers,
+share of differing cells).  The groups are then the connected components of the stored pairs that
+hold, the same as a whole `dedupe` over the same albums would find: a pair's candidates come
+from either side, so placing a newcomer recomputes its own candidates and those of every album it
+comes closer to than that album's last candidate rank (``kth``); a removal unplaces every album
+whose candidates named a removed one, and they are placed again among those that remain.
+
+Verification reads the stored keypoints (``features.keypoints``), so placing a cover decodes none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
+from coversearch.dedupe.groups import DedupeResult, describe_groups
+from coversearch.dedupe.rules import Rule, default_rules
+from coversearch.dedupe.verify import (CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, plain_verdict, uninformative,
+                                       uninformative_ids, verdict)
+from coversearch.errors import CoverSearchError
+from coversearch import metrics
+
+# Placing this share of the placed albums or more at once is a whole self-join instead.
+WHOLE_SHARE = 0.25
+# From this many albums a whole placement of float vectors searches by the clustered self-join
+# (index/selfjoin.py: approximate, minutes at 1M) instead of exact products of every pair.
+SELF_JOIN_ROWS = 200_000
+
+
+def rule_key(rule: Rule, feature_version: int) -> str:
+    """What the stored rows depend on: a change of any of it makes them stale."""
+    return json.dumps({
+        "threshold": rule.threshold, "sure": rule.sure, "metric": rule.metric, "version": feature_version,
+        "candidate_k": CANDIDATE_K, "min_inliers": MIN_INLIERS, "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING,
+    }, sort_keys=True)
+
+
+@dataclass
+class Placement:
+    placed: dict[str, int] = field(default_factory=dict)  # feature -> albums placed now (own search)
+    revisited: dict[str, int] = field(default_factory=dict)  # feature -> placed albums a newcomer came close to
+    whole: dict[str, bool] = field(default_factory=dict)  # feature -> placed by a whole self-join
+    verified: int = 0  # pairs verified now (the others' verdicts were stored)
+    decoded: int = 0  # albums whose keypoints came from their file (no stored record)
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # load, index, candidates, verify, write: seconds
+
+    def to_dict(self) -> dict:
+        return {"placed": self.placed, "revisited": self.revisited, "whole": self.whole, "verified": self.verified,
+                "decoded": self.decoded, "seconds": round(self.seconds, 3), "stages": {k: round(v, 3) for k, v in self.stages.items()}}
+
+    def _stage(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[name] = self.stages.get(name, 0.0) + now - since
+        return now
+
+
+def is_current(store, rules: Sequence[Rule] | None = None) -> bool:
+    """Whether the stored groups cover every album with vectors, under today's rules."""
+    rules = default_rules(store) if rules is None else rules
+    if not rules:
+        return False
+    stored = store.dedupe_rules()
+    for rule in rules:
+        fs = store.feature_set(rule.feature)
+        if stored.get(rule.feature) != rule_key(rule, fs.version):
+            return False
+        placed, _ = store.dedupe_placed(rule.feature)
+        if len(placed) != store.embedding_count(fs) or not np.array_equal(placed, store.embedding_album_ids(fs)):
+            return False
+    return True
+
+
+def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None = None) -> Placement:
+    """Bring the stored groups up to date: place every album not yet placed (all with ``rebuild``)."""
+    started = time.perf_counter()
+    out = Placement()
+    rules = default_rules(store)
+    if rebuild:
+        store.dedupe_clear()
+    stored = store.dedupe_rules()
+    verdicts = store.dedupe_verdicts()
+    cache = KeypointCache(store)
+    for rule in rules:
+        fs = store.feature_set(rule.feature)
+        key = rule_key(rule, fs.version)
+        clock = time.perf_counter()
+        ids, vectors = store.load_embeddings(fs)
+        placed, kth_placed = store.dedupe_placed(rule.feature)
+        clock = out._stage("load", clock)
+        reset = stored.get(rule.feature) != key
+        if reset:
+            placed, kth_placed = np.zeros(0, np.int64), np.zeros(0)
+        new = np.setdiff1d(ids, placed, assume_unique=True)
+        if len(new) == 0 and not reset:
+            continue
+        position = positions_of(ids)
+        whole = reset or len(new) >= WHOLE_SHARE * max(len(placed), 1)
+        joined = whole and len(ids) >= SELF_JOIN_ROWS and rule.metric != metrics.HAMMING
+        index = None if joined else exact_index(rule.metric, fs.dim, vectors, ids)
+        clock = out._stage("index", clock)
+        if whole:
+            todo = ids
+            search = self_join_search(vectors, ids, rule.metric) if joined else None
+            q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
+            revisit = np.zeros(0, np.int64)
+        else:
+            # The newcomers' own candidates, and how close they come to every placed album.
+            q, o, d, kth, near = album_candidates(index, vectors[position(new)], new, rule,
+                                                  radius=rule.threshold if rule.verified else None)
+            todo = new
+            revisit = np.zeros(0, np.int64)
+            if rule.verified and len(near[0]):
+                is_placed = np.isin(near[1], placed)
+                others, dist = near[1][is_placed], near[2][is_placed]
+                limit = kth_placed[np.searchsorted(placed, others)]
+                revisit = np.unique(others[dist <= limit + 1e-4])
+            if len(revisit):
+                q2, o2, d2, kth2, _ = album_candidates(index, vectors[position(revisit)], revisit, rule)
+                q, o, d = np.concatenate([q, q2]), np.concatenate([o, o2]), np.concatenate([d, d2])
+                kth = np.concatenate([kth, kth2])
+                todo = np.concatenate([new, revisit])
+        # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
+        # beyond the threshold are kept for removals (``album_candidates``) and are no pair.
+        exact = metrics.pair_distances(vectors[position(q)], vectors[position(o)], rule.metric) if len(q) else np.zeros(0)
+        clock = out._stage("candidates", clock)
+        fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
+        out.verified += len(fresh)
+        clock = out._stage("verify", clock)
+        store.dedupe_write(rule.feature, key, todo, kth, (q, o, exact), fresh, reset=whole)
+        out._stage("write", clock)
+        out.placed[rule.feature] = int(len(ids) if whole else len(new))
+        out.revisited[rule.feature] = int(len(revisit))
+        out.whole[rule.feature] = bool(whole)
+        if advance is not None:
+            advance(int(len(todo)))
+    out.decoded = cache.decoded
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def _verify(rule: Rule, q, o, d, verdicts: dict, cache: KeypointCache, flat: set[int]) -> list[tuple[int, int, int, float, bool]]:
+    """Verdicts for the candidate pairs beyond the sure distance, or with a ``flat`` side
+    (``verify.uninformative``), that have none yet (added to ``verdicts``)."""
+    fresh = []
+    for x, y, dist in zip(q.tolist(), o.tolist(), d.tolist()):
+        plain = x in flat or y in flat
+        if (rule.accepts(dist) and not plain) or dist > rule.threshold + 1e-9:
+            continue
+        pair = (min(x, y), max(x, y))
+        if pair in verdicts:
+            continue
+        judge = plain_verdict if plain else verdict
+        found = judge(cache.get(pair[0]), cache.get(pair[1]))
+        verdicts[pair] = found
+        fresh.append((*pair, *found))
+    return fresh
+
+
+def stored_pairs(store, rules: Sequence[Rule]) -> list[tuple[Rule, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per rule, the stored pairs that hold (a < b, exact distance): within the sure distance, or confirmed."""
+    verdicts = store.dedupe_verdicts()
+    out = []
+    for rule in rules:
+        q, o, d = store.dedupe_sides(rule.feature)
+        within = d <= rule.threshold + 1e-9
+        q, o, d = q[within], o[within], d[within]
+        a, b = np.minimum(q, o), np.maximum(q, o)
+        if len(a):
+            _, first = np.unique(np.stack([a, b], axis=1), axis=0, return_index=True)
+            a, b, d = a[first], b[first], d[first]
+        flat = uninformative_ids(store, rule, np.concatenate([a, b])) if len(a) else set()
+        holds = np.asarray(
+            [(rule.accepts(x) and i not in flat and j not in flat) or verdicts.get((int(i), int(j)), (0, 1.0, False))[2]
+             for i, j, x in zip(a.tolist(), b.tolist(), d.tolist())], dtype=bool
+        )
+        out.append((rule, a[holds] if len(a) else a, b[holds] if len(b) else b, d[holds] if len(d) else d))
+    return out
+
+
+def stored_groups(store, rules: Sequence[Rule] | None = None) -> list[np.ndarray]:
+    """The stored groups (album id arrays, largest first), as ``groups.store_groups`` would find them."""
+    from coversearch.dedupe.groups import connected_components
+
+    rules = default_rules(store) if rules is None else rules
+    pairs = stored_pairs(store, rules)
+    placed = np.unique(np.concatenate([store.dedupe_placed(r.feature)[0] for r in rules])) if rules else np.zeros(0, np.int64)
+    a = np.concatenate([x for _, x, _, _ in pairs]) if pairs else np.zeros(0, np.int64)
+    b = np.concatenate([y for _, _, y, _ in pairs]) if pairs else np.zeros(0, np.int64)
+    return connected_components(placed, a, b)
+
+
+def stored_result(store, rules: Sequence[Rule] | None = None) -> DedupeResult:
+    """`dedupe`'s answer read from the stored groups (which must be current: ``is_current``)."""
+    started = time.perf_counter()
+    rules = default_rules(store) if rules is None else rules
+    if not rules:
+        raise CoverSearchError("the store has none of the near-duplicate features; run `coversearch ingest ROOT --features phash`")
+    pairs = stored_pairs(store, rules)
+    placed = np.unique(np.concatenate([store.dedupe_placed(r.feature)[0] for r in rules]))
+    groups = describe_groups(store, rules, pairs, placed)
+    verdicts = store.dedupe_verdicts()
+    return DedupeResult(
+        rules=[r.label for r in rules], genre=None, albums=int(len(placed)), pairs=int(sum(len(x) for _, x, _, _ in pairs)),
+        searched_with={r.feature: "stored groups" for r in rules}, seconds=round(time.perf_counter() - started, 3),
+        groups=groups, verified_pairs=len(verdicts),
+    )
+
+
+def current_groups(store) -> list[np.ndarray]:
+    """The default rule's groups: read from the store, placing what is missing first when the store
+    is writable; a read-only store with stale groups has them computed (not stored)."""
+    from coversearch.dedupe.groups import store_groups
+
+    rules = default_rules(store)
+    if not rules:
+        return []
+    if not is_current(store, rules):
+        if store.read_only:
+            return store_groups(store, rules)
+        place(store)
+    return stored_groups(store, rules)
+
+
+def keep_current(store) -> Placement | None:
+    """After albums were added or removed: place what is missing, when the store keeps groups
+    (every store ingested by this version does; an older one gets them at its first `dedupe`)."""
+    if not store.dedupe_rules() or not default_rules(store):
+        return None
+    return place(store)
+
+
+def stored_dedupe(db, *, rebuild: bool = False, progress=None) -> DedupeResult:
+    """`dedupe` with the default rule: the stored groups, placed first where they are not current
+    (``rebuild``: from nothing).  An unchanged store is only read."""
+    from coversearch.dedupe.rules import parse_rules
+    from coversearch.store import Store
+
+    with Store.open(db, read_only=True) as store:
+        rules = parse_rules(store, None, None)  # the clear errors of an empty store or one without the features
+        if not rebuild and is_current(store, rules):
+            return stored_result(store, rules)
+        total = sum(store.embedding_count(store.feature_set(r.feature)) for r in rules)
+    started = time.perf_counter()
+    with Store.open(db) as store:
+        advance = progress("dedupe (placing covers)", total) if progress is not None else None
+        placement = place(store, rebuild=rebuild, advance=advance)
+        result = stored_result(store, rules)
+    result.seconds = round(time.perf_counter() - started, 3)
+    result.decoded_albums = placement.decoded
+    return result
+
+
+def group_map(store) -> dict[int, int]:
+    """album id -> its near-duplicate group's key (the smallest member id), for the grouped albums;
+    from the stored groups (see ``current_groups``)."""
+    return {int(a): int(members.min()) for members in current_groups(store) for a in members}
+
+
+def read_result(store) -> DedupeResult:
+    """The default rule's groups as `dedupe` reports them, from the stored groups when current, else
+    computed now (a read-only store, e.g. the page's snapshot, is not written)."""
+    from coversearch.dedupe.groups import find_groups
+
+    rules = default_rules(store)
+    if not rules:
+        raise CoverSearchError("the store has none of the near-duplicate features; run `coversearch ingest ROOT --features phash`")
+    if is_current(store, rules):
+        return stored_result(store, rules)
+    if not store.read_only:
+        place(store)
+        return stored_result(store, rules)
+    return find_groups(store, rules)
