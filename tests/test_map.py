@@ -89,6 +89,7 @@ def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomput
         (["--feature", "vgg16"], "error: the store has no 'vgg16' embeddings"),
         (["--out", "{tmp}/no/such/map.html"], "does not exist"),
         (["--out", "{tmp}"], "is a folder"),
+        (["--method", "umap"], "error: unknown map method 'umap'; choose from tsne, pca"),
     ],
 )
 def test_map_bad_input(covers5_dir, tmp_path, args, message):
