@@ -39,7 +39,7 @@ def test_default_layout_keeps_neighbourhoods_far_better_than_pca_and_one_seed_gi
         metric = metrics.metric_for(fs)
         kept_tsne = knn_preservation(vectors, metric, tsne.xy, count=len(ids))
         kept_pca = knn_preservation(vectors, metric, pca.xy, count=len(ids))
-        # Measured on these 200 covers: about 0.40 against 0.10.
+        # A wide margin: more than twice PCA's share and 0.15 above it (covers5 in full: 0.48 against 0.04 on hsv).
         assert kept_tsne > 2 * kept_pca and kept_tsne - kept_pca > 0.15, (kept_tsne, kept_pca)
         assert tsne.xy.min() >= 0 and tsne.xy.max() <= 1 and tsne.xy.dtype == np.float32
 
