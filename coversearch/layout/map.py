@@ -3,8 +3,8 @@
 Two methods:
 
 - ``tsne`` (the default): openTSNE's t-SNE (``layout/tsne.py``), which keeps neighbourhoods: on
-  covers5's vgg16 vectors about a third of each album's 10 nearest neighbours are among its 10
-  nearest on the map, against 2% for PCA (benchmarks/bench_map.py).  Seeded: the same store and
+  covers5's vgg16 vectors 29% of each album's 10 nearest neighbours are among its 10 nearest on
+  the map, against 2.4% for PCA (benchmarks/bench_map.py).  Seeded: the same store and
   seed give the same map.  Above ``tsne.FIT_SAMPLE`` albums a seeded sample is laid out and the
   rest placed into it.
 - ``pca``: the two directions of largest variance (numpy, seconds at 100k): a faithful picture of
