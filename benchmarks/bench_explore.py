@@ -8,12 +8,13 @@ and colour search under concurrent clients.
 The store is used as given (make a copy first: `coversearch map` caches the layout in it and the
 thumbnail cache grows beside it); it is brought to the current schema with `coversearch db upgrade`.
 
-- map, 5k: `catalogue_map` on the store's vgg16 vectors, laid out anew (load + PCA + save in the
+- map, 5k: `catalogue_map` on the store's vgg16 vectors, laid out anew (load + t-SNE + save in the
   store) and then from the cache; the page served by the real `coversearch serve`, opened in
   headless Chromium: /api/map bytes, time from the button to the first drawn map, one redraw at
   full view (all dots), and the thumbnails the map loads zoomed out and zoomed in (count, bytes).
 - map, 100k: the store's vgg16 vectors tiled with Gaussian noise (0.05 x each dimension's standard
-  deviation) to --synthetic rows: PCA time, the map file's bytes, and the same browser figures on
+  deviation) to --synthetic rows: PCA time (the page weight does not depend on the method; t-SNE at
+  100k is in bench_map.py), the map file's bytes, and the same browser figures on
   a map file served over HTTP whose thumbnails are the real covers' reused (album i shows
   real album i mod n).
 - palette: 300 random stored covers, each searched by its own 3-colour palette: how many come first.
@@ -119,7 +120,7 @@ def map_5k(args, work: Path, server: Server) -> dict:
         driver.get(server.url + "/")
         started = time.perf_counter()
         driver.find_element("id", "map-show").click()
-        while "covers, PCA" not in driver.find_element("id", "map-status").text:
+        while " covers, " not in driver.find_element("id", "map-status").text:
             time.sleep(0.05)
         out["first_draw_s"] = time.perf_counter() - started
         ids = json.loads(api.content)["ids"]
@@ -340,7 +341,7 @@ def render(args, f: dict) -> str:
                     f"{mb(weight)} ({mb(gz)} gzipped) | {m['first_draw_s']:.2f} s | {m['drawMs']:.0f} ms | "
                     f"{m['thumbsBefore']} | {m['visible']} covers in view: {m['thumbsLoaded']} thumbnails, {mb(m['thumbBytes'])} | {m['drawThumbsMs']:.0f} ms |")
     if rows:
-        lines += ["| map | albums | PCA | layout anew (load, PCA, save) / from the cache | coordinates | button (or file) to drawn map | redraw, all dots | thumbnails zoomed out | zoomed in | redraw, thumbnails |",
+        lines += ["| map | albums | layout (5k: t-SNE; synthetic: PCA) | layout anew (load, layout, save) / from the cache | coordinates | button (or file) to drawn map | redraw, all dots | thumbnails zoomed out | zoomed in | redraw, thumbnails |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|", *rows, ""]
     if "map5k" in f:
         lines.append(f"The covers5 map file written by `coversearch map --no-thumbs` (8 neighbours per album for clicks) is "

@@ -109,4 +109,4 @@ def test_report_explains_the_most_confident_test_cover_of_each_genre_and_maps_th
     assert count == len(picks) and broken == []
     # The map section (asked for with --map): one picture of every album, laid out now.
     assert images_loaded(browser, "#map img") == [1, []]
-    assert "PCA of its vgg16 v1 vectors" in browser.find_element(By.ID, "map").text
+    assert "t-SNE of its vgg16 v1 vectors" in browser.find_element(By.ID, "map").text

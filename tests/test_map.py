@@ -38,7 +38,7 @@ def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomput
     out = tmp_path / "map.html"
 
     def run(*args) -> dict:
-        result = cli("map", "--feature", "hsv", "--out", out, "--json", *args)
+        result = cli("map", "--feature", "hsv", "--method", "pca", "--out", out, "--json", *args)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
@@ -51,10 +51,11 @@ def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomput
     assert (first["cache"], first["albums"], first["saved"]) == ("computed", n, True)
     assert first["thumbs_written"] == n and len(list((tmp_path / "map_thumbs").glob("*.jpg"))) == n
     with Store.open(cli.db, read_only=True) as store:
-        record, ids, xy = store.map_layout(store.feature_set("hsv").id, "pca")
-        assert len(ids) == n and record["albums"] == n and layout_state(store, "hsv") == "current"
-        assert catalogue_map(store, "hsv").cache == "hit"
-        np.testing.assert_array_equal(catalogue_map(store, "hsv").xy, xy)
+        record, cols = store.map_layout(store.feature_set("hsv").id, "pca")
+        ids, xy = cols["album_id"], cols["xy"]
+        assert len(ids) == n and record["albums"] == n and layout_state(store, "hsv", "pca") == "current"
+        assert catalogue_map(store, "hsv", method="pca").cache == "hit"
+        np.testing.assert_array_equal(catalogue_map(store, "hsv", method="pca").xy, xy)
     second = run("--no-thumbs")
     assert second["cache"] == "hit" and second["layout_seconds"] == first["layout_seconds"]  # not laid out again
 
@@ -62,24 +63,24 @@ def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomput
     more = link_covers(covers5_dir, tmp_path / "more", per_genre=2, offset=50)
     assert cli("ingest", more, "--features", "hsv", "--quiet").exit_code == 0
     with Store.open(cli.db, read_only=True) as store:
-        assert layout_state(store, "hsv") == "stale"
-        stale = catalogue_map(store, "hsv")  # a reader recomputes in memory and cannot cache it
+        assert layout_state(store, "hsv", "pca") == "stale"
+        stale = catalogue_map(store, "hsv", method="pca")  # a reader recomputes in memory and cannot cache it
         n = store.stats()["albums"]
         assert n > first["albums"] and (stale.cache, stale.saved, len(stale.album_ids)) == ("recomputed", False, n)
         assert "not cached" in stale.notes[0]
-        assert layout_state(store, "hsv") == "stale"
+        assert layout_state(store, "hsv", "pca") == "stale"
     third = run("--no-thumbs")
     assert (third["cache"], third["albums"]) == ("recomputed", n)
     with Store.open(cli.db, read_only=True) as store:
-        assert layout_state(store, "hsv") == "current"
+        assert layout_state(store, "hsv", "pca") == "current"
 
     # A remove takes the album's point out at once and leaves the layout stale.
     assert cli("remove", "--album", "3").exit_code == 0
     with Store.open(cli.db, read_only=True) as store:
-        _, ids, _ = store.map_layout(store.feature_set("hsv").id, "pca")
-        assert 3 not in ids.tolist() and len(ids) == n - 1 and layout_state(store, "hsv") == "stale"
+        ids = store.map_layout(store.feature_set("hsv").id, "pca")[1]["album_id"]
+        assert 3 not in ids.tolist() and len(ids) == n - 1 and layout_state(store, "hsv", "pca") == "stale"
     assert run("--no-thumbs")["albums"] == n - 1
-    assert run("--no-thumbs", "--recompute")["cache"] == "recomputed"
+    assert run("--no-thumbs", "--rebuild")["cache"] == "recomputed"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,7 @@ def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomput
         (["--feature", "vgg16"], "error: the store has no 'vgg16' embeddings"),
         (["--out", "{tmp}/no/such/map.html"], "does not exist"),
         (["--out", "{tmp}"], "is a folder"),
+        (["--method", "umap"], "error: unknown map method 'umap'; choose from tsne, pca"),
     ],
 )
 def test_map_bad_input(covers5_dir, tmp_path, args, message):
@@ -151,7 +153,7 @@ def test_page_map_zooms_to_thumbnails_and_a_click_opens_neighbours(browser, serv
     url, _ = server
     browser.get(url + "/")
     browser.find_element(By.ID, "map-show").click()
-    wait_for(lambda: "covers, PCA of" in browser.find_element(By.ID, "map-status").text, what="the map")
+    wait_for(lambda: "covers, t-SNE of" in browser.find_element(By.ID, "map-status").text, what="the map")
     canvas = browser.find_element(By.ID, "map")
     assert canvas.get_attribute("data-visible") == "40"  # 8 covers x 5 genres, all in view
     data = requests_json(url + "/api/map?feature=vgg16")

@@ -61,6 +61,7 @@ def map_section(page, store: Store, feature: str, notes: list[str], thumbs: int 
 
     from coversearch.layout.map import catalogue_map
     from coversearch.imaging.thumbs import find_thumbnail
+    from coversearch.layout.map import METHOD_LABELS
 
     page.add('<section id="map"><h2>Map of the catalogue</h2>')
     try:
@@ -100,9 +101,12 @@ def map_section(page, store: Store, feature: str, notes: list[str], thumbs: int 
         ax.set_ylim(1.03, -0.03)  # as on the page: y grows downwards
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{len(layout.album_ids):,} albums, {layout.method.upper()} of {layout.feature}")
+        ax.set_title(f"{len(layout.album_ids):,} albums, {label} of {layout.feature}")
 
-    page.add(f"<p>Every album laid out in 2-D by PCA of its {html.escape(layout.feature)} vectors "
+    label = METHOD_LABELS.get(layout.method, layout.method)
+    for note in layout.notes:
+        notes.append(f"map: {note}")
+    page.add(f"<p>Every album laid out in 2-D by {label} of its {html.escape(layout.feature)} vectors "
              f"({'the cached layout' if layout.cache == 'hit' else 'laid out now'}), coloured by genre, with "
              f"{len(pictures)} covers drawn where they lie. <code>coversearch map</code> writes the pan-and-zoom version.</p>")
     page.add('<div class="mapfig">' + page.img(plot_png(draw), "image/png", "map of the catalogue", "plot map") + "</div></section>")

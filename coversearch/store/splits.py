@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import duckdb
@@ -44,33 +45,56 @@ class SplitsAndLayouts:
         ).fetchall()
         return int(row[0]), (row[1], row[2], row[3]), sides, [(int(a), sha) for a, sha in newer]
 
-    def map_layout(self, feature_set_id: int, method: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:
-        """(its record, album ids int64 (n,), coordinates float32 (n, 2)) of the cached layout, or None."""
+    def map_layout(self, feature_set_id: int, method: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """(its record, its columns) of the cached layout, or None.  Columns, ordered by album id:
+        album_id int64, xy float32 (n, 2), placed bool, cluster int32, typicality and density float32."""
         row = self.con.execute(
-            "SELECT embedding_fingerprint, albums, seconds, computed_at FROM map_layouts WHERE feature_set_id = ? AND method = ?",
+            "SELECT embedding_fingerprint, albums, seconds, computed_at, fitted, placed, params FROM map_layouts "
+            "WHERE feature_set_id = ? AND method = ?",
             [feature_set_id, method],
         ).fetchone()
         if row is None:
             return None
         cols = self.con.execute(
-            "SELECT album_id, x, y FROM map_coords WHERE feature_set_id = ? AND method = ? ORDER BY album_id",
+            "SELECT album_id, x, y, placed, cluster, typicality, density FROM map_coords "
+            "WHERE feature_set_id = ? AND method = ? ORDER BY album_id",
             [feature_set_id, method],
         ).fetchnumpy()
-        record = {"embedding_fingerprint": row[0], "albums": int(row[1]), "seconds": float(row[2]), "computed_at": row[3]}
-        xy = np.stack([np.asarray(cols["x"], dtype=np.float32), np.asarray(cols["y"], dtype=np.float32)], axis=1)
-        return record, np.asarray(cols["album_id"], dtype=np.int64), xy
+        record = {"embedding_fingerprint": row[0], "albums": int(row[1]), "seconds": float(row[2]), "computed_at": row[3],
+                  "fitted": int(row[4] or 0), "placed": int(row[5] or 0), "params": json.loads(row[6] or "{}")}
+        columns = {
+            "album_id": np.asarray(cols["album_id"], dtype=np.int64),
+            "xy": np.stack([np.asarray(cols["x"], dtype=np.float32), np.asarray(cols["y"], dtype=np.float32)], axis=1),
+            "placed": np.asarray(cols["placed"], dtype=bool),
+            "cluster": np.asarray(cols["cluster"], dtype=np.int32),
+            "typicality": np.asarray(cols["typicality"], dtype=np.float32),
+            "density": np.asarray(cols["density"], dtype=np.float32),
+        }
+        return record, columns
 
     def save_map_layout(
-        self, feature_set_id: int, method: str, fingerprint: str, album_ids: np.ndarray, xy: np.ndarray, seconds: float
+        self, feature_set_id: int, method: str, fingerprint: str, columns: dict[str, np.ndarray], seconds: float,
+        *, fitted: int, placed: int, params: dict[str, Any],
     ) -> None:
-        """Replace the cached layout of (feature set, method) in one transaction."""
+        """Replace the cached layout of (feature set, method) in one transaction (columns as ``map_layout`` returns)."""
+        ids = np.asarray(columns["album_id"], dtype=np.int64)
+        n = len(ids)
+        xy = columns["xy"]
         with self.transaction() as con:
             con.execute("DELETE FROM map_coords WHERE feature_set_id = ? AND method = ?", [feature_set_id, method])
             con.execute("DELETE FROM map_layouts WHERE feature_set_id = ? AND method = ?", [feature_set_id, method])
             con.execute(
-                "INSERT INTO map_coords SELECT $1, $2, unnest($3), unnest($4), unnest($5)",
-                [feature_set_id, method, np.asarray(album_ids, dtype=np.int64),
-                 np.ascontiguousarray(xy[:, 0], dtype=np.float32), np.ascontiguousarray(xy[:, 1], dtype=np.float32)],
+                "INSERT INTO map_coords (feature_set_id, method, album_id, x, y, placed, cluster, typicality, density) "
+                "SELECT $1, $2, unnest($3), unnest($4), unnest($5), unnest($6), unnest($7), unnest($8), unnest($9)",
+                [feature_set_id, method, ids,
+                 np.ascontiguousarray(xy[:, 0], dtype=np.float32), np.ascontiguousarray(xy[:, 1], dtype=np.float32),
+                 np.asarray(columns.get("placed", np.zeros(n, bool)), dtype=bool),
+                 np.asarray(columns.get("cluster", np.zeros(n, np.int32)), dtype=np.int32),
+                 np.asarray(columns.get("typicality", np.zeros(n, np.float32)), dtype=np.float32),
+                 np.asarray(columns.get("density", np.zeros(n, np.float32)), dtype=np.float32)],
             )
-            con.execute("INSERT INTO map_layouts VALUES (?, ?, ?, ?, ?, ?)",
-                        [feature_set_id, method, fingerprint, len(album_ids), float(seconds), utcnow()])
+            con.execute(
+                "INSERT INTO map_layouts (feature_set_id, method, embedding_fingerprint, albums, seconds, computed_at, fitted, placed, params) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [feature_set_id, method, fingerprint, n, float(seconds), utcnow(), int(fitted), int(placed), json.dumps(params)],
+            )
