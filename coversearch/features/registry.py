@@ -19,6 +19,8 @@ FEATURES = Registry("feature", {
     "vgg16-layers": "coversearch.features.vgg16:VGG16LayerStats",
     "vgg16-study": "coversearch.features.vgg16:VGG16StudyFeatures",
     "phash": "coversearch.features.phash:PerceptualHash",
+    # The words printed on each cover (a record, not a vector); opt-in: `pip install 'coversearch[text]'`.
+    "text": "coversearch.features.text:CoverText",
 }, error=UnknownFeatureError)
 
 # The registered names, live: a feature registered later is in it too.

@@ -35,6 +35,7 @@ from coversearch.ingest.readers import SourceItem, SourceListing
 from coversearch.store.writer import StoreWriter, WriteCounts
 from coversearch.store import Store
 from coversearch.store.parquet import read_rows
+from coversearch.store.db import TEXT_KIND
 
 RAY_HINT = "Ray is not installed: pip install 'coversearch[ray]' (or pip install 'ray[data]')"
 SHARD_SUFFIX = ".parquet"
@@ -188,8 +189,17 @@ class EmbedWorker:
                     vectors[name][r] = vector
         batch = batch.drop_columns(["prepared", "wanted"])
         for name in self.names:
-            batch = batch.append_column(VECTOR_PREFIX + name, _vector_column(vectors[name], self.dims[name]))
+            batch = batch.append_column(VECTOR_PREFIX + name, _feature_column(vectors[name], self.dims[name]))
         return batch
+
+
+def _feature_column(values: list, dim: int):
+    """A feature's column: vectors, or (dim 0: the text feature) each cover's record as JSON text."""
+    if dim == 0:
+        import pyarrow as pa
+
+        return pa.array(values, pa.large_string())
+    return _vector_column(values, dim)
 
 
 def _vector_column(values: list, dim: int):
@@ -249,10 +259,10 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
         return item
     if row["width"] is not None:
         item.image_info = (row["width"], row["height"], row["format"])
-    for name in feature_sets:
+    for name, fs in feature_sets.items():
         vector = row.get(VECTOR_PREFIX + name)
         if vector is not None:
-            item.vectors[name] = np.asarray(vector, dtype=np.float32)
+            item.vectors[name] = vector if fs.kind == TEXT_KIND else np.asarray(vector, dtype=np.float32)
     return item
 
 

@@ -37,6 +37,9 @@ SQL_DISTANCE = {
 }
 
 
+TEXT_KIND = "text"
+
+
 class StoreBusyError(StoreError):
     """Another process holds the store's write lock."""
 
@@ -95,14 +98,23 @@ class FeatureSet:
     dim: int
     params: dict[str, Any]
     model_fingerprint: str | None
+    kind: str = "vector"  # "vector": rows in embeddings_<id>; "text": the words read per cover, in text_<id>
 
     @property
     def table(self) -> str:
-        return f"embeddings_{self.id}"
+        return f"text_{self.id}" if self.kind == TEXT_KIND else f"embeddings_{self.id}"
 
     @property
     def label(self) -> str:
         return f"{self.name} v{self.version}"
+
+
+def _vector_table(fs: FeatureSet) -> str:
+    """The set's vector table; a clear error for a text set, which has none."""
+    if fs.kind == TEXT_KIND:
+        raise FeatureError(f"{fs.label} is the words read on each cover, not vectors: search it with "
+                           "`coversearch search`, not by similarity")
+    return fs.table
 
 
 def utcnow() -> datetime:
@@ -310,9 +322,13 @@ class Store:
     # -- feature sets --------------------------------------------------------------------------
     def feature_sets(self) -> list[FeatureSet]:
         rows = self.con.execute(
-            "SELECT id, name, version, dim, params, model_fingerprint FROM feature_sets ORDER BY name, version"
+            "SELECT id, name, version, dim, params, model_fingerprint, kind FROM feature_sets ORDER BY name, version"
         ).fetchall()
-        return [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6] or "vector") for r in rows]
+
+    def vector_feature_sets(self) -> list[FeatureSet]:
+        """The sets holding vectors (what indexes, similar, train and export read)."""
+        return [fs for fs in self.feature_sets() if fs.kind != TEXT_KIND]
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
         """The named set (its latest version unless one is given); a clear error if absent."""
@@ -326,9 +342,10 @@ class Store:
         """Register the extractor's feature set (and its vector table), or check it matches."""
         params = extractor.params()
         fingerprint = extractor.model_fingerprint()
+        kind = getattr(extractor, "kind", "vector")
         for fs in self.feature_sets():
             if fs.name == extractor.name and fs.version == extractor.version:
-                if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim:
+                if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim or fs.kind != kind:
                     raise FeatureError(
                         f"the store's {fs.label} embeddings were made with model {fs.model_fingerprint} and "
                         f"params {fs.params}; this extractor has {fingerprint} and {params}: use the same "
@@ -338,11 +355,17 @@ class Store:
         with self.transaction() as con:
             (next_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM feature_sets").fetchone()
             con.execute(
-                "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [next_id, extractor.name, extractor.version, extractor.dim, json.dumps(params), fingerprint, utcnow()],
+                "INSERT INTO feature_sets (id, name, version, dim, params, model_fingerprint, created_at, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [next_id, extractor.name, extractor.version, extractor.dim, json.dumps(params), fingerprint, utcnow(), kind],
             )
-            fs = FeatureSet(next_id, extractor.name, extractor.version, extractor.dim, params, fingerprint)
-            con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, vector FLOAT[{fs.dim}] NOT NULL)")
+            fs = FeatureSet(next_id, extractor.name, extractor.version, extractor.dim, params, fingerprint, kind)
+            if kind == TEXT_KIND:
+                # lines: the recognised lines as JSON; plain / compact: their searchable forms (features/text.py).
+                con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, lines VARCHAR NOT NULL, "
+                            "plain VARCHAR NOT NULL, compact VARCHAR NOT NULL)")
+            else:
+                con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, vector FLOAT[{fs.dim}] NOT NULL)")
         return fs
 
     # -- reads ---------------------------------------------------------------------------------
@@ -368,7 +391,7 @@ class Store:
 
     def load_embeddings(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(album ids int64 (n,), vectors float32 (n, dim)), ordered by album id."""
-        sql = f"SELECT album_id, vector FROM {fs.table}"
+        sql = f"SELECT album_id, vector FROM {_vector_table(fs)}"
         params: list[Any] = []
         if album_ids is not None:
             sql += " WHERE album_id IN (SELECT unnest($1))"
@@ -392,7 +415,7 @@ class Store:
         after = int(first_id) - 1
         while True:
             cols = self.con.execute(
-                f"SELECT album_id, vector FROM {fs.table} WHERE album_id > $1 AND album_id <= $2 "
+                f"SELECT album_id, vector FROM {_vector_table(fs)} WHERE album_id > $1 AND album_id <= $2 "
                 "ORDER BY album_id LIMIT $3",
                 [after, int(last_id), int(chunk_rows)],
             ).fetchnumpy()
@@ -406,7 +429,7 @@ class Store:
         """A seeded reservoir sample of ``n`` (album ids, vectors) (all of them when the set is smaller),
         ordered by album id: what an IVF index trains its centroids and codebooks on."""
         cols = self.con.execute(
-            f"SELECT album_id, vector FROM (SELECT album_id, vector FROM {fs.table} "
+            f"SELECT album_id, vector FROM (SELECT album_id, vector FROM {_vector_table(fs)} "
             f"USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed)})) ORDER BY album_id"
         ).fetchnumpy()
         ids = np.asarray(cols["album_id"], dtype=np.int64)
@@ -431,7 +454,7 @@ class Store:
         """
         sql = (
             "SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
-            f"FROM {fs.table}"
+            f"FROM {_vector_table(fs)}"
         )
         params: list[Any] = []
         if album_ids is not None:
@@ -440,6 +463,24 @@ class Store:
         count, id_hash, vec_hash = self.con.execute(sql, params).fetchone()
         text = f"{fs.name}:{fs.version}:{fs.model_fingerprint}:{count}:{id_hash}:{vec_hash}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def text_rows(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> list[tuple[int, str, str, str]]:
+        """(album id, lines JSON, plain, compact) of a text feature set, by album id."""
+        if fs.kind != TEXT_KIND:
+            raise FeatureError(f"{fs.label} holds vectors, not text")
+        sql = f"SELECT album_id, lines, plain, compact FROM {fs.table}"
+        params: list[Any] = []
+        if album_ids is not None:
+            sql += " WHERE album_id IN (SELECT unnest($1))"
+            params = [np.asarray(album_ids, dtype=np.int64)]
+        return [(int(a), l, p, c) for a, l, p, c in self.con.execute(sql + " ORDER BY album_id", params).fetchall()]
+
+    def album_metadata(self) -> list[tuple[int, str | None, str | None, str]]:
+        """(album id, artist, title, source path) of every album with an artist or a title, by album id."""
+        rows = self.con.execute(
+            "SELECT id, artist, title, source_path FROM albums WHERE artist IS NOT NULL OR title IS NOT NULL ORDER BY id"
+        ).fetchall()
+        return [(int(a), artist, title, path) for a, artist, title, path in rows]
 
     def genres_by_album(self, album_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
         sql = "SELECT album_id, list(genre ORDER BY genre) FROM album_genres"
@@ -534,7 +575,7 @@ class Store:
             raise ValueError(f"no SQL distance for metric {metric!r}")
         sql = (
             f"SELECT album_id, {SQL_DISTANCE[metric].format(q=f'$query::FLOAT[{fs.dim}]')} AS distance "
-            f"FROM {fs.table}"
+            f"FROM {_vector_table(fs)}"
         )
         params: dict = {}
         if allowed_ids is not None:

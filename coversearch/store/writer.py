@@ -7,13 +7,14 @@ re-run picks up from there.  Inserts skip what already exists, which makes re-ru
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from coversearch.store.db import FeatureSet, Store, utcnow
+from coversearch.store.db import TEXT_KIND, FeatureSet, Store, utcnow
 
 if TYPE_CHECKING:  # what ingest/ hands over; the store imports nothing from above it
     from coversearch.ingest.mapper import MappedItem
@@ -36,6 +37,12 @@ class WriteCounts:
         self.embeddings.update(other.embeddings)
         self.unchanged += other.unchanged
         self.errors.update(other.errors)
+
+
+def text_forms(record_json: str) -> tuple[str, str]:
+    """(plain, compact): the searchable forms a text record (features/text.py) carries."""
+    record = json.loads(record_json)
+    return record["plain"], record["compact"]
 
 
 def _ids(values) -> np.ndarray:
@@ -145,7 +152,13 @@ class StoreWriter:
                     ).fetchall()
                 }
                 fresh = [album_id for album_id in carriers if album_id not in existing]
-                if fresh:
+                if fresh and fs.kind == TEXT_KIND:
+                    records = [carriers[a][1] for a in fresh]
+                    forms = [text_forms(r) for r in records]
+                    con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+                                [_ids(fresh), records, [f[0] for f in forms], [f[1] for f in forms]])
+                    changed.update(carriers[a][0] for a in fresh)
+                elif fresh:
                     vectors = np.stack([carriers[a][1] for a in fresh]).astype(np.float32)
                     con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2)", [_ids(fresh), vectors])
                     changed.update(carriers[a][0] for a in fresh)
