@@ -17,6 +17,7 @@ from coversearch.query.colour import parse_palette, search_by_colours
 from coversearch.store import Store
 from coversearch.web.explain import register_explain_route
 from coversearch.web.map_routes import register_map_route
+from coversearch.web.text_routes import register_text_route
 from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest
 
 MAX_BROWSE = 100
@@ -117,6 +118,7 @@ def browse_genre(engine, genre: str, offset: int, limit: int) -> dict[str, Any]:
 def register_explore_routes(app: Flask, engine) -> None:
     register_explain_route(app, engine)
     register_map_route(app, engine)
+    register_text_route(app, engine)
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status

@@ -28,6 +28,8 @@ from coversearch.features.base import FeatureExtractor, extractor_mismatch
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index.manifest import MANIFEST_FILE
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
+from coversearch.query.text import CoverTexts
+from coversearch.store.db import TEXT_KIND
 from coversearch.store import Store
 
 # Builds (or reuses) the extractors for these features; they outlive snapshots (VGG16 loads once).
@@ -65,6 +67,7 @@ class Snapshot:
     loaded_at: str  # ISO 8601, UTC
     load_seconds: float
     notes: list[str] = field(default_factory=list)
+    texts: CoverTexts | None = None  # the words read on the covers (None: the store has no text set)
 
     @classmethod
     def load(
@@ -128,7 +131,9 @@ class Snapshot:
         default_model = cls._choose_default(model_dir, models, broken, notes)
         if not models:
             notes.append(f"no usable model in {model_dir}: genres are not predicted (train one with `coversearch train`)")
+        texts = CoverTexts.from_store(store) if any(fs.kind == TEXT_KIND for fs in store.feature_sets()) else None
         return cls(
+            texts=texts,
             store=store,
             searchers=searchers,
             models=models,
@@ -165,6 +170,7 @@ class Snapshot:
             "store": str(self.store.path),
             "albums": self.albums,
             "features": sorted(self.searchers),
+            "covers_with_text": None if self.texts is None else len(self.texts),
             "indexes": indexes,
             "models": sorted(self.models),
             "default_model": self.default_model,
