@@ -39,6 +39,9 @@ def default_metric(feature: str) -> str:
 
 def metric_for(feature_set) -> str:
     """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
+    if getattr(feature_set, "kind", "vector") == "text":
+        raise CoverSearchError(f"{feature_set.label} is the words read on each cover, not vectors: search it with "
+                               "`coversearch search`, not by similarity")
     recorded = feature_set.params.get("metric")
     if recorded:
         return check_metric(recorded)
