@@ -234,6 +234,14 @@ def link_tree(paths, dest: Path) -> Path:
     return dest
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) so far: on a loaded machine, what the work cost."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_ingest(root: Path, db: Path, features: str, engine: str = "local") -> tuple[float, dict]:
     from coversearch.ingest.readers import read_source
 
@@ -258,14 +266,18 @@ def run_throughput(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-text-") as tmp:
         root = link_tree(covers, Path(tmp) / "covers")
         print(f"# throughput: {len(covers)} distinct covers5 covers, fresh store each; {machine()}")
-        print("| features | engine | seconds | covers/s | load before -> after |")
-        print("|---|---|---|---|---|")
+        print("| features | engine | seconds | covers/s | CPU s per cover (this process) | 2 / CPU s per cover (bound on 2 free cores) | load before -> after |")
+        print("|---|---|---|---|---|---|---|")
         runs = [("text", "local"), ("vgg16", "local"), ("vgg16,text", "local")] + ([("text", "ray")] if args.ray else [])
         for features, engine in runs:
-            before = load_line()
+            before, cpu = load_line(), cpu_seconds()
             seconds, _ = timed_ingest(root, Path(tmp) / f"{features.replace(',', '+')}-{engine}.duckdb", features, engine)
-            print(f"| {features} | {engine} | {seconds:.1f} | {len(covers) / seconds:.2f} | {before} -> {load_line()} |",
-                  flush=True)
+            per_cover = (cpu_seconds() - cpu) / len(covers)
+            # Ray's work runs in its worker processes, which this process's CPU time does not count.
+            cost = "-" if engine == "ray" else f"{per_cover:.3f}"
+            free = "-" if engine == "ray" else f"{2 / per_cover:.1f}"
+            print(f"| {features} | {engine} | {seconds:.1f} | {len(covers) / seconds:.2f} | {cost} | {free} | "
+                  f"{before} -> {load_line()} |", flush=True)
 
 
 # -- search and the metadata check ---------------------------------------------------------------------------

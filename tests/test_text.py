@@ -266,6 +266,24 @@ def test_a_killed_text_ingest_resumes(tmp_path, covers5_dir):
         assert n == (len(rows), len(rows)) and store.album_count() == len(rows)
 
 
+@pytest.mark.slow
+def test_ray_ingest_reads_the_same_text_as_local_ingest(text_store, tmp_path):
+    from conftest import run_cli
+
+    db, root, _ = text_store
+    ray_db = tmp_path / "ray.duckdb"
+    result = run_cli("ingest", root, "--engine", "ray", "--features", "text", "--workers", "1", "--json", db=ray_db)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["embeddings_added"] == {"text": 5}
+
+    def texts_by_file(path):
+        with Store.open(path, read_only=True) as store:
+            texts = CoverTexts.from_store(store)
+            return {Path(p).name: (texts.text_of(a), texts.lines(a)) for p, a in store.known_files().items()}
+
+    assert texts_by_file(ray_db) == texts_by_file(db)
+
+
 # -- the API on a real server, and the page in a real browser ----------------------------------------------
 @pytest.fixture(scope="module")
 def text_server(text_store, tmp_path_factory):
