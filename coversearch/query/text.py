@@ -216,6 +216,7 @@ def search_text(store: Store, query: str, k: int = 10, genre: str | None = None,
 
 # -- metadata check ----------------------------------------------------------------------------------
 MATCH_AT = 0.75  # the artist or the title printed at least this closely: the metadata agrees
+WORD_MATCH_AT = 0.85  # or one of their words of 4+ letters this closely ("HARRIS" for Emmylou Harris)
 LEGIBLE_SCORE = 0.8  # lines read at least this surely count as legible text
 LEGIBLE_CHARS = 5  # fewer legible letters and digits than this (boilerplate aside): "unknown"
 # Printed on covers of every artist: they say nothing about whose record it is.
@@ -280,7 +281,10 @@ def check_album(texts: CoverTexts, album_id: int, path: str, artist: str | None,
     if not known:
         return MetadataVerdict(album_id, path, "unknown", 0.0, artist, title, None, None, shown)
     best = max(known)
-    verdict = "match" if best >= MATCH_AT else "mismatch"
+    # Covers often print only part of it (a surname, the title's first word): one long word suffices.
+    words = {w for value in (artist, title) for w in (_field_query(value) or "").split() if len(w) >= 4}
+    word_best = max((1.0 - float(one.distances(w)[0][0]) / len(w) for w in words), default=0.0)
+    verdict = "match" if best >= MATCH_AT or word_best >= WORD_MATCH_AT else "mismatch"
     return MetadataVerdict(album_id, path, verdict, 0.0 if verdict == "match" else 1.0 - best, artist, title,
                            sims["artist"], sims["title"], shown)
 
