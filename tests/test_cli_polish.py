@@ -118,5 +118,5 @@ def test_the_readme_lists_every_command():
     from coversearch.cli.commands import COMMANDS
 
     readme = (REPO / "README.md").read_text()
-    rows = set(re.findall(r"^\| `coversearch (\w+)", readme, re.M))
+    rows = set(re.findall(r"^\| `coversearch ([\w-]+)", readme, re.M))
     assert rows == set(COMMANDS), rows ^ set(COMMANDS)

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("coversearch.cli.stats_cmd", "What the store holds: albums, genres, feature sets, ingest errors."),
     "similar": ("coversearch.cli.similar_cmd", "The stored covers that look most like an image, an album or a palette."),
     "index": ("coversearch.cli.index_cmd", "Build, list and refresh nearest-neighbour indexes."),
+    "search": ("coversearch.cli.text_cmd", "Covers whose printed words match a text, typos and lost spaces allowed."),
+    "check-metadata": ("coversearch.cli.text_cmd", "Covers whose printed words contradict their artist / title metadata."),
     "dedupe": ("coversearch.cli.dedupe_cmd", "Groups of near-duplicate covers in the store."),
     "check": ("coversearch.cli.dedupe_cmd", "Is this cover already stored (same bytes or a near-duplicate)?"),
     "train": ("coversearch.cli.classify_cmd", "Train a genre model on the stored split."),

@@ -64,9 +64,12 @@ class Embedder:
         return [g.backbone for g in self._groups if g.backbone is not None]
 
     def load(self) -> None:
-        """Build every network now: a missing or broken weights file fails before any work."""
+        """Build every network now: a missing or broken weights file (or OCR package) fails before any work."""
         for backbone in self.backbones():
             backbone.model()
+        for group in self._groups:
+            if group.backbone is None and hasattr(group.extractors[0], "load"):
+                group.extractors[0].load()
 
     def _names(self, names: Collection[str] | None) -> list[str]:
         if names is None:

@@ -21,6 +21,8 @@ FEATURES = Registry("feature", {
     "vgg16-study": "coversearch.features.vgg16:VGG16StudyFeatures",
     "phash": "coversearch.features.phash:PerceptualHash",
     "keypoints": "coversearch.features.keypoints:KeypointFeatures",
+    # The words printed on each cover (a record, not a vector); opt-in: `pip install 'coversearch[text]'`.
+    "text": "coversearch.features.text:CoverText",
 }, error=UnknownFeatureError)
 
 # The registered names, live: a feature registered later is in it too.
@@ -56,6 +58,8 @@ def default_metric(name: str) -> str:
 
 def metric_for(feature_set) -> str:
     """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
+    if getattr(feature_set, "kind", "vector") != "vector":
+        feature_set.vector_table  # the one clear error for a set without vectors
     recorded = feature_set.params.get("metric")
     if recorded:
         return check_metric(recorded)

@@ -170,8 +170,9 @@ def _vector_column(values: list, dim: int):
     """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
     import pyarrow as pa
 
-    if dim == 0:  # a record feature: one binary value a row
-        return pa.array(values, pa.binary())
+    if dim == 0:  # a record feature: one value a row, bytes (keypoints) or JSON text (text)
+        kind = pa.large_string() if any(isinstance(v, str) for v in values) else pa.binary()
+        return pa.array(values, kind)
     flat = np.zeros((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is not None:
@@ -220,10 +221,10 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
         return item
     if row["width"] is not None:
         item.image_info = (row["width"], row["height"], row["format"])
-    for name in feature_sets:
+    for name, fs in feature_sets.items():
         vector = row.get(VECTOR_PREFIX + name)
         if vector is not None:
-            item.vectors[name] = vector if isinstance(vector, bytes) else np.asarray(vector, dtype=np.float32)
+            item.vectors[name] = vector if isinstance(vector, (bytes, str)) else np.asarray(vector, dtype=np.float32)
     return item
 
 

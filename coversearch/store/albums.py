@@ -126,3 +126,10 @@ class AlbumReads:
             "errors": sum(errors.values()),
             "errors_by_reason": errors,
         }
+
+    def album_metadata(self) -> list[tuple[int, str | None, str | None, str]]:
+        """(album id, artist, title, source path) of every album with an artist or a title, by album id."""
+        rows = self.con.execute(
+            "SELECT id, artist, title, source_path FROM albums WHERE artist IS NOT NULL OR title IS NOT NULL ORDER BY id"
+        ).fetchall()
+        return [(int(a), artist, title, path) for a, artist, title, path in rows]

@@ -12,7 +12,7 @@ import numpy as np
 
 from coversearch import metrics
 from coversearch.errors import FeatureError
-from coversearch.store.rows import FeatureSet, utcnow
+from coversearch.store.rows import TEXT_KIND, FeatureSet, utcnow
 
 class EmbeddingReads:
     con: duckdb.DuckDBPyConnection
@@ -20,10 +20,14 @@ class EmbeddingReads:
     def feature_sets(self, *, records: bool = False) -> list[FeatureSet]:
         """The vector feature sets (and with ``records``, the record sets too, e.g. keypoints)."""
         rows = self.con.execute(
-            "SELECT id, name, version, dim, params, model_fingerprint FROM feature_sets ORDER BY name, version"
+            "SELECT id, name, version, dim, params, model_fingerprint, kind FROM feature_sets ORDER BY name, version"
         ).fetchall()
-        found = [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
-        return found if records else [fs for fs in found if not fs.stores_records]
+        found = [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6] or "vector") for r in rows]
+        return found if records else [fs for fs in found if not fs.stores_records and fs.kind != TEXT_KIND]
+
+    def vector_feature_sets(self) -> list[FeatureSet]:
+        """The sets holding vectors (what indexes, similar, train and export read)."""
+        return self.feature_sets()
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
         """The named set (its latest version unless one is given); a clear error if absent."""
@@ -38,9 +42,10 @@ class EmbeddingReads:
         """Register the extractor's feature set (and its vector table), or check it matches."""
         params = extractor.params()
         fingerprint = extractor.model_fingerprint()
+        kind = getattr(extractor, "kind", "vector")
         for fs in self.feature_sets(records=True):
             if fs.name == extractor.name and fs.version == extractor.version:
-                if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim:
+                if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim or fs.kind != kind:
                     raise FeatureError(
                         f"the store's {fs.label} embeddings were made with model {fs.model_fingerprint} and "
                         f"params {fs.params}; this extractor has {fingerprint} and {params}: use the same "
@@ -50,12 +55,18 @@ class EmbeddingReads:
         with self.transaction() as con:
             (next_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM feature_sets").fetchone()
             con.execute(
-                "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [next_id, extractor.name, extractor.version, extractor.dim, json.dumps(params), fingerprint, utcnow()],
+                "INSERT INTO feature_sets (id, name, version, dim, params, model_fingerprint, created_at, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [next_id, extractor.name, extractor.version, extractor.dim, json.dumps(params), fingerprint, utcnow(), kind],
             )
-            fs = FeatureSet(next_id, extractor.name, extractor.version, extractor.dim, params, fingerprint)
-            column = "data BLOB" if fs.stores_records else f"vector FLOAT[{fs.dim}]"
-            con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, {column} NOT NULL)")
+            fs = FeatureSet(next_id, extractor.name, extractor.version, extractor.dim, params, fingerprint, kind)
+            if kind == TEXT_KIND:
+                # lines: the recognised lines as JSON; plain / compact: their searchable forms (features/text.py).
+                con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, lines VARCHAR NOT NULL, "
+                            "plain VARCHAR NOT NULL, compact VARCHAR NOT NULL)")
+            else:
+                column = "data BLOB" if fs.stores_records else f"vector FLOAT[{fs.dim}]"
+                con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, {column} NOT NULL)")
         return fs
 
     def embedding_count(self, fs: FeatureSet) -> int:
@@ -66,9 +77,7 @@ class EmbeddingReads:
 
     def load_embeddings(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(album ids int64 (n,), vectors float32 (n, dim)), ordered by album id."""
-        if fs.stores_records:
-            raise FeatureError(f"{fs.label} holds a record per album, not vectors: it cannot be searched or indexed")
-        sql = f"SELECT album_id, vector FROM {fs.table}"
+        sql = f"SELECT album_id, vector FROM {fs.vector_table}"
         params: list[Any] = []
         if album_ids is not None:
             sql += " WHERE album_id IN (SELECT unnest($1))"
@@ -99,7 +108,7 @@ class EmbeddingReads:
         after = int(first_id) - 1
         while True:
             cols = self.con.execute(
-                f"SELECT album_id, vector FROM {fs.table} WHERE album_id > $1 AND album_id <= $2 "
+                f"SELECT album_id, vector FROM {fs.vector_table} WHERE album_id > $1 AND album_id <= $2 "
                 "ORDER BY album_id LIMIT $3",
                 [after, int(last_id), int(chunk_rows)],
             ).fetchnumpy()
@@ -113,7 +122,7 @@ class EmbeddingReads:
         """A seeded reservoir sample of ``n`` (album ids, vectors) (all of them when the set is smaller),
         ordered by album id: what an IVF index trains its centroids and codebooks on."""
         cols = self.con.execute(
-            f"SELECT album_id, vector FROM (SELECT album_id, vector FROM {fs.table} "
+            f"SELECT album_id, vector FROM (SELECT album_id, vector FROM {fs.vector_table} "
             f"USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed)})) ORDER BY album_id"
         ).fetchnumpy()
         ids = np.asarray(cols["album_id"], dtype=np.int64)
@@ -138,7 +147,7 @@ class EmbeddingReads:
         """
         sql = (
             "SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
-            f"FROM {fs.table}"
+            f"FROM {fs.vector_table}"
         )
         params: list[Any] = []
         if album_ids is not None:
@@ -154,7 +163,7 @@ class EmbeddingReads:
         padded with -1, distances (nq, k) padded with inf), ties broken by album id."""
         sql = (
             f"SELECT album_id, {metrics.definition(metric).sql.format(q=f'$query::FLOAT[{fs.dim}]')} AS distance "
-            f"FROM {fs.table}"
+            f"FROM {fs.vector_table}"
         )
         params: dict = {}
         if allowed_ids is not None:
@@ -170,3 +179,14 @@ class EmbeddingReads:
             ids[i, :n] = found["album_id"]
             distances[i, :n] = found["distance"]
         return ids, distances
+
+    def text_rows(self, fs: FeatureSet, album_ids: Sequence[int] | None = None) -> list[tuple[int, str, str, str]]:
+        """(album id, lines JSON, plain, compact) of a text feature set, by album id."""
+        if fs.kind != TEXT_KIND:
+            raise FeatureError(f"{fs.label} holds vectors, not text")
+        sql = f"SELECT album_id, lines, plain, compact FROM {fs.table}"
+        params: list[Any] = []
+        if album_ids is not None:
+            sql += " WHERE album_id IN (SELECT unnest($1))"
+            params = [np.asarray(album_ids, dtype=np.int64)]
+        return [(int(a), l, p, c) for a, l, p, c in self.con.execute(sql + " ORDER BY album_id", params).fetchall()]

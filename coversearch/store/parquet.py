@@ -302,7 +302,7 @@ def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str
         return fs, False
     (next_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM feature_sets").fetchone()
     con.execute(
-        "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO feature_sets (id, name, version, dim, params, model_fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [next_id, name, IMPORTED_VERSION, dim, json.dumps(params), fingerprint, utcnow()],
     )
     fs = FeatureSet(next_id, name, IMPORTED_VERSION, dim, params, fingerprint)

@@ -7,6 +7,7 @@ re-run picks up from there.  Inserts skip what already exists, which makes re-ru
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from coversearch.store.db import Store
-from coversearch.store.rows import FeatureSet, utcnow
+from coversearch.store.rows import TEXT_KIND, FeatureSet, utcnow
 
 
 # What a batch hands over, by shape: the store imports nothing from the layers that fill it.
@@ -69,6 +70,12 @@ class WriteCounts:
         self.embeddings.update(other.embeddings)
         self.unchanged += other.unchanged
         self.errors.update(other.errors)
+
+
+def text_forms(record_json: str) -> tuple[str, str]:
+    """(plain, compact): the searchable forms a text record (features/text.py) carries."""
+    record = json.loads(record_json)
+    return record["plain"], record["compact"]
 
 
 def _ids(values) -> np.ndarray:
@@ -179,7 +186,12 @@ class StoreWriter:
                 }
                 fresh = [album_id for album_id in carriers if album_id not in existing]
                 if fresh:
-                    if fs.stores_records:
+                    if fs.kind == TEXT_KIND:
+                        records = [carriers[a][1] for a in fresh]
+                        forms = [text_forms(r) for r in records]
+                        con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+                                    [_ids(fresh), records, [f[0] for f in forms], [f[1] for f in forms]])
+                    elif fs.stores_records:
                         values = [bytes(carriers[a][1]) for a in fresh]
                         con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2::BLOB[])", [_ids(fresh), values])
                     else:

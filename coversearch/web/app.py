@@ -248,6 +248,7 @@ class Engine:
             "max_upload_bytes": MAX_UPLOAD_BYTES,
             "max_pixels": self.max_pixels,
             "max_k": MAX_K,
+            "text_search": snap.texts is not None,
             "notes": snap.notes,
             "loaded_at": snap.loaded_at,
             "startup_seconds": round(self.startup_seconds, 2),

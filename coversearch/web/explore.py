@@ -18,25 +18,12 @@ from coversearch.query.colour import parse_palette, search_by_colours
 from coversearch.store import Store
 from coversearch.web.explain import register_explain_route
 from coversearch.web.map_routes import register_map_route
-from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest, parse_album_id, parse_whole
+from coversearch.web.text_routes import register_text_route
+from coversearch.web.params import DEFAULT_K, MAX_K, BadRequest, genre_arg, int_arg, parse_album_id, parse_whole
 
 MAX_BROWSE = 100
 DEFAULT_BROWSE = 24
 
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    text = request.args.get(name)
-    if text is None or text == "":
-        return default
-    return parse_whole(name, text, low, high)
-
-
-def _genre_arg(snap) -> str | None:
-    genre = request.args.get("genre") or None
-    if genre is not None and genre not in snap.genres:
-        raise BadRequest(f"unknown genre {genre!r}; choose from {', '.join(snap.genres)}")
-    return genre
 
 
 def _album_card(album: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +104,7 @@ def browse_genre(engine, genre: str, offset: int, limit: int) -> dict[str, Any]:
 def register_explore_routes(app: Flask, engine) -> None:
     register_explain_route(app, engine)
     register_map_route(app, engine)
+    register_text_route(app, engine)
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status
@@ -133,20 +121,20 @@ def register_explore_routes(app: Flask, engine) -> None:
     def api_similar():
         def run():
             album = parse_album_id(request.args.get("album"))
-            return more_like_album(engine, album, request.args.get("feature") or None, _int_arg("k", DEFAULT_K, 1, MAX_K),
-                                   _genre_arg(engine.snapshot))
+            return more_like_album(engine, album, request.args.get("feature") or None, int_arg("k", DEFAULT_K, 1, MAX_K),
+                                   genre_arg(engine.snapshot))
         return answer(run)
 
     @app.get("/api/colours")
     def api_colours():
-        return answer(lambda: colour_search(engine, request.args.get("colours"), _int_arg("k", DEFAULT_K, 1, MAX_K),
-                                            _genre_arg(engine.snapshot)))
+        return answer(lambda: colour_search(engine, request.args.get("colours"), int_arg("k", DEFAULT_K, 1, MAX_K),
+                                            genre_arg(engine.snapshot)))
 
     @app.get("/api/browse")
     def api_browse():
         def run():
-            genre = _genre_arg(engine.snapshot)
+            genre = genre_arg(engine.snapshot)
             if genre is None:
                 raise BadRequest(f"no genre: give ?genre=NAME, one of {', '.join(engine.snapshot.genres)}")
-            return browse_genre(engine, genre, _int_arg("offset", 0, 0, 2**62), _int_arg("limit", DEFAULT_BROWSE, 1, MAX_BROWSE))
+            return browse_genre(engine, genre, int_arg("offset", 0, 0, 2**62), int_arg("limit", DEFAULT_BROWSE, 1, MAX_BROWSE))
         return answer(run)

@@ -147,3 +147,7 @@ from coversearch.web.explore_page import EXPLORE  # noqa: E402
 from coversearch.web.map_view import PAGE_SECTION as MAP_SECTION  # noqa: E402
 
 PAGE = PAGE.replace("</body>", EXPLORE + MAP_SECTION + "</body>", 1)
+from coversearch.web.text_page import TEXT_SECTION  # noqa: E402
+
+# The text search box sits right under the upload form.
+PAGE = PAGE.replace('<div id="error" role="alert">', TEXT_SECTION + '<div id="error" role="alert">', 1)

@@ -44,3 +44,23 @@ def header_text(value: str) -> str:
 
     HTTP headers are Latin-1 at best; a genre such as "ロック" cannot go in one as it is."""
     return quote(value, safe="")
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """The request's query argument ``name`` (``parse_whole``), ``default`` when absent or empty."""
+    from flask import request
+
+    text = request.args.get(name)
+    if text is None or text == "":
+        return default
+    return parse_whole(name, text, low, high)
+
+
+def genre_arg(snap) -> str | None:
+    """The request's ``genre`` argument, one the snapshot knows, or None."""
+    from flask import request
+
+    genre = request.args.get("genre") or None
+    if genre is not None and genre not in snap.genres:
+        raise BadRequest(f"unknown genre {genre!r}; choose from {', '.join(snap.genres)}")
+    return genre

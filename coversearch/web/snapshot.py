@@ -32,6 +32,8 @@ from coversearch.features.base import FeatureExtractor, extractor_mismatch
 from coversearch.features.registry import FEATURE_NAMES
 from coversearch.index.manifest import MANIFEST_FILE
 from coversearch.query.similar import DEFAULT_FEATURE, SimilarSearcher
+from coversearch.query.text import CoverTexts
+from coversearch.store.rows import TEXT_KIND
 from coversearch.store import Store
 
 # Builds (or reuses) the extractors for these features; they outlive snapshots (VGG16 loads once).
@@ -72,6 +74,7 @@ class Snapshot:
     stale_models: dict[str, str] = field(default_factory=dict)  # usable, but trained before albums were added or removed
     group_of: dict[int, int] | None = None  # near-duplicate groups, read on the first query that collapses them
     dedupe: Any = None  # the default rule's DedupeResult, read on the first evidence asked for
+    texts: CoverTexts | None = None  # the words read on the covers (None: the store has no text set)
 
     @classmethod
     def load(
@@ -97,7 +100,7 @@ class Snapshot:
     @classmethod
     def _build(cls, store, model_dir, index_dir, extractors_for, signature, started) -> "Snapshot":
         notes: list[str] = []
-        names = [fs.name for fs in store.feature_sets() if fs.name in FEATURE_NAMES]
+        names = [fs.name for fs in store.vector_feature_sets() if fs.name in FEATURE_NAMES]
         if not names:
             raise CoverSearchError(f"the store {store.path} has no feature vectors; run `coversearch ingest` first")
         genres = store.genres()
@@ -138,7 +141,9 @@ class Snapshot:
             notes.append(stale[default_model])
         if not models:
             notes.append(f"no usable model in {model_dir}: genres are not predicted (train one with `coversearch train`)")
+        texts = CoverTexts.from_store(store) if any(fs.kind == TEXT_KIND for fs in store.feature_sets(records=True)) else None
         return cls(
+            texts=texts,
             store=store,
             searchers=searchers,
             models=models,
@@ -176,6 +181,7 @@ class Snapshot:
             "store": str(self.store.path),
             "albums": self.albums,
             "features": sorted(self.searchers),
+            "covers_with_text": None if self.texts is None else len(self.texts),
             "indexes": indexes,
             "models": sorted(self.models),
             "default_model": self.default_model,

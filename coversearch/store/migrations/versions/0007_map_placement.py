@@ -3,14 +3,14 @@ last full layout fitted and which were placed into it since, each album's cluste
 is of that cluster, and its nearest-neighbour density.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-05
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
