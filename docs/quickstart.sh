@@ -6,7 +6,7 @@ coversearch ingest "$covers"                        # hash, decode, the default 
 coversearch ingest "$covers" --features text        # and the words printed on each cover (opt-in OCR)
 coversearch stats                                   # albums per genre, feature sets, ingest errors
 coversearch index build --feature vgg16 --kind faiss-hnsw
-query=$(find "$covers" -name '*.jpg' | sort | head -n 1)
+query=$(find "$covers" -name '*.jpg' | sort | sed -n 1p)
 coversearch similar "$query" -k 5                   # the 5 stored covers that look most like it
 coversearch search "love" -k 5                      # covers whose printed words match (typos and lost spaces forgiven)
 coversearch dedupe                                  # groups of near-duplicate covers, kept current by every ingest

@@ -33,6 +33,7 @@ def test_report_opens_in_a_browser_with_every_section_and_image(browser, web_sto
 
     db, models, _ = web_store
     out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()  # outputs go into existing folders only (docs/safety.md)
     result = report(db, models, out, "--seed", "7", "--bench-dir", str(fake_search_bench(tmp_path / "search")))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"wrote {out} (")

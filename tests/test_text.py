@@ -247,7 +247,7 @@ def test_a_killed_text_ingest_resumes(tmp_path, covers5_dir):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         with Store.open(db) as store:  # opens after every kill
-            if not any(fs.name == "text" for fs in store.feature_sets()):
+            if not any(fs.name == "text" for fs in store.feature_sets(records=True)):
                 seen.append(0)
                 continue
             fs = store.feature_set("text")
