@@ -27,6 +27,7 @@ class _Progress(xgb.callback.TrainingCallback):
 
 class XGBoostGenre(ClassifierBase):
     method = "xgboost"
+    progress_unit = "round"
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 6, learning_rate: float = 0.3,
                  subsample: float = 1.0, colsample_bytree: float = 1.0, early_stopping_rounds: int | None = None,
