@@ -15,7 +15,7 @@ from coversearch.classify.train import train_model
 from coversearch.classify.xgboost_clf import XGBoostGenre
 from coversearch.stages import StageClock
 from coversearch.store import Store
-from test_classify import hsv_store, trained_cli  # noqa: F401  (shared fixtures)
+from test_classify import hsv_store, trained_cli, trained_once  # noqa: F401  (shared fixtures)
 
 XGB_STOPPING = {"n_estimators": 200, "learning_rate": 0.3, "early_stopping_rounds": 5}
 REFIT_ENSEMBLE = Recipe("staged", "ensemble", ("hsv",), {"members": [
