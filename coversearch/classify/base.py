@@ -10,6 +10,7 @@ the learned state in a folder; provenance (features, store fingerprint) is the j
 from __future__ import annotations
 
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 from pathlib import Path
@@ -85,6 +86,8 @@ class ClassifierBase:
     uses_validation: bool = False
     # What ``fit`` counts in its progress calls (a progress bar's unit).
     progress_unit: str = "step"
+    # Whether two instances may fit at once in two threads (each releases the GIL while it works).
+    fits_concurrently: bool = False
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -151,16 +154,27 @@ class ClassifierBase:
             with stages(f"{label}: fit", self.progress_unit) as advance:
                 self.fit(X, y, X_val, y_val, progress=advance)
                 return None if held_out is None else self.predict_proba(held_out)
+        X_all, y_all = np.vstack([X, X_val]), np.concatenate([y, y_val])
+        if held_out is not None and not self.uses_validation and self.fits_concurrently:
+            # The two fits are independent (validation chooses nothing): the train-only one, for
+            # calibration alone, runs on a copy in a second thread beside the refit.
+            probe = type(self)(**self.get_params())
+            with ThreadPoolExecutor(1) as pool:
+                probe_done = pool.submit(self._fit_stage, probe, stages, f"{label}: fit on train", X, y, X_val, y_val, held_out)
+                self._fit_stage(self, stages, f"{label}: refit on train+val", X_all, y_all)
+                return probe_done.result()
         proba = None
         if self.uses_validation or held_out is not None:
-            with stages(f"{label}: fit on train", self.progress_unit) as advance:
-                self.fit(X, y, X_val, y_val, progress=advance)
-                if held_out is not None:
-                    proba = self.predict_proba(held_out)
+            proba = self._fit_stage(self, stages, f"{label}: fit on train", X, y, X_val, y_val, held_out)
             self.set_params(**self.validation_choices())
-        with stages(f"{label}: refit on train+val", self.progress_unit) as advance:
-            self.fit(np.vstack([X, X_val]), np.concatenate([y, y_val]), progress=advance)
+        self._fit_stage(self, stages, f"{label}: refit on train+val", X_all, y_all)
         return proba
+
+    @staticmethod
+    def _fit_stage(estimator, stages: StageClock, name: str, X, y, X_val=None, y_val=None, held_out=None) -> np.ndarray | None:
+        with stages(name, estimator.progress_unit) as advance:
+            estimator.fit(X, y, X_val, y_val, progress=advance)
+            return None if held_out is None else estimator.predict_proba(held_out)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes_)}

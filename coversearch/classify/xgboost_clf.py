@@ -38,6 +38,7 @@ def threads_for(rows: int) -> int:
 class XGBoostGenre(ClassifierBase):
     method = "xgboost"
     progress_unit = "round"
+    fits_concurrently = True  # one OpenMP thread each below PARALLEL_ROWS: two fits use two cores
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 6, learning_rate: float = 0.3,
                  subsample: float = 1.0, colsample_bytree: float = 1.0, early_stopping_rounds: int | None = None,
