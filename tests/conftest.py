@@ -112,6 +112,64 @@ def vgg16_extractor(vgg16_weights):
     return extractor
 
 
+# -- the browser and the small web store: one of each per session, for every module that uses them --
+# (defined here, not imported from test_web: a fixture imported into a module is a separate fixture
+# there, built again for that module)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WEB_PER_GENRE = 8
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """A real headless Chromium (Debian's chromium + chromium-driver), driven by Selenium."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        # Fail, never skip: the page and the report are only tested in a real browser.
+        pytest.fail(f"missing {', '.join(missing)}: install them with `apt-get install -y chromium chromium-driver`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def web_store(tmp_path_factory, covers5_dir, vgg16_extractor, vgg16_weights):
+    """A small real store (8 covers per genre, hsv, vgg16, vgg16-layers) and a folder of three quick calibrated models."""
+    from coversearch.classify.recipes import Recipe
+    from coversearch.classify.split import make_split
+    from coversearch.classify.train import train_model
+    from coversearch.features.registry import get_extractor
+    from coversearch.ingest.pipeline import ingest
+    from coversearch.ingest.readers import read_source
+    from coversearch.store import Store
+
+    root = link_covers(covers5_dir, tmp_path_factory.mktemp("web-covers"), per_genre=WEB_PER_GENRE, offset=300)
+    base = tmp_path_factory.mktemp("web-store")
+    db, models = base / "store.duckdb", base / "models"
+    with Store.open(db) as store:
+        ingest(store, read_source(root), [get_extractor("hsv"), vgg16_extractor, get_extractor("vgg16-layers", vgg16_weights=vgg16_weights)])
+        make_split(store, fractions=(0.6, 0.2, 0.2))  # one validation album per genre: the models are calibrated on them
+        train_model(store, models, Recipe("xgb-hsv", "xgboost", ("hsv",), {"n_estimators": 5}), name="xgb-hsv")
+        train_model(store, models, Recipe("knn-vgg16", "knn", ("vgg16",), {"k": 3, "index_kind": "exact", "metric": "cosine"}),
+                    name="knn-vgg16")
+        # A feature the page never searches, only classifies with (as the default model does).
+        train_model(store, models, Recipe("xgb-layers", "xgboost", ("vgg16-layers",), {"n_estimators": 5}), name="xgb-layers")
+    return db, models, root
+
+
 def run_cli(*args, env: dict | None = None, db: Path | None = None, index_dir: Path | None = None,
             model_dir: Path | None = None):
     """The real CLI, in-process; ``db``, ``index_dir`` and ``model_dir`` become the global options.

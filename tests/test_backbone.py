@@ -27,7 +27,6 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_folder
 from coversearch.store import Store
 from conftest import REPO, copy_covers
-from test_web import web_store  # noqa: F401  (a session fixture)
 
 OLD_STORE = Path(__file__).parent / "data" / "store-c0b12c6-hsv-vgg16.duckdb.gz"
 # The ten covers that OLD_STORE was ingested from (two per genre, files 600 and 601), with the

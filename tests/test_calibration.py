@@ -20,7 +20,7 @@ from coversearch.classify.train import train_model
 from coversearch.classify.xgboost_clf import XGBoostGenre
 from coversearch.errors import CoverSearchError
 from coversearch.store import Store
-from test_classify import hsv_store, one_line_error, trained_cli  # noqa: F401  (shared fixtures)
+from test_classify import hsv_store, one_line_error, trained_cli, trained_once  # noqa: F401  (shared fixtures)
 
 GENRES = ["Country", "Electronic", "HipHop", "Pop", "Rock"]
 

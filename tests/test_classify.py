@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import copy_covers, one_line_error, run_cli
+from conftest import Cli, copy_covers, one_line_error, run_cli
 from coversearch.classify.data import load_labelled
 from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.classify.recipes import Recipe
@@ -240,13 +240,25 @@ def test_training_needs_two_genres_and_a_non_empty_split(tmp_path, covers5_dir):
 
 
 # -- the CLI -----------------------------------------------------------------------------------------
-@pytest.fixture
-def trained_cli(cli, hsv_store, tmp_path):
+@pytest.fixture(scope="module")
+def trained_once(hsv_store, tmp_path_factory):
+    """The hsv store with model "xgb" trained by the CLI, once per module (tests get copies)."""
     path, root = hsv_store
+    base = tmp_path_factory.mktemp("trained")
+    cli = Cli(base / "store.duckdb", base / "indexes", base / "models")
     shutil.copy(path, cli.db)
     result = cli("train", "--method", "xgboost", "--feature", "hsv", "--name", "xgb", "-p", "n_estimators=10", "--json")
     assert result.exit_code == 0, result.stderr
     return cli, root, json.loads(result.stdout)
+
+
+@pytest.fixture
+def trained_cli(cli, trained_once):
+    """A copy of the trained store and model folder, this test's own to change."""
+    once, root, trained = trained_once
+    shutil.copy(once.db, cli.db)
+    shutil.copytree(once.model_dir, cli.model_dir)
+    return cli, root, trained
 
 
 def test_train_evaluate_classify_through_the_cli(trained_cli, tmp_path, covers5_dir):

@@ -14,7 +14,7 @@ from coversearch.classify.train import train_model
 from coversearch.imaging.images import decode_image, read_bytes
 from coversearch.store import Store
 from conftest import Cli
-from test_web import a_cover, browser, web_store  # noqa: F401 (fixtures)
+from test_web import a_cover
 
 # The default recipe's shape, small: a soft vote with two XGBoost members and a kNN member over
 # VGG16 layer statistics and the colour histogram.

@@ -10,7 +10,7 @@ import requests
 from coversearch.query.colour import find_by_colours, parse_palette
 from coversearch.query.similar import find_similar
 from coversearch.store import Store
-from test_web import a_cover, browser, images_loaded, server, upload_in_page, wait_for, web_store  # noqa: F401 (fixtures)
+from test_web import a_cover, images_loaded, server, upload_in_page, wait_for  # noqa: F401 (server: a fixture)
 
 
 def _explore_ids(driver) -> list[int]:

@@ -30,7 +30,7 @@ from coversearch.store import Store, StoreBusyError
 from coversearch.web import create_app
 from coversearch.web.server import Reloader, WebServer
 from conftest import REPO, link_covers, run_cli
-from test_web import browser, wait_for  # noqa: F401  (the shared headless Chromium)
+from test_web import wait_for
 
 
 def hold_write_lock(db: Path, seconds: float) -> subprocess.Popen:

@@ -14,7 +14,7 @@ from coversearch.ingest.readers import read_source
 from coversearch.layout.map import catalogue_map, layout_state, pca_2d
 from coversearch.store import Store
 from conftest import GENRES, Cli, link_covers
-from test_web import browser, images_loaded, server, wait_for, web_store  # noqa: F401 (fixtures)
+from test_web import images_loaded, server, wait_for  # noqa: F401 (server: a fixture)
 
 
 def test_pca_2d_is_deterministic_in_the_unit_square_and_finds_the_main_axis():

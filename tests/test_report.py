@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from conftest import GENRES, run_cli
-from test_web import browser, images_loaded, web_store  # noqa: F401  (shared session fixtures)
+from test_web import images_loaded
 
 SECTIONS = ("store", "covers", "similar", "classifiers", "search-benchmark")
 

@@ -10,17 +10,16 @@ the learned state in a folder; provenance (features, store fingerprint) is the j
 from __future__ import annotations
 
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from coversearch.errors import CoverSearchError
-
-# Called after each epoch / boosting round / block: (done, total).
-ProgressFn = Callable[[int, int], None]
+from coversearch.stages import ProgressFn, StageClock  # ProgressFn: called after each epoch / boosting round / block: (done, total)
 
 
 @runtime_checkable
@@ -85,6 +84,10 @@ class ClassifierBase:
 
     # Whether ``fit`` lets validation rows steer training (early stopping); see ``fit_final``.
     uses_validation: bool = False
+    # What ``fit`` counts in its progress calls (a progress bar's unit).
+    progress_unit: str = "step"
+    # Whether two instances may fit at once in two threads (each releases the GIL while it works).
+    fits_concurrently: bool = False
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -120,7 +123,7 @@ class ClassifierBase:
         return {}
 
     def fit_final(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                  progress: ProgressFn | None = None) -> "ClassifierBase":
+                  stages: StageClock | None = None) -> "ClassifierBase":
         """Fit on train and validation rows together: the model that ships sees all the labelled data.
 
         Where validation steers training (early stopping), a first fit on the train rows alone lets
@@ -128,12 +131,50 @@ class ClassifierBase:
         final fit, without validation, runs on everything.  ``get_params`` then describes the final
         fit exactly.
         """
-        if X_val is None or not len(X_val):
-            return self.fit(X, y, progress=progress)
-        if self.uses_validation:
-            self.fit(X, y, X_val, y_val)
+        self.fit_in_stages(X, y, X_val, y_val, refit=True, stages=stages)
+        return self
+
+    def fit_in_stages(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+                      *, refit: bool = False, held_out: np.ndarray | None = None, stages: StageClock | None = None,
+                      label: str | None = None) -> np.ndarray | None:
+        """Fit as a recipe asks, each fit one named, timed stage of ``stages`` (labelled ``label``).
+
+        Without ``refit``: one fit on the train rows (validation may steer it).  With ``refit``: see
+        ``fit_final``.  Returns the probabilities of the ``held_out`` rows predicted by the fit on the
+        train rows alone, which never learnt from them (what calibration needs), or None without
+        ``held_out``.  The train-only fit of a refit is paid once: it chooses the epochs or rounds
+        and predicts ``held_out``.
+        """
+        stages = stages or StageClock()
+        label = label or self.method
+        has_val = X_val is not None and len(X_val) > 0
+        if not has_val:
+            X_val = y_val = None
+        if not refit or not has_val:
+            with stages(f"{label}: fit", self.progress_unit) as advance:
+                self.fit(X, y, X_val, y_val, progress=advance)
+                return None if held_out is None else self.predict_proba(held_out)
+        X_all, y_all = np.vstack([X, X_val]), np.concatenate([y, y_val])
+        if held_out is not None and not self.uses_validation and self.fits_concurrently:
+            # The two fits are independent (validation chooses nothing): the train-only one, for
+            # calibration alone, runs on a copy in a second thread beside the refit.
+            probe = type(self)(**self.get_params())
+            with ThreadPoolExecutor(1) as pool:
+                probe_done = pool.submit(self._fit_stage, probe, stages, f"{label}: fit on train", X, y, X_val, y_val, held_out)
+                self._fit_stage(self, stages, f"{label}: refit on train+val", X_all, y_all)
+                return probe_done.result()
+        proba = None
+        if self.uses_validation or held_out is not None:
+            proba = self._fit_stage(self, stages, f"{label}: fit on train", X, y, X_val, y_val, held_out)
             self.set_params(**self.validation_choices())
-        return self.fit(np.vstack([X, X_val]), np.concatenate([y, y_val]), progress=progress)
+        self._fit_stage(self, stages, f"{label}: refit on train+val", X_all, y_all)
+        return proba
+
+    @staticmethod
+    def _fit_stage(estimator, stages: StageClock, name: str, X, y, X_val=None, y_val=None, held_out=None) -> np.ndarray | None:
+        with stages(name, estimator.progress_unit) as advance:
+            estimator.fit(X, y, X_val, y_val, progress=advance)
+            return None if held_out is None else estimator.predict_proba(held_out)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes_)}

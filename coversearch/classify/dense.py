@@ -20,6 +20,7 @@ from coversearch.features.vgg16 import import_keras
 class DenseGenre(ClassifierBase):
     method = "dense"
     uses_validation = True  # early stopping on validation loss
+    progress_unit = "epoch"
 
     def __init__(self, hidden: int = 256, dropout: float = 0.5, learning_rate: float = 1e-4, epochs: int = 200,
                  batch_size: int = 32, patience: int = 15, l2: float = 0.0, standardize: bool = True,
@@ -87,8 +88,6 @@ class DenseGenre(ClassifierBase):
         # Early stopping restores the weights of the best validation epoch, but only when it stopped.
         stopped = validation is not None and self.epochs_run_ < self.epochs
         self.best_epoch_ = int(np.argmin(history.history["val_loss"])) + 1 if stopped else self.epochs_run_
-        if progress:
-            progress(self.epochs, self.epochs)  # early stopping ends the bar too
         return self
 
     def validation_choices(self) -> dict[str, Any]:

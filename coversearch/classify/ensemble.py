@@ -16,6 +16,7 @@ import numpy as np
 from coversearch.classify.base import ClassifierBase, ProgressFn
 from coversearch.classify.registry import make_estimator, method_class
 from coversearch.errors import CoverSearchError
+from coversearch.stages import StageClock
 
 
 class EnsembleGenre(ClassifierBase):
@@ -44,29 +45,42 @@ class EnsembleGenre(ClassifierBase):
         return X[:, start:stop]
 
     def fit(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "EnsembleGenre":
-        return self._fit_members(X, y, X_val, y_val, progress, final=False)
+        self._fit_members(X, y, X_val, y_val, refit=False, held_out=None, stages=StageClock(), progress=progress)
+        return self
 
-    def fit_final(self, X, y, X_val=None, y_val=None, progress: ProgressFn | None = None) -> "EnsembleGenre":
-        """Each member fits its own final model (see ``ClassifierBase.fit_final``); the members'
-        parameters then record what validation chose for them, so the saved model says how it was fitted."""
-        return self._fit_members(X, y, X_val, y_val, progress, final=True)
+    def fit_in_stages(self, X, y, X_val=None, y_val=None, *, refit=False, held_out=None, stages: StageClock | None = None,
+                      label: str | None = None) -> np.ndarray | None:
+        """Each member fits as ``ClassifierBase.fit_in_stages`` says, its fits stages of their own; with
+        ``refit`` the members' parameters then record what validation chose for them, so the saved model
+        says how it was fitted.  The held-out probabilities are the members' averaged."""
+        return self._fit_members(X, y, X_val, y_val, refit=refit, held_out=held_out, stages=stages or StageClock(),
+                                 prefix=f"{label}: " if label else "")
 
-    def _fit_members(self, X, y, X_val, y_val, progress: ProgressFn | None, final: bool) -> "EnsembleGenre":
-        # A final fit also learns from the validation rows, so their genres count too.
-        self._set_classes(np.concatenate([y, y_val]) if final and X_val is not None else np.asarray(y))
+    def _fit_members(self, X, y, X_val, y_val, *, refit: bool, held_out, stages: StageClock, progress: ProgressFn | None = None,
+                     prefix: str = "") -> np.ndarray | None:
+        X = np.asarray(X, dtype=np.float32)
+        has_val = X_val is not None and len(X_val) > 0
+        # A refit also learns from the validation rows, so their genres count too.
+        self._set_classes(np.concatenate([y, y_val]) if refit and has_val else np.asarray(y))
         self.estimators_ = []
+        held_out_proba = []
         for i, member in enumerate(self.members):
             estimator = make_estimator(member["method"], member.get("params", {}))
-            val = self._columns(X_val, member) if X_val is not None else None
-            (estimator.fit_final if final else estimator.fit)(self._columns(X, member), y, val, y_val)
-            if final:
+            val = self._columns(np.asarray(X_val, dtype=np.float32), member) if has_val else None
+            proba = estimator.fit_in_stages(
+                self._columns(X, member), y, val, y_val if has_val else None, refit=refit,
+                held_out=None if held_out is None else self._columns(np.asarray(held_out, dtype=np.float32), member),
+                stages=stages, label=f"{prefix}member {i + 1} {member['method']}",
+            )
+            held_out_proba.append(proba)
+            if refit:
                 self.members[i] = {**member, "params": estimator.get_params()}
             if list(estimator.classes_) != list(self.classes_):
                 raise CoverSearchError("ensemble members disagree on the genres")
             self.estimators_.append(estimator)
             if progress:
                 progress(i + 1, len(self.members))
-        return self
+        return None if held_out is None else np.mean(held_out_proba, axis=0)
 
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)

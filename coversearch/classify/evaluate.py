@@ -21,7 +21,8 @@ from coversearch.classify.calibration import (
 )
 from coversearch.classify.data import load_labelled, require_rows
 from coversearch.classify.model import ModelError, TrainedModel
-from coversearch.classify.split import load_split
+from coversearch.classify.split import Split, load_split
+from coversearch.fsutil import write_atomic
 from coversearch.plots import pyplot, save_figure
 from coversearch.store import Store
 
@@ -117,10 +118,11 @@ class Evaluation:
         return self.folder / RELIABILITY_PNG if self.folder else None
 
 
-def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None) -> Evaluation:
-    """Score ``model`` on the test split it never saw; write evaluation.json and confusion.png into ``folder``."""
+def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None, split: Split | None = None) -> Evaluation:
+    """Score ``model`` on the test split it never saw (``split``: the model's, already loaded); write
+    evaluation.json and the plots into ``folder``."""
     feature_sets = model.check_store(store, same_state=True)  # the test split it was trained beside
-    split = load_split(store, model.card.split)
+    split = split if split is not None and split.name == model.card.split else load_split(store, model.card.split)
     if split is None:
         raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")
     test = load_labelled(store, feature_sets, split.album_ids("test"))
@@ -153,7 +155,12 @@ def evaluate_model(store: Store, model: TrainedModel, folder: Path | None = None
         predict_ms_per_image=round(1000 * predict_seconds / len(test.album_ids), 4),
     )
     if folder is not None:
-        (folder / EVALUATION).write_text(json.dumps(result, indent=2))
-        plot_confusion(result, f"{model.card.name} ({model.card.method} on {'+'.join(model.card.feature_names)})", folder / CONFUSION_PNG)
-        plot_reliability(result, model.card.name, folder / RELIABILITY_PNG)
+        write_evaluation(result, folder)
     return Evaluation(result, folder)
+
+
+def write_evaluation(result: dict, folder: Path) -> None:
+    """evaluation.json, the confusion heat map and the reliability diagram of one evaluation, into a model's folder."""
+    write_atomic(folder / EVALUATION, json.dumps(result, indent=2))
+    plot_confusion(result, f"{result['model']} ({result['method']} on {'+'.join(result['features'])})", folder / CONFUSION_PNG)
+    plot_reliability(result, result["model"], folder / RELIABILITY_PNG)

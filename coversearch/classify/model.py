@@ -78,6 +78,8 @@ class ModelCard:
     files: dict[str, dict[str, Any]] | None = None
     # {method, fitted_on, validation albums, validation ECE before/after, min_confidence, ...}; None: raw probabilities.
     calibration: dict[str, Any] | None = None
+    # [{"stage", "seconds"}] of `train` in order (split, load features, each fit, calibration, evaluation); None: older card.
+    stages: list[dict[str, Any]] | None = None
 
     @property
     def min_confidence(self) -> float:
@@ -148,6 +150,7 @@ class TrainedModel:
     verified: bool = True  # False: saved before checksums were recorded, its files could not be checked
     calibrator: Any = None  # from classify.calibration; None: the estimator's probabilities as they are
     calibration_data: dict[str, np.ndarray] | None = None  # {"proba": raw, "Y": genre matrix}: what it was fitted on
+    evaluation: dict[str, Any] | None = None  # the test evaluation made when it was trained (not saved with the card)
 
     def check_store(self, store: Store, *, same_state: bool = False) -> list[FeatureSet]:
         """The store's feature sets for this model, or a clear refusal if they are not the trained ones.

@@ -10,19 +10,19 @@ from typing import Sequence
 
 import numpy as np
 
-from coversearch.classify.base import ProgressFn
 from coversearch.classify.calibration import (
     DEFAULT_MAX_ABSTAIN, calibrated, calibration_measures, check_calibration_method, choose_min_confidence, fit_calibrator,
     genre_matrix,
 )
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled, require_rows
-from coversearch.classify.evaluate import evaluate_model
+from coversearch.classify.evaluate import evaluate_model, write_evaluation
 from coversearch.classify.model import FeatureRef, ModelCard, TrainedModel
 from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from coversearch.classify.registry import make_estimator
 from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name
+from coversearch.stages import StageClock, StageDisplay
 from coversearch.store import Store
 
 DEFAULT_CALIBRATION = "temperature"
@@ -58,24 +58,32 @@ def train_model(
     *,
     name: str | None = None,
     split_name: str = DEFAULT_SPLIT,
-    progress: ProgressFn | None = None,
+    display: StageDisplay | None = None,
     evaluate: bool = True,
     calibration: str = DEFAULT_CALIBRATION,
     max_abstain: float = DEFAULT_MAX_ABSTAIN,
 ) -> TrainedModel:
-    """Fit ``recipe`` on the train split (validation for early stopping), calibrate it on validation, save it.
+    """Fit ``recipe`` on the train split (validation for early stopping), calibrate it on validation,
+    evaluate it on test and save it.
 
     Calibration needs validation probabilities from a model that did not learn from validation.
-    A refit model has (it is fitted on train + validation), so for it the recipe is first fitted
-    on train alone, exactly as ``fit_final``'s first step; that fit's validation probabilities
-    fit the calibrator and choose the default threshold, and the refit model ships with them.
+    A refit model has (it is fitted on train + validation), so its train-only fit, the one whose
+    early stopping chooses the epochs or rounds of the refit, also predicts validation; those
+    probabilities fit the calibrator and choose the default threshold, and the refit model ships
+    with them.
+
+    Each step is a named, timed stage (``display`` draws them); the card records the times
+    (``ModelCard.stages``) and the test evaluation, when made, is in ``model.evaluation``.
     """
     name = check_training(recipe, name)
     check_calibration_method(calibration)
+    stages = StageClock(display)
     feature_sets = feature_sets_for(store, list(recipe.features))
-    split = get_or_make_split(store, split_name)
-    train = load_labelled(store, feature_sets, split.album_ids("train"))
-    val = load_labelled(store, feature_sets, split.album_ids("val"))
+    with stages("split"):
+        split = get_or_make_split(store, split_name)
+    with stages("load features"):
+        train = load_labelled(store, feature_sets, split.album_ids("train"))
+        val = load_labelled(store, feature_sets, split.album_ids("val"))
     require_rows(train, "train")
     X, y = train.expanded()
     genres = sorted(set(y.tolist()))
@@ -89,19 +97,9 @@ def train_model(
     estimator = make_estimator(recipe.method, recipe.params)
     calibrate = calibration != "none" and X_val is not None and len(X_val) > 0
     started = time.perf_counter()
-    if recipe.refit:
-        final_progress = progress
-        if calibrate:  # the train-only fit that calibrates, then the final fit: one progress bar for both
-            probe = make_estimator(recipe.method, recipe.params)
-            probe.fit(X, y, X_val, y_val, progress=progress and (lambda done, total: progress(done, 2 * total)))
-            val_raw = probe.predict_proba(val.X)
-            final_progress = progress and (lambda done, total: progress(total + done, 2 * total))
-        estimator.fit_final(X, y, X_val, y_val, progress=final_progress)
-    else:
-        estimator.fit(X, y, X_val, y_val, progress=progress)
-        if calibrate:
-            val_raw = estimator.predict_proba(val.X)
-    seconds = time.perf_counter() - started
+    val_raw = estimator.fit_in_stages(X, y, X_val, y_val, refit=recipe.refit, held_out=val.X if calibrate else None,
+                                      stages=stages)
+    seconds = time.perf_counter() - started  # fit stages may overlap (see ClassifierBase.fit_in_stages)
 
     card = ModelCard(
         name=name,
@@ -120,12 +118,18 @@ def train_model(
     )
     model = TrainedModel(card, estimator)
     if calibrate:
-        _calibrate(model, calibration, val_raw, val, max_abstain)
+        with stages("calibration"):
+            _calibrate(model, calibration, val_raw, val, max_abstain)
     elif calibration != "none":
         card.notes["calibration"] = "not calibrated: the validation split is empty"
-    folder = model.save(models_dir)
     if evaluate:
-        evaluate_model(store, model, folder)
+        with stages("evaluation"):
+            model.evaluation = evaluate_model(store, model, split=split).result
+    card.stages = stages.table()  # every stage but the save itself, which writes the card
+    with stages("save"):
+        folder = model.save(models_dir)
+        if model.evaluation is not None:
+            write_evaluation(model.evaluation, folder)
     return model
 
 

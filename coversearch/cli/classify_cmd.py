@@ -10,7 +10,7 @@ from rich.table import Table
 
 from coversearch.cli.app import app, err_console, make_app, print_json, state
 from coversearch.cli.index_cmd import wide_console
-from coversearch.cli.progress import DoneTotalBar, progress_bar
+from coversearch.cli.progress import StageBars, progress_bar
 from coversearch.classify.calibration import CALIBRATION_METHODS, UNKNOWN, check_calibration_method, parse_min_confidence
 from coversearch.classify.model import TrainedModel, latest_default_model, list_models
 from coversearch.classify.recipes import RECIPES
@@ -54,35 +54,52 @@ def train_command(
         help=f"How probabilities are calibrated on the validation split: {', '.join(CALIBRATION_METHODS)}.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print how long each stage took (the card records it too)."),
     json_out: bool = typer.Option(False, "--json", help="Print the model card and test evaluation as JSON."),
 ) -> None:
     """Train a genre model on the store's train split and evaluate it on the test split.
 
     With no --method/--feature/--recipe, trains the default (best) recipe.  Probabilities are
     calibrated on the validation split (temperature scaling unless --calibration says otherwise).
+    Each stage (split, loading features, each fit, calibration, evaluation) has its own progress bar.
     """
     # Imported feature sets have names of their own: the store says whether each one exists.
     features = parse_feature_list(feature, known=None) if feature else None
     chosen = resolve_recipe(recipe, method, features, parse_params(param), refit)
     check_training(chosen, name)  # method, parameters and name before the store is opened
     check_calibration_method(calibration)
-    bar = DoneTotalBar("training", "epoch", quiet)
+    bars = StageBars(quiet)
     with Store.open(state(ctx).db, create=False) as store:
         try:
-            model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, progress=bar, evaluate=False,
+            model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, display=bars,
                                 calibration=calibration)
         finally:
-            bar.close()
-        evaluation = evaluate_model(store, model, state(ctx).model_dir / model.card.name)
+            bars.close()
+    evaluation = model.evaluation
     if json_out:
-        print_json({"card": model.card.to_json(), "evaluation": evaluation.result})
-    elif not quiet:
+        print_json({"card": model.card.to_json(), "evaluation": evaluation})
+        return
+    if verbose:
+        Console().print(stage_table(model.card))
+    if not quiet:
         Console().print(
             f"trained [bold]{model.card.name}[/] ({model.card.method} on {'+'.join(model.card.feature_names)}) in "
-            f"{model.card.train_seconds:.1f}s; test accuracy [bold]{evaluation.result['accuracy']:.1%}[/] "
-            f"on {evaluation.result['albums']} albums -> {state(ctx).model_dir / model.card.name}"
+            f"{model.card.train_seconds:.1f}s; test accuracy [bold]{evaluation['accuracy']:.1%}[/] "
+            f"on {evaluation['albums']} albums -> {state(ctx).model_dir / model.card.name}"
         )
-        Console().print(_calibration_line(evaluation.result, model.card))
+        Console().print(_calibration_line(evaluation, model.card))
+
+
+def stage_table(card) -> Table:
+    """The card's stage times: seconds and share of the whole."""
+    total = sum(s["seconds"] for s in card.stages or ())
+    table = Table(title=f"train {card.name}: {total:.1f} s by stage")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    for s in card.stages or ():
+        table.add_row(s["stage"], f"{s['seconds']:.1f}", f"{s['seconds'] / total:.0%}" if total else "-")
+    return table
 
 
 def _calibration_line(result: dict, card) -> str:

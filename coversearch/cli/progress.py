@@ -68,26 +68,66 @@ def progress_bar(description: str, total: int, unit: str, quiet: bool = False) -
         yield _Advance(progress, progress.add_task(description, total=total))
 
 
-class DoneTotalBar:
-    """A ``(done, total)`` progress callback (what the library's long jobs call) drawn as a rich bar,
-    opened on the first call, when the total is known; ``close()`` it when the job ends."""
+class _StageCount(ProgressColumn):
+    """"87/200 epoch" for a stage that counts its work; nothing for one that does not."""
 
-    def __init__(self, description: str, unit: str, quiet: bool = False):
-        self._description, self._unit, self._quiet = description, unit, quiet
-        self._cm = None
-        self._advance = None
-        self._done = 0
+    def render(self, task) -> Text:
+        if not task.fields.get("counted"):
+            return Text("")
+        return Text(f"{int(task.completed)}/{int(task.total)} {task.fields['unit']}", style="progress.download")
 
-    def __call__(self, done: int, total: int) -> None:
+
+class _StageRate(ProgressColumn):
+    """Units per second over the stage (only for a stage that counts its work)."""
+
+    def render(self, task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if not task.fields.get("counted") or elapsed <= 0:
+            return Text("")
+        return Text(f"{task.completed / elapsed:,.1f}/s", style="progress.data.speed")
+
+
+class StageBars:
+    """A ``StageDisplay`` (see coversearch/stages.py): one rich bar per stage, named, with its own
+    count, rate and time; a stage that ends early (early stopping) says where it stopped.
+    ``close()`` it when the job ends."""
+
+    def __init__(self, quiet: bool = False):
+        self._quiet = quiet
+        self._progress: Progress | None = None
+        self._tasks: dict[str, object] = {}
+
+    def start(self, name: str, unit: str):
         if self._quiet:
+            return lambda done, total: None
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), _StageCount(), _StageRate(), TimeElapsedColumn(),
+                console=err_console,
+            )
+            self._progress.start()
+        progress = self._progress
+        task = progress.add_task(name, total=None, unit=unit, counted=False)
+        self._tasks[name] = task
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, counted=True)
+
+        return advance
+
+    def finish(self, name: str, seconds: float) -> None:
+        task_id = self._tasks.pop(name, None)
+        if self._progress is None or task_id is None:
             return
-        if self._cm is None:
-            self._cm = progress_bar(self._description, total, self._unit)
-            self._advance = self._cm.__enter__()
-        if done > self._done:
-            self._advance(done - self._done)
-            self._done = done
+        task = next(t for t in self._progress.tasks if t.id == task_id)
+        if task.fields.get("counted") and task.total and task.completed < task.total:
+            self._progress.update(task_id, description=f"{name} (stopped at {int(task.completed)} of {int(task.total)})",
+                                  total=task.completed)
+        else:
+            self._progress.update(task_id, total=task.total or 1, completed=task.total or 1)
+        self._progress.stop_task(task_id)
 
     def close(self) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
