@@ -19,7 +19,7 @@ from coversearch.layout.map import catalogue_map, layout_state
 from coversearch.layout.quality import knn_preservation
 from coversearch.store import Store
 from conftest import Cli, link_covers
-from test_web import browser, wait_for  # noqa: F401 (fixture)
+from test_web import wait_for
 
 
 def _store(covers5_dir, tmp_path, per_genre: int, name: str = "s.duckdb", offset: int = 0) -> Store:

@@ -20,7 +20,7 @@ import requests
 
 from badfiles import make_bad_files
 from conftest import REPO, one_line_error
-from test_web import browser, wait_for  # noqa: F401  (the shared headless Chromium)
+from test_web import wait_for
 
 from coversearch.features.text import compact, normalise
 from coversearch.query.text import CoverTexts

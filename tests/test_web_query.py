@@ -9,7 +9,6 @@ import threading
 import pytest
 
 from coversearch.features.vgg16 import loaded_backbones
-from test_web import web_store  # noqa: F401  (a session fixture)
 
 
 @pytest.fixture(scope="module")
