@@ -17,7 +17,7 @@ GENRES = ("Country", "Electronic", "HipHop", "Pop", "Rock")
 # What makes a test slow: these fixtures (VGG16, a trained web store) or a whole module of such tests.
 SLOW_FIXTURES = {"vgg16_weights", "vgg16_extractor", "web_store", "trained_cli", "hsv_sides"}
 SLOW_MODULES = {"test_ray_ingest", "test_kill_resume", "test_live", "test_sharded", "test_bench_search", "test_calibration",
-                "test_backbone", "test_wheel"}
+                "test_backbone", "test_wheel", "test_hardening_ray", "test_map_layout"}  # the last two: Ray, t-SNE layouts
 # Single tests over ~5 s that use none of the fixtures above (from `pytest --durations`).
 SLOW_TESTS = {"test_each_method_saves_and_loads_to_the_same_predictions", "test_refit_dense_runs_the_chosen_epochs_on_both_sides",
               "test_a_refit_model_records_it_and_its_members_choices", "test_adding_a_feature_later_computes_only_what_is_missing",

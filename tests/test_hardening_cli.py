@@ -137,7 +137,7 @@ def _explain(cli, out, cover):
 
 OUTPUTS = {
     "export": lambda cli, out, cover: cli("export", "--feature", "hsv", "--out", out),
-    "map": lambda cli, out, cover: cli("map", "--feature", "hsv", "--no-thumbs", "--out", out),
+    "map": lambda cli, out, cover: cli("map", "--feature", "hsv", "--method", "pca", "--no-thumbs", "--out", out),
     "dedupe": lambda cli, out, cover: cli("dedupe", "-f", "phash", "-q", "--csv", out),
     "evaluate": lambda cli, out, cover: _evaluate(cli, out),
     "explain": _explain,
