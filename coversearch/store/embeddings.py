@@ -18,16 +18,12 @@ class EmbeddingReads:
     con: duckdb.DuckDBPyConnection
 
     def feature_sets(self, *, records: bool = False) -> list[FeatureSet]:
-        """The vector feature sets (and with ``records``, the record sets too, e.g. keypoints)."""
+        """The vector feature sets (and with ``records``, the record and text sets too: keypoints, text)."""
         rows = self.con.execute(
             "SELECT id, name, version, dim, params, model_fingerprint, kind FROM feature_sets ORDER BY name, version"
         ).fetchall()
         found = [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6] or "vector") for r in rows]
         return found if records else [fs for fs in found if not fs.stores_records and fs.kind != TEXT_KIND]
-
-    def vector_feature_sets(self) -> list[FeatureSet]:
-        """The sets holding vectors (what indexes, similar, train and export read)."""
-        return self.feature_sets()
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
         """The named set (its latest version unless one is given); a clear error if absent."""

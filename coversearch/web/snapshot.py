@@ -100,7 +100,7 @@ class Snapshot:
     @classmethod
     def _build(cls, store, model_dir, index_dir, extractors_for, signature, started) -> "Snapshot":
         notes: list[str] = []
-        names = [fs.name for fs in store.vector_feature_sets() if fs.name in FEATURE_NAMES]
+        names = [fs.name for fs in store.feature_sets() if fs.name in FEATURE_NAMES]
         if not names:
             raise CoverSearchError(f"the store {store.path} has no feature vectors; run `coversearch ingest` first")
         genres = store.genres()
