@@ -190,7 +190,7 @@ class KeypointCache:
         self._keypoints: dict[int, Keypoints | None] = {}
         self.unreadable = 0
         self.decoded = 0
-        held = [fs for fs in store.feature_sets(records=True) if fs.name == KeypointFeatures.name]
+        held = [fs for fs in store.feature_sets(kind=KeypointFeatures.kind) if fs.name == KeypointFeatures.name]
         self._records = max(held, key=lambda fs: fs.version) if held else None
 
     def load(self, album_ids) -> None:

@@ -3,7 +3,9 @@
 Extraction is split in two so that ingestion can overlap work: ``prepare`` is per-image CPU work
 (resize, colour conversion) that runs in reader threads; ``extract`` is the batched part (a
 network forward pass) that runs on the main thread.  A new feature is one new module with one
-class implementing this protocol, registered with one line in ``registry.py``.
+class implementing this protocol, registered with one line in ``registry.py``.  An extractor whose
+output is not a vector says so with a ``kind`` attribute (``coversearch.store.rows.KINDS``: keypoints
+are a ``record``, the words on a cover ``text``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from coversearch.store.rows import RECORD_KIND
+
 SIDE = 256  # pixels on the longer side: enough detail for ORB, cheap to describe (about 10 ms a cover)
 NFEATURES = 400
 MIN_KEYPOINTS = 12  # a cover with fewer (a flat colour, a faint logo) cannot be verified either way
@@ -102,17 +104,17 @@ def verifiable(k: Keypoints) -> bool:
 class KeypointFeatures:
     """The keypoints feature: each cover's ``Keypoints`` record, computed once at ingest from the
     decode ingest already made, so that verifying a candidate pair reads two records instead of
-    decoding two files.  Not a vector: the store keeps one packed record per cover
-    (``storage: record`` in its params), which no index searches."""
+    decoding two files.  Not a vector: the store keeps one packed record per cover (a feature set
+    of kind ``record``), which no index searches."""
 
     name = "keypoints"
     version = 1
     dim = 0
+    kind = RECORD_KIND
     metric = "record"  # compared by ``coversearch.dedupe.verify.match``, never by a distance
-    stores_records = True
 
     def params(self) -> dict[str, Any]:
-        return {"storage": "record", "side": SIDE, "nfeatures": NFEATURES, "compare_side": COMPARE_SIDE}
+        return {"side": SIDE, "nfeatures": NFEATURES, "compare_side": COMPARE_SIDE}
 
     def model_fingerprint(self) -> str | None:
         return None

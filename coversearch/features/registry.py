@@ -58,8 +58,7 @@ def default_metric(name: str) -> str:
 
 def metric_for(feature_set) -> str:
     """A feature set's metric: the one recorded with it (imported vectors), else its extractor's."""
-    if getattr(feature_set, "kind", "vector") != "vector":
-        feature_set.vector_table  # the one clear error for a set without vectors
+    feature_set.vector_table  # the one clear error for a set without vectors
     recorded = feature_set.params.get("metric")
     if recorded:
         return check_metric(recorded)

@@ -37,7 +37,7 @@ SEPARATOR = -1  # code point of no character: never equal to a query character
 
 def text_feature_set(store: Store) -> FeatureSet:
     """The store's latest text set, or a clear error telling how to make it."""
-    sets = [fs for fs in store.feature_sets(records=True) if fs.kind == TEXT_KIND and fs.name == TEXT_FEATURE]
+    sets = [fs for fs in store.feature_sets(kind=TEXT_KIND) if fs.name == TEXT_FEATURE]
     if not sets:
         raise FeatureError("the store has no text read from covers: run `coversearch ingest ROOT --features text` "
                            "(with `pip install 'coversearch[text]'`)")

@@ -101,12 +101,13 @@ class AlbumReads:
         one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731
         genres = dict(self.con.execute("SELECT genre, count(*) FROM album_genres GROUP BY genre ORDER BY genre").fetchall())
         feature_sets = []
-        for fs in self.feature_sets(records=True):
+        for fs in self.feature_sets(kind=None):
             feature_sets.append(
                 {
                     "name": fs.name,
                     "version": fs.version,
                     "dim": fs.dim,
+                    "kind": fs.kind,
                     "embeddings": one(f"SELECT count(*) FROM {fs.table}"),
                     "params": fs.params,
                     "model_fingerprint": fs.model_fingerprint,

@@ -99,7 +99,7 @@ def plan_removal(
     plan.files = count("SELECT count(*) FROM album_files WHERE album_id IN (SELECT unnest($1))")
     plan.genre_links = count("SELECT count(*) FROM album_genres WHERE album_id IN (SELECT unnest($1))") + len(unlinked)
     plan.embeddings = {fs.label: count(f"SELECT count(*) FROM {fs.table} WHERE album_id IN (SELECT unnest($1))")
-                       for fs in store.feature_sets(records=True)}
+                       for fs in store.feature_sets(kind=None)}
     plan.split_assignments = count("SELECT count(*) FROM split_assignments WHERE album_id IN (SELECT unnest($1))")
     return plan
 
@@ -138,7 +138,7 @@ def apply_removal(store: Store, plan: RemovalPlan) -> RemovalPlan:
     chosen = _ids(plan.album_ids)
     shas = [r[0] for r in store.con.execute("SELECT sha256 FROM albums WHERE id IN (SELECT unnest($1))", [chosen]).fetchall()]
     with store.transaction() as con:
-        for fs in store.feature_sets(records=True):
+        for fs in store.feature_sets(kind=None):
             con.execute(f"DELETE FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [chosen])
         forget_albums(con, chosen)  # near-duplicate groups: placed again by coversearch.dedupe.stored
         for table in ("split_assignments", "album_genres", "album_files", "map_coords"):  # a map layout goes stale, its points go now

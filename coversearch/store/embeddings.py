@@ -12,22 +12,23 @@ import numpy as np
 
 from coversearch import metrics
 from coversearch.errors import FeatureError
-from coversearch.store.rows import TEXT_KIND, FeatureSet, utcnow
+from coversearch.store.rows import RECORD_KIND, TEXT_KIND, VECTOR_KIND, FeatureSet, kind_of, utcnow
 
 class EmbeddingReads:
     con: duckdb.DuckDBPyConnection
 
-    def feature_sets(self, *, records: bool = False) -> list[FeatureSet]:
-        """The vector feature sets (and with ``records``, the record and text sets too: keypoints, text)."""
+    def feature_sets(self, *, kind: str | None = VECTOR_KIND) -> list[FeatureSet]:
+        """The feature sets of one kind (vectors unless told: ``RECORD_KIND``, ``TEXT_KIND``), or of
+        every kind with ``kind=None``."""
         rows = self.con.execute(
-            "SELECT id, name, version, dim, params, model_fingerprint, kind FROM feature_sets ORDER BY name, version"
+            "SELECT id, name, version, dim, params, model_fingerprint, kind FROM feature_sets "
+            "WHERE $kind IS NULL OR kind = $kind ORDER BY name, version", {"kind": kind}
         ).fetchall()
-        found = [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6] or "vector") for r in rows]
-        return found if records else [fs for fs in found if not fs.stores_records and fs.kind != TEXT_KIND]
+        return [FeatureSet(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
         """The named set (its latest version unless one is given); a clear error if absent."""
-        held = self.feature_sets(records=True)
+        held = self.feature_sets(kind=None)
         candidates = [fs for fs in held if fs.name == name and (version is None or fs.version == version)]
         if not candidates:
             known = ", ".join(sorted({fs.name for fs in held})) or "none"
@@ -38,8 +39,8 @@ class EmbeddingReads:
         """Register the extractor's feature set (and its vector table), or check it matches."""
         params = extractor.params()
         fingerprint = extractor.model_fingerprint()
-        kind = getattr(extractor, "kind", "vector")
-        for fs in self.feature_sets(records=True):
+        kind = kind_of(extractor)
+        for fs in self.feature_sets(kind=None):
             if fs.name == extractor.name and fs.version == extractor.version:
                 if fs.model_fingerprint != fingerprint or fs.params != params or fs.dim != extractor.dim or fs.kind != kind:
                     raise FeatureError(
@@ -61,7 +62,7 @@ class EmbeddingReads:
                 con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, lines VARCHAR NOT NULL, "
                             "plain VARCHAR NOT NULL, compact VARCHAR NOT NULL)")
             else:
-                column = "data BLOB" if fs.stores_records else f"vector FLOAT[{fs.dim}]"
+                column = "data BLOB" if kind == RECORD_KIND else f"vector FLOAT[{fs.dim}]"
                 con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, {column} NOT NULL)")
         return fs
 
@@ -86,6 +87,8 @@ class EmbeddingReads:
 
     def load_records(self, fs: FeatureSet, album_ids: Sequence[int]) -> dict[int, bytes]:
         """album id -> stored record of a record set (e.g. keypoints), for those of ``album_ids`` it holds."""
+        if fs.kind != RECORD_KIND:
+            raise FeatureError(f"{fs.label} holds {fs.kind}s, not records")
         rows = self.con.execute(
             f"SELECT album_id, data FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [np.asarray(album_ids, dtype=np.int64)]
         ).fetchall()

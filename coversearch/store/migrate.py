@@ -55,6 +55,15 @@ def engine_for(path: Path):
 
 def upgrade(path: Path, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` through SQLAlchemy + duckdb-engine."""
+    _migrate(path, "upgrade", revision)
+
+
+def downgrade(path: Path, revision: str) -> None:
+    """Undo migrations down to ``revision`` (for an older coversearch to open the store)."""
+    _migrate(path, "downgrade", revision)
+
+
+def _migrate(path: Path, direction: str, revision: str) -> None:
     from alembic import command
 
     register_duckdb_impl()
@@ -63,6 +72,6 @@ def upgrade(path: Path, revision: str = "head") -> None:
         with engine.begin() as connection:
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, revision)
+            getattr(command, direction)(cfg, revision)
     finally:
         engine.dispose()

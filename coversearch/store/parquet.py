@@ -20,7 +20,7 @@ from coversearch import metrics
 from coversearch.errors import CoverSearchError, FeatureError
 from coversearch.fsutil import atomic_output
 from coversearch.store.db import Store
-from coversearch.store.rows import FeatureSet, utcnow
+from coversearch.store.rows import VECTOR_KIND, FeatureSet, utcnow
 
 # Parquet key-value metadata written by export; import reads the metric and fingerprint from it
 # when they are not given.
@@ -65,7 +65,7 @@ def export_feature(store: Store, fs: FeatureSet, out: str | os.PathLike, metric:
     kv = ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in meta.items())
     sql = (
         "SELECT a.id AS album_id, a.sha256, a.source_path AS path, coalesce(g.genres, []::VARCHAR[]) AS genres, "
-        f"e.vector FROM {fs.table} e JOIN albums a ON a.id = e.album_id "
+        f"e.vector FROM {fs.vector_table} e JOIN albums a ON a.id = e.album_id "
         "LEFT JOIN (SELECT album_id, list(genre ORDER BY genre) AS genres FROM album_genres GROUP BY album_id) g "
         "ON g.album_id = a.id ORDER BY a.id"
     )
@@ -289,7 +289,7 @@ def _checked_import(store: Store, con, path: Path, key: str, name: str, metric: 
 def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str, fingerprint: str | None):
     """The imported feature set ``name``: created here, or the existing one when it agrees."""
     params = {"imported": True, "metric": metric}
-    existing = [fs for fs in store.feature_sets() if fs.name == name]
+    existing = [fs for fs in store.feature_sets(kind=None) if fs.name == name]
     for fs in existing:
         if not fs.imported:
             _fail(path, f"the store's {fs.label} was computed by coversearch, not imported; choose another --feature name")
@@ -302,10 +302,11 @@ def _feature_set(store: Store, con, path: Path, name: str, dim: int, metric: str
         return fs, False
     (next_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM feature_sets").fetchone()
     con.execute(
-        "INSERT INTO feature_sets (id, name, version, dim, params, model_fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [next_id, name, IMPORTED_VERSION, dim, json.dumps(params), fingerprint, utcnow()],
+        "INSERT INTO feature_sets (id, name, version, dim, params, model_fingerprint, created_at, kind) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [next_id, name, IMPORTED_VERSION, dim, json.dumps(params), fingerprint, utcnow(), VECTOR_KIND],
     )
-    fs = FeatureSet(next_id, name, IMPORTED_VERSION, dim, params, fingerprint)
+    fs = FeatureSet(next_id, name, IMPORTED_VERSION, dim, params, fingerprint, VECTOR_KIND)
     con.execute(f"CREATE TABLE {fs.table} (album_id BIGINT PRIMARY KEY, vector FLOAT[{dim}] NOT NULL)")
     return fs, True
 

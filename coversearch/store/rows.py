@@ -9,7 +9,20 @@ from typing import Any
 from coversearch.errors import FeatureError
 
 
-TEXT_KIND = "text"  # a feature set of the words read on each cover (features/text.py), in text_<id>
+# What a feature set holds (feature_sets.kind), one value per set; an extractor says it with its
+# ``kind`` attribute (none: a vector).
+VECTOR_KIND = "vector"  # embeddings_<id>: album_id, vector FLOAT[dim]; what indexes and exact search read
+RECORD_KIND = "record"  # embeddings_<id>: album_id, one packed record per cover (data BLOB), e.g. keypoints
+TEXT_KIND = "text"  # text_<id>: the words read on each cover (features/text.py)
+KINDS = (VECTOR_KIND, RECORD_KIND, TEXT_KIND)
+
+
+def kind_of(extractor) -> str:
+    """The kind of feature set an extractor fills."""
+    kind = getattr(extractor, "kind", VECTOR_KIND)
+    if kind not in KINDS:
+        raise FeatureError(f"feature {extractor.name!r} says kind {kind!r}; a feature set is one of {', '.join(KINDS)}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -20,7 +33,7 @@ class FeatureSet:
     dim: int
     params: dict[str, Any]
     model_fingerprint: str | None
-    kind: str = "vector"  # "vector": rows in embeddings_<id>; "text": the words read per cover, in text_<id>
+    kind: str = VECTOR_KIND  # one of KINDS
 
     @property
     def table(self) -> str:
@@ -36,14 +49,9 @@ class FeatureSet:
         if self.kind == TEXT_KIND:
             raise FeatureError(f"{self.label} is the words read on each cover, not vectors: search it with "
                                "`coversearch search`, not by similarity")
-        if self.stores_records:
+        if self.kind != VECTOR_KIND:
             raise FeatureError(f"{self.label} holds a record per album, not vectors: it cannot be searched or indexed")
         return self.table
-
-    @property
-    def stores_records(self) -> bool:
-        """One packed record per album (e.g. keypoints) instead of a vector: nothing searches it."""
-        return self.params.get("storage") == "record"
 
     @property
     def imported(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from coversearch.store.db import Store
-from coversearch.store.rows import TEXT_KIND, FeatureSet, utcnow
+from coversearch.store.rows import RECORD_KIND, TEXT_KIND, FeatureSet, utcnow
 
 
 # What a batch hands over, by shape: the store imports nothing from the layers that fill it.
@@ -191,7 +191,7 @@ class StoreWriter:
                         forms = [text_forms(r) for r in records]
                         con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
                                     [_ids(fresh), records, [f[0] for f in forms], [f[1] for f in forms]])
-                    elif fs.stores_records:
+                    elif fs.kind == RECORD_KIND:
                         values = [bytes(carriers[a][1]) for a in fresh]
                         con.execute(f"INSERT INTO {fs.table} SELECT unnest($1), unnest($2::BLOB[])", [_ids(fresh), values])
                     else:

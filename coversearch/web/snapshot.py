@@ -141,7 +141,7 @@ class Snapshot:
             notes.append(stale[default_model])
         if not models:
             notes.append(f"no usable model in {model_dir}: genres are not predicted (train one with `coversearch train`)")
-        texts = CoverTexts.from_store(store) if any(fs.kind == TEXT_KIND for fs in store.feature_sets(records=True)) else None
+        texts = CoverTexts.from_store(store) if store.feature_sets(kind=TEXT_KIND) else None
         return cls(
             texts=texts,
             store=store,
