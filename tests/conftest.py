@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,23 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+@contextmanager
+def serving(db: Path, models: Path, index_dir: Path | None = None, vgg16_weights: Path | None = None, *,
+            threads: int = 4, engine_options: dict | None = None, **server_options):
+    """The real app on waitress (what `coversearch serve` runs), on 127.0.0.1; yields (url, engine)."""
+    from coversearch.web import create_app
+    from coversearch.web.server import WebServer
+
+    app = create_app(db, models, index_dir, vgg16_weights, **(engine_options or {}))
+    srv = WebServer(app, "127.0.0.1", 0, threads=threads, **server_options)
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{srv.port}", app.extensions["coversearch"]
+    finally:
+        srv.stop()
+        app.extensions["coversearch"].close()
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from coversearch.index.registry import create_index
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.store import Store
-from conftest import GENRES, link_covers
+from conftest import GENRES, link_covers, serving
 
 PER_GENRE = 5  # 25 real covers in the base store
 ORIGINALS = 2  # covers whose transformed copies are checked and stored
@@ -335,18 +335,9 @@ def test_an_empty_store_is_one_clear_error(tmp_path):
 
 
 def test_the_web_api_and_page_give_the_duplicate_verdict(base_store, originals, covers5_dir, vgg16_extractor, vgg16_weights, tmp_path):
-    import threading
-
     import requests
-    from werkzeug.serving import make_server
 
-    from coversearch.web import create_app
-
-    app = create_app(base_store, tmp_path / "no-models", tmp_path / "idx", vgg16_weights)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_port}"
-    try:
+    with serving(base_store, tmp_path / "no-models", tmp_path / "idx", vgg16_weights) as (url, _):
         with Image.open(originals[0]) as img:
             copy = transformed_jpeg(img, "overlay")
         answer = requests.post(f"{url}/api/query", files={"image": ("copy.jpg", copy)}, data={"feature": "phash"}, timeout=60).json()
@@ -358,10 +349,6 @@ def test_the_web_api_and_page_give_the_duplicate_verdict(base_store, originals, 
         assert answer["duplicates"]["verdict"] == NEW
         page = requests.get(url + "/", timeout=30).text
         assert 'id="verdict"' in page and "a.duplicates.summary" in page
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        app.extensions["coversearch"].close()
 
 
 def test_the_report_shows_the_largest_groups_as_thumbnail_rows(grouped_store, tmp_path):

@@ -9,7 +9,6 @@ import io
 import json
 import shutil
 import socket
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import copy_covers, run_cli
+from conftest import copy_covers, run_cli, serving
 from coversearch.classify.recipes import Recipe
 from coversearch.classify.split import make_split
 from coversearch.classify.train import train_model
@@ -51,22 +50,6 @@ def _store(folder: Path, covers: Path, *, model: bool = True) -> tuple[Path, Pat
             make_split(store, fractions=(0.6, 0.2, 0.2))
             train_model(store, models, Recipe("xgb-hsv", "xgboost", ("hsv",), {"n_estimators": 5}), name="xgb-hsv")
     return db, models
-
-
-@contextmanager
-def serving(db: Path, models: Path, **server_options):
-    """The real app on waitress (what `coversearch serve` runs) on 127.0.0.1; yields (url, engine)."""
-    from coversearch.web import create_app
-    from coversearch.web.server import WebServer
-
-    app = create_app(db, models, None, None)
-    srv = WebServer(app, "127.0.0.1", 0, threads=4, **server_options)
-    srv.start()
-    try:
-        yield f"http://127.0.0.1:{srv.port}", app.extensions["coversearch"]
-    finally:
-        srv.stop()
-        app.extensions["coversearch"].close()
 
 
 @pytest.fixture(scope="module")

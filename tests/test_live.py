@@ -27,9 +27,8 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.store import Store, StoreBusyError
-from coversearch.web import create_app
-from coversearch.web.server import Reloader, WebServer
-from conftest import REPO, link_covers, run_cli
+from coversearch.web.server import Reloader
+from conftest import REPO, link_covers, run_cli, serving
 from test_web import wait_for
 
 
@@ -64,15 +63,8 @@ def live(live_base, tmp_path):
     db, models = tmp_path / "store.duckdb", tmp_path / "models"
     shutil.copy(live_base / "store.duckdb", db)
     shutil.copytree(live_base / "models", models)
-    web = create_app(db, models, tmp_path / "indexes", lock_timeout=0.5)
-    server = WebServer(web, "127.0.0.1", 0, threads=4)
-    server.start()
-    engine = web.extensions["coversearch"]
-    try:
-        yield f"http://127.0.0.1:{server.port}", engine, db, models
-    finally:
-        server.stop()
-        engine.close()
+    with serving(db, models, tmp_path / "indexes", engine_options={"lock_timeout": 0.5}) as (url, engine):
+        yield url, engine, db, models
 
 
 def post(url: str, data: bytes, name: str = "cover.jpg", **form) -> requests.Response:
@@ -212,11 +204,7 @@ def test_default_model_is_the_newest_default_recipe_and_broken_ones_are_never_ch
     shutil.copytree(live_base / "models", models)
     for path in (models / "newer-default" / "estimator").iterdir():
         path.write_bytes(path.read_bytes()[:10])  # damaged on disk
-    web = create_app(db, models, tmp_path / "indexes")
-    server = WebServer(web, "127.0.0.1", 0, threads=2)
-    server.start()
-    try:
-        url = f"http://127.0.0.1:{server.port}"
+    with serving(db, models, tmp_path / "indexes", threads=2) as (url, _):
         info = requests.get(f"{url}/api/info", timeout=30).json()
         assert info["default_model"] == "older-default" and info["models"] == ["older-default", "xgb-hsv"]
         assert list(info["broken_models"]) == ["newer-default"] and "is truncated" in info["broken_models"]["newer-default"]
@@ -230,9 +218,6 @@ def test_default_model_is_the_newest_default_recipe_and_broken_ones_are_never_ch
         assert options["older-default"].is_selected() and options["older-default"].text == "older-default (default)"
         assert options["newer-default"].text == "newer-default (broken)" and not options["newer-default"].is_enabled()
         assert "model newer-default is broken" in browser.find_element(By.ID, "broken").text
-    finally:
-        server.stop()
-        web.extensions["coversearch"].close()
 
 
 def test_serve_refuses_a_remote_address_unless_allowed(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from badfiles import make_bad_files
-from conftest import REPO, one_line_error
+from conftest import REPO, one_line_error, serving
 from test_web import wait_for
 
 from coversearch.features.text import compact, normalise
@@ -247,7 +247,7 @@ def test_a_killed_text_ingest_resumes(tmp_path, covers5_dir):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         with Store.open(db) as store:  # opens after every kill
-            if not any(fs.name == "text" for fs in store.feature_sets(records=True)):
+            if not any(fs.name == "text" for fs in store.feature_sets(kind=None)):
                 seen.append(0)
                 continue
             fs = store.feature_set("text")
@@ -287,18 +287,9 @@ def test_ray_ingest_reads_the_same_text_as_local_ingest(text_store, tmp_path):
 # -- the API on a real server, and the page in a real browser ----------------------------------------------
 @pytest.fixture(scope="module")
 def text_server(text_store, tmp_path_factory):
-    from coversearch.web import create_app
-    from coversearch.web.server import WebServer
-
     db, _, _ = text_store
-    app = create_app(db, tmp_path_factory.mktemp("no-models"), tmp_path_factory.mktemp("no-indexes"))
-    srv = WebServer(app, "127.0.0.1", 0, threads=2)
-    srv.start()
-    try:
-        yield f"http://127.0.0.1:{srv.port}"
-    finally:
-        srv.stop()
-        app.extensions["coversearch"].close()
+    with serving(db, tmp_path_factory.mktemp("no-models"), tmp_path_factory.mktemp("no-indexes"), threads=2) as (url, _):
+        yield url
 
 
 def test_api_text_search_answers_as_the_cli(text_server, text_store):

@@ -18,7 +18,7 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.query.similar import find_similar
 from coversearch.store import Store
-from conftest import GENRES, link_covers  # noqa: F401  (browser and web_store: session fixtures in conftest.py)
+from conftest import GENRES, link_covers, serving  # noqa: F401  (browser and web_store: session fixtures in conftest.py)
 
 def images_loaded(driver, selector: str) -> tuple[int, list[str]]:
     """(how many <img> match, the src starts of those not loaded: complete with naturalWidth > 0)."""
@@ -43,19 +43,10 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
 # -- the server --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(web_store, vgg16_extractor, vgg16_weights, tmp_path_factory):
-    """The real app on waitress (what `coversearch serve` runs), on 127.0.0.1."""
-    from coversearch.web import create_app
-    from coversearch.web.server import WebServer
-
+    """The real app on waitress (what `coversearch serve` runs), on 127.0.0.1: (url, engine)."""
     db, models, _ = web_store
-    app = create_app(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights)
-    srv = WebServer(app, "127.0.0.1", 0, threads=4)
-    srv.start()
-    try:
-        yield f"http://127.0.0.1:{srv.port}", app.extensions["coversearch"]
-    finally:
-        srv.stop()
-        app.extensions["coversearch"].close()
+    with serving(db, models, tmp_path_factory.mktemp("no-indexes"), vgg16_weights) as running:
+        yield running
 
 
 def a_cover(covers5_dir: Path, genre: str = "Rock", i: int = 0) -> Path:
