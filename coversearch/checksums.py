@@ -26,12 +26,17 @@ class FileRecord:
         return cls(int(data["bytes"]), str(data["sha256"]))
 
 
-def file_record(path: Path) -> FileRecord:
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return FileRecord(path.stat().st_size, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def file_record(path: Path) -> FileRecord:
+    return FileRecord(path.stat().st_size, file_sha256(path))
 
 
 def tree_files(folder: Path) -> list[str]:

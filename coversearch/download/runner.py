@@ -26,17 +26,8 @@ from coversearch.sources.links import LinkEntry
 DEFAULT_WORKERS = 16
 
 
-@dataclass(frozen=True)
-class PresentFile:
-    """A file that is in the dataset folder after the run (downloaded now or found valid)."""
-
-    relpath: str
-    url: str
-    line_no: int
-
-    @property
-    def genre(self) -> str:
-        return self.relpath.split("/", 1)[0]
+# A link whose file is in the dataset folder after the run (downloaded now or found valid).
+PresentFile = LinkEntry
 
 
 @dataclass(frozen=True)
@@ -251,7 +242,7 @@ def download(
             elif outcome == "present":
                 summary.present += 1
             if failure is None:
-                present.append(PresentFile(entry.relpath, entry.url, entry.line_no))
+                present.append(entry)
             else:
                 summary.failures.append(failure)
             progress.file_done(outcome)

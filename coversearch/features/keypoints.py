@@ -79,8 +79,8 @@ def _describe(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return points, desc
 
 
-def keypoints(rgb: np.ndarray, *, mirrored: bool = False) -> Keypoints:
-    """ORB keypoints of an H x W x 3 uint8 RGB image (and of its mirror image when ``mirrored``)."""
+def keypoint_grey(rgb: np.ndarray) -> np.ndarray:
+    """An H x W x 3 uint8 RGB image as ``keypoints`` describes it: grey, SIDE pixels on its longer side."""
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     # Every cover at the same scale, small ones enlarged: ORB ignores a 31-pixel margin, so a
     # 75-pixel copy would keep almost no keypoints, and matching works best at equal scales.
@@ -88,6 +88,12 @@ def keypoints(rgb: np.ndarray, *, mirrored: bool = False) -> Keypoints:
     if scale != 1:
         size = (max(8, round(grey.shape[1] * scale)), max(8, round(grey.shape[0] * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return grey
+
+
+def keypoints(rgb: np.ndarray, *, mirrored: bool = False) -> Keypoints:
+    """ORB keypoints of an H x W x 3 uint8 RGB image (and of its mirror image when ``mirrored``)."""
+    grey = keypoint_grey(rgb)
     points, desc = _describe(grey)
     half = COMPARE_SIDE / SIDE
     small = cv2.resize(grey, (max(4, round(grey.shape[1] * half)), max(4, round(grey.shape[0] * half))), interpolation=cv2.INTER_AREA)

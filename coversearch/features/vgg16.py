@@ -15,7 +15,6 @@ the histogram feature start in a fraction of a second.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import sys
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from coversearch.checksums import file_sha256
 from coversearch.config import VGG16_WEIGHTS_ENV, vgg16_weights_from_env
 from coversearch.errors import FeatureError
 
@@ -34,14 +34,6 @@ INPUT_SIZE = 224
 BATCH_SIZE = 32
 IMAGENET = "imagenet"  # Keras' own download of the ImageNet weights
 BLOCK5_AVG = "block5_avg"  # the backbone's name for GlobalAveragePooling2D over block5_pool
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def import_keras():
@@ -121,7 +113,7 @@ class VGG16Backbone:
                 if self.weights == IMAGENET:
                     self._fingerprint = "keras:vgg16:imagenet:notop"
                 else:
-                    self._fingerprint = "sha256:" + _file_sha256(Path(self.weights))
+                    self._fingerprint = "sha256:" + file_sha256(Path(self.weights))
             return self._fingerprint
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
