@@ -27,7 +27,7 @@ from coversearch.ingest.readers import read_source
 from coversearch.ingest.run import run_ingest
 from coversearch.store import Store
 from coversearch.store.curate import apply_removal, plan_removal
-from conftest import link_covers
+from conftest import link_covers, serving
 
 FEATURES = "phash,vgg16,keypoints"
 COPIES = [name for name in TRANSFORMS if name != MIRROR]
@@ -65,6 +65,18 @@ def copies(tmp_path_factory, covers5_dir) -> dict[str, Path]:
     return out
 
 
+def ingest_copies(base: Path, copies: dict[str, Path], tmp_path: Path, vgg16_weights, names=COPIES) -> tuple[Path, Path, dict]:
+    """A copy of the base store after one ingest of the ``names`` copies (links in tmp_path/new/Pop):
+    (store, that folder, the ingest's summary)."""
+    db = tmp_path / "store.duckdb"
+    shutil.copy(base, db)
+    folder = tmp_path / "new"
+    (folder / "Pop").mkdir(parents=True)
+    for name in names:
+        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
+    return db, folder, run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+
+
 def album_of(store: Store, path: Path) -> int:
     return store.known_files()[str(path)]
 
@@ -88,13 +100,8 @@ def test_verification_reads_the_stored_keypoints_and_decodes_nothing(base, cover
 
 
 def test_ingest_puts_transformed_copies_in_the_originals_group_without_running_dedupe(base, copies, tmp_path, vgg16_weights):
-    db = tmp_path / "store.duckdb"
-    shutil.copy(base, db)
-    folder = tmp_path / "new"
-    (folder / "Pop").mkdir(parents=True)
-    for name in COPIES:  # every copy in one run: near-copies of each other arrive together
-        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
-    result = run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+    # Every copy in one run: near-copies of each other arrive together.
+    db, folder, result = ingest_copies(base, copies, tmp_path, vgg16_weights)
     assert result["duplicate_groups"]["decoded"] == 0
     with Store.open(db, read_only=True) as store:
         assert is_current(store)
@@ -115,13 +122,7 @@ def test_ingest_puts_transformed_copies_in_the_originals_group_without_running_d
 def test_remove_splits_a_group(base, copies, tmp_path, vgg16_weights):
     """A chain original - resize-50 - resize-25 held by its middle: without it the ends may part;
     the stored groups after the removal are those a whole dedupe of what remains finds."""
-    db = tmp_path / "store.duckdb"
-    shutil.copy(base, db)
-    folder = tmp_path / "new"
-    (folder / "Pop").mkdir(parents=True)
-    for name in ("crop-10", "crop-25", "border-10"):
-        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
-    run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+    db, folder, _ = ingest_copies(base, copies, tmp_path, vgg16_weights, ("crop-10", "crop-25", "border-10"))
     with Store.open(db) as store:
         before = as_sets(stored_groups(store))
         crop10 = album_of(store, folder / "Pop" / "crop-10.jpg")
@@ -166,13 +167,7 @@ def test_stored_groups_equal_a_rebuild_after_random_ingests_and_removes(base, co
 
 
 def test_collapse_duplicates_never_returns_two_members_of_a_group(base, copies, tmp_path, vgg16_weights):
-    db = tmp_path / "store.duckdb"
-    shutil.copy(base, db)
-    folder = tmp_path / "new"
-    (folder / "Pop").mkdir(parents=True)
-    for name in COPIES:
-        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
-    run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+    db, _, _ = ingest_copies(base, copies, tmp_path, vgg16_weights)
     with Store.open(db, read_only=True) as store:
         original = stored_original(store, copies["original"])
         group_of = {int(a): i for i, g in enumerate(stored_groups(store)) for a in g}
@@ -239,34 +234,30 @@ def test_the_evidence_picture_shows_both_covers_and_every_inlier(base, copies, t
 
 def test_the_api_collapses_duplicates_and_serves_the_evidence(base, copies, tmp_path, vgg16_weights):
     import io
-    import threading
 
     import requests
-    from werkzeug.serving import make_server
 
-    from coversearch.web import create_app
-
-    db = tmp_path / "store.duckdb"
-    shutil.copy(base, db)
-    folder = tmp_path / "new"
-    (folder / "Pop").mkdir(parents=True)
-    for name in COPIES:
-        (folder / "Pop" / copies[name].name).symlink_to(copies[name])
-    run_ingest(db, read_source(folder), FEATURES, vgg16_weights)
+    db, _, _ = ingest_copies(base, copies, tmp_path, vgg16_weights)
     with Store.open(db, read_only=True) as store:
         original = stored_original(store, copies["original"])
         group_of = {int(a): i for i, g in enumerate(stored_groups(store)) for a in g}
-    app = create_app(db, tmp_path / "no-models", tmp_path / "idx", vgg16_weights)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_port}"
-    try:
+    with serving(db, tmp_path / "no-models", tmp_path / "idx", vgg16_weights) as (url, engine):
         data = copies["original"].read_bytes()
         ask = lambda **form: requests.post(f"{url}/api/query", files={"image": ("q.jpg", data)},  # noqa: E731
                                            data={"k": 10, "feature": "vgg16", **form}, timeout=120).json()
+        index = engine.snapshot.searchers["vgg16"].index
+        search, asked = index.search, []
+        index.search = lambda vector, n, allowed=None: asked.append(n) or search(vector, n, allowed)  # counts, then searches
         plain, collapsed = ask(), ask(collapse_duplicates="1")
+        # One search of the vgg16 index per upload, collapsed or not: the duplicate check shares it.
+        assert len(asked) == 2 and asked[1] > 10, asked
         keys = lambda a: [group_of.get(h["album_id"], -h["album_id"]) for h in a["similar"]["results"]]  # noqa: E731
         assert len(set(keys(plain))) < 10 and len(set(keys(collapsed))) == 10 == len(keys(collapsed))
+        # The answer of `coversearch similar --collapse-duplicates`: one code path.
+        by_cli = cli(db, "similar", copies["original"], "-f", "vgg16", "-k", 10, "--collapse-duplicates",
+                     "--vgg16-weights", vgg16_weights, "--json")
+        assert by_cli.exit_code == 0, by_cli.output
+        assert [h["album_id"] for h in json.loads(by_cli.stdout)["results"]] == [h["album_id"] for h in collapsed["similar"]["results"]]
         figures = requests.get(f"{url}/api/duplicates/{original}", timeout=120).json()
         assert original in figures["members"] and figures["pairs"]
         picture = requests.get(url + figures["picture"], timeout=120)
@@ -277,7 +268,3 @@ def test_the_api_collapses_duplicates_and_serves_the_evidence(base, copies, tmp_
         assert missing.status_code == 404 and "no near-duplicate group" in missing.json()["error"]
         page = requests.get(url + "/", timeout=30).text
         assert 'id="collapse_duplicates"' in page and "/evidence.png" in page
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        app.extensions["coversearch"].close()

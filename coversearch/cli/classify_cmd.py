@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -69,36 +70,44 @@ def train_command(
     check_training(chosen, name)  # method, parameters and name before the store is opened
     check_calibration_method(calibration)
     bars = StageBars(quiet)
+    started = time.perf_counter()
     with Store.open(state(ctx).db, create=False) as store:
         try:
             model = train_model(store, state(ctx).model_dir, chosen, name=name, split_name=split, display=bars,
                                 calibration=calibration)
         finally:
             bars.close()
+    wall = time.perf_counter() - started
     evaluation = model.evaluation
     if json_out:
         print_json({"card": model.card.to_json(), "evaluation": evaluation})
         return
     if verbose:
-        Console().print(stage_table(model.card))
+        Console().print(stage_table(model.card.name, bars.times, wall))
     if not quiet:
+        # Two durations, named: the whole command's wall time, and the part of it spent fitting.
         Console().print(
             f"trained [bold]{model.card.name}[/] ({model.card.method} on {'+'.join(model.card.feature_names)}) in "
-            f"{model.card.train_seconds:.1f}s; test accuracy [bold]{evaluation['accuracy']:.1%}[/] "
-            f"on {evaluation['albums']} albums -> {state(ctx).model_dir / model.card.name}"
+            f"{wall:.1f} s wall time, {model.card.train_seconds:.1f} s of it fitting; test accuracy "
+            f"[bold]{evaluation['accuracy']:.1%}[/] on {evaluation['albums']} albums -> {state(ctx).model_dir / model.card.name}"
         )
         Console().print(_calibration_line(evaluation, model.card))
 
 
-def stage_table(card) -> Table:
-    """The card's stage times: seconds and share of the whole."""
-    total = sum(s["seconds"] for s in card.stages or ())
-    table = Table(title=f"train {card.name}: {total:.1f} s by stage")
+def stage_table(name: str, times: list[tuple[str, float]], wall: float) -> Table:
+    """Each stage's seconds and share of the wall time, and a last row that makes them add up to it:
+    the time outside any stage, or (negative) the overlap of fits that ran side by side."""
+    table = Table(title=f"train {name}: {wall:.1f} s wall time, by stage")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
-    for s in card.stages or ():
-        table.add_row(s["stage"], f"{s['seconds']:.1f}", f"{s['seconds'] / total:.0%}" if total else "-")
+    share = lambda seconds: f"{seconds / wall:.0%}" if wall else "-"  # noqa: E731
+    for stage, seconds in times:
+        table.add_row(stage, f"{seconds:.1f}", share(seconds))
+    rest = wall - sum(seconds for _, seconds in times)
+    table.add_row("overlap of fits run side by side (net)" if rest < 0 else "outside the stages", f"{rest:+.1f}", share(rest))
+    table.add_section()
+    table.add_row("wall time", f"{wall:.1f}", share(wall))
     return table
 
 

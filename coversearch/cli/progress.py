@@ -90,12 +90,13 @@ class _StageRate(ProgressColumn):
 class StageBars:
     """A ``StageDisplay`` (see coversearch/stages.py): one rich bar per stage, named, with its own
     count, rate and time; a stage that ends early (early stopping) says where it stopped.
-    ``close()`` it when the job ends."""
+    ``close()`` it when the job ends.  ``times``: (stage, seconds) of every stage that ended."""
 
     def __init__(self, quiet: bool = False):
         self._quiet = quiet
         self._progress: Progress | None = None
         self._tasks: dict[str, object] = {}
+        self.times: list[tuple[str, float]] = []
 
     def start(self, name: str, unit: str):
         if self._quiet:
@@ -116,6 +117,7 @@ class StageBars:
         return advance
 
     def finish(self, name: str, seconds: float) -> None:
+        self.times.append((name, seconds))
         task_id = self._tasks.pop(name, None)
         if self._progress is None or task_id is None:
             return

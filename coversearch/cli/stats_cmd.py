@@ -28,10 +28,10 @@ def stats_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--js
         genres.add_row(genre, str(n))
     console.print(genres)
     sets = Table(title="feature sets")
-    for col in ("name", "version", "dim", "embeddings", "model"):
+    for col in ("name", "version", "kind", "dim", "embeddings", "model"):
         sets.add_column(col)
     for fs in stats["feature_sets"]:
-        sets.add_row(fs["name"], str(fs["version"]), str(fs["dim"]), str(fs["embeddings"]), fs["model_fingerprint"] or "-")
+        sets.add_row(fs["name"], str(fs["version"]), fs["kind"], str(fs["dim"]), str(fs["embeddings"]), fs["model_fingerprint"] or "-")
     console.print(sets)
     errors = Table(title=f"ingest errors ({stats['errors']})")
     errors.add_column("reason")

@@ -12,6 +12,7 @@ version or parameters): distances between vectors of different models mean nothi
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ from coversearch.store.parquet import check_known_feature
 
 DEFAULT_FEATURE = "vgg16"
 DEFAULT_K = 10
+# Collapsing near-duplicates asks the index for k plus one more per grouped album beyond the first
+# of its group, which always holds k groups; but never more than this many times k (a catalogue of
+# many copies asks again, four times as many, in the rare query whose neighbours are all copies).
+COLLAPSE_FETCH_TIMES = 4
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,17 @@ class SimilarSearcher:
         self.manifest = manifest
         self.notes = list(notes or [])
         self._extractor: FeatureExtractor | None = None
+        self._held: dict[tuple[bytes, str | None], tuple[int, np.ndarray, np.ndarray]] | None = None
+        self._prefetch = 0
+
+    def for_one_request(self, prefetch: int = 0) -> "SimilarSearcher":
+        """This searcher for one request: each (vector, genre) reaches the index once, for the most
+        neighbours any of the request's searches needs (at least ``prefetch`` when no genre filters
+        it), and a search that needs fewer takes the first of those."""
+        searcher = copy.copy(self)
+        searcher.notes = list(self.notes)
+        searcher._held, searcher._prefetch = {}, prefetch
+        return searcher
 
     # -- choosing the index ----------------------------------------------------------------------
     @classmethod
@@ -235,25 +251,39 @@ class SimilarSearcher:
             )
         return allowed
 
-    def _nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, group_of: dict[int, int] | None):
-        """(ids, distances) of the k nearest; with ``group_of``, of the nearest member of each of k groups
-        (asking the index for more until k groups are found or nothing is left)."""
-        found = self.index.search(vector, k, allowed)
-        if group_of is None:
+    def _index_search(self, vector: np.ndarray, n: int, allowed: np.ndarray | None, genre: str | None):
+        """(ids, distances) of the n nearest, from the index, or from this request's earlier search."""
+        if self._held is None:
+            found = self.index.search(vector, n, allowed)
             return found.ids, found.distances
+        key = (np.asarray(vector, dtype=np.float32).tobytes(), genre)
+        if key not in self._held or self._held[key][0] < n:
+            asked = max(n, self._prefetch) if genre is None else n
+            found = self.index.search(vector, asked, allowed)
+            self._held[key] = (asked, found.ids, found.distances)
+        _, ids, distances = self._held[key]
+        return ids[:n], distances[:n]
+
+    def _nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, genre: str | None,
+                 group_of: dict[int, int] | None):
+        """(ids, distances) of the k nearest; with ``group_of``, of the nearest member of each of k groups,
+        from one search that over-fetches (COLLAPSE_FETCH_TIMES)."""
+        if group_of is None:
+            return self._index_search(vector, k, allowed, genre)
         available = len(self.index) if allowed is None else len(allowed)
-        wanted = k
+        beyond_first = len(group_of) - len(set(group_of.values()))
+        wanted = min(available, k + min(beyond_first, (COLLAPSE_FETCH_TIMES - 1) * k))
         while True:
-            _, first = np.unique([group_of.get(int(a), int(a)) for a in found.ids.tolist()], return_index=True)
+            ids, distances = self._index_search(vector, wanted, allowed, genre)
+            _, first = np.unique([group_of.get(int(a), int(a)) for a in ids.tolist()], return_index=True)
             first = np.sort(first)[:k]
             if len(first) == k or wanted >= available:
-                return found.ids[first], found.distances[first]
+                return ids[first], distances[first]
             wanted = min(wanted * 4, available)
-            found = self.index.search(vector, wanted, allowed)
 
     def _search(self, vector: np.ndarray, k: int, genre: str | None, allowed: np.ndarray | None, label: str,
                 group_of: dict[int, int] | None = None) -> SimilarResult:
-        ids, distances = self._nearest(vector, k, allowed, group_of)
+        ids, distances = self._nearest(vector, k, allowed, genre, group_of)
         albums = self.store.albums(ids.tolist()) if len(ids) else {}
         hits = []
         for rank, (album_id, distance) in enumerate(zip(ids.tolist(), distances.tolist()), start=1):

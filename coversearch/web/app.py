@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from coversearch.classify.calibration import Answer, parse_min_confidence
 from coversearch.errors import CoverSearchError, ImageError
 from coversearch.features.base import FeatureExtractor, extract_images
 from coversearch.features.embedder import Embedder
-from coversearch.features.keypoints import SIDE as KEYPOINT_SIDE
+from coversearch.features.keypoints import keypoint_grey
 from coversearch.imaging.images import decode_image, image_header
 from coversearch.features.registry import get_extractor
 from coversearch.store import StoreBusyError
@@ -47,7 +46,6 @@ from coversearch.dedupe.rules import DEFAULT_RULE_FEATURES, default_rules
 from coversearch.dedupe.check import CHECK_K, check_image
 from coversearch.dedupe.evidence import draw_evidence, group_evidence
 from coversearch.dedupe.stored import group_map, read_result
-from coversearch.query.similar import SimilarResult, SimilarSearcher
 from coversearch.imaging.thumbs import album_thumbnail
 from coversearch.web.explore import register_explore_routes
 from coversearch.web.guard import install_request_guards
@@ -123,39 +121,11 @@ class SharedForward:
         return job["vectors"]
 
 
-class _SearchedOnce:
-    """A searcher for one request: each (vector, genre) is searched once, for the largest k the
-    request needs (``k_unfiltered`` when no genre filters it); smaller asks take its first hits."""
-
-    def __init__(self, searcher: SimilarSearcher, k_unfiltered: int):
-        self._searcher = searcher
-        self._k = k_unfiltered
-        self._done: dict[tuple[bytes, str | None], SimilarResult] = {}
-
-    def __getattr__(self, name: str):
-        return getattr(self._searcher, name)
-
-    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K, genre: str | None = None,
-                      label: str = "vector") -> SimilarResult:
-        key = (np.asarray(vector, dtype=np.float32).tobytes(), genre)
-        if key not in self._done or self._done[key].k < k:
-            self._done[key] = self._searcher.search_vector(vector, max(k, self._k) if genre is None else k, genre, label)
-        found = self._done[key]
-        return replace(found, k=k, hits=found.hits[:k], query=label, notes=list(found.notes))
-
-
 def _keypoint_pixels(rgb: np.ndarray) -> np.ndarray:
-    """The upload as keypoint verification first makes it (grey, KEYPOINT_SIDE on its longer side),
-    as three equal channels: ``keypoints`` finds the same points in it as in ``rgb``, and the full
-    pixels can go before the upload waits for the network."""
-    import cv2
-
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    scale = KEYPOINT_SIDE / max(grey.shape)
-    if scale != 1:
-        size = (max(8, round(grey.shape[1] * scale)), max(8, round(grey.shape[0] * scale)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    """The upload as keypoint verification first makes it, as three equal channels: ``keypoints``
+    finds the same points in it as in ``rgb``, and the full pixels can go before the upload waits
+    for the network."""
+    return np.repeat(keypoint_grey(rgb)[:, :, None], 3, axis=2)
 
 
 class Engine:
@@ -314,14 +284,13 @@ class Engine:
             self.decode_slots.release()
         vectors = self.forward.extract(embedder, prepared, names)
         with self.lock:
-            searches = {f: _SearchedOnce(s, min(CHECK_K, len(s.index)) if f in rule_features else 1)
+            # Each feature's index is searched once: the similar covers (collapsed or not) and the
+            # duplicate check take their neighbours from the same search.
+            searches = {f: s.for_one_request(min(CHECK_K, len(s.index)) if f in rule_features else 0)
                         for f, s in snap.searchers.items()}
             try:
-                if collapse_duplicates:  # one cover per group: a search of its own, over the groups
-                    result = snap.searchers[feature].search_vector(vectors[feature], k, genre or None, label=filename,
-                                                                   group_of=self._group_map(snap))
-                else:
-                    result = searches[feature].search_vector(vectors[feature], k, genre or None, label=filename)
+                group_of = self._group_map(snap) if collapse_duplicates else None
+                result = searches[feature].search_vector(vectors[feature], k, genre or None, label=filename, group_of=group_of)
             except CoverSearchError as exc:
                 raise QueryError(str(exc)) from None
             search_seconds = time.perf_counter() - started
