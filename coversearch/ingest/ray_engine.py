@@ -31,6 +31,7 @@ from coversearch.features.registry import get_extractor
 from coversearch.ingest.mapper import MappedItem, Mapper, extract_batch, images_forwarded
 from coversearch.ingest.readers import SourceItem
 from coversearch.store.parquet import read_rows
+from coversearch.store.rows import TEXT_KIND, VECTOR_KIND, FeatureSet
 from coversearch.ray_local import LocalInstanceWatch, check_local_cpus, check_reachable, one_join_attempt
 
 if TYPE_CHECKING:  # the runner picks this distributor; it is handed the run
@@ -139,7 +140,7 @@ def default_shard_dir(db: Path) -> Path:
     return db.with_name(db.name + ".shards")
 
 
-def shard_table(items: Sequence[MappedItem], dims: dict[str, int]):
+def shard_table(items: Sequence[MappedItem], feature_sets: dict[str, FeatureSet]):
     """A batch as an Arrow table: the source, what the mapper found, one vector column per feature."""
     import pyarrow as pa
 
@@ -161,18 +162,19 @@ def shard_table(items: Sequence[MappedItem], dims: dict[str, int]):
         "error_reason": column(lambda it: it.error.reason if it.error else None, pa.string()),
         "error_detail": column(lambda it: it.error.detail if it.error else None, pa.string()),
     }
-    for name, dim in dims.items():
-        columns[VECTOR_PREFIX + name] = _vector_column([item.vectors.get(name) for item in items], dim)
+    for name, fs in feature_sets.items():
+        columns[VECTOR_PREFIX + name] = _vector_column([item.vectors.get(name) for item in items], fs)
     return pa.table(columns)
 
 
-def _vector_column(values: list, dim: int):
-    """float32 vectors as a fixed-size list column; None (nothing computed for the row) is null."""
+def _vector_column(values: list, fs: FeatureSet):
+    """float32 vectors as a fixed-size list column (a record or text set: one value a row); None
+    (nothing computed for the row) is null."""
     import pyarrow as pa
 
-    if dim == 0:  # a record feature: one value a row, bytes (keypoints) or JSON text (text)
-        kind = pa.large_string() if any(isinstance(v, str) for v in values) else pa.binary()
-        return pa.array(values, kind)
+    if fs.kind != VECTOR_KIND:
+        return pa.array(values, pa.large_string() if fs.kind == TEXT_KIND else pa.binary())
+    dim = fs.dim
     flat = np.zeros((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is not None:
@@ -224,7 +226,7 @@ def _mapped_item(row: dict[str, Any], feature_sets) -> MappedItem:
     for name, fs in feature_sets.items():
         vector = row.get(VECTOR_PREFIX + name)
         if vector is not None:
-            item.vectors[name] = vector if isinstance(vector, (bytes, str)) else np.asarray(vector, dtype=np.float32)
+            item.vectors[name] = np.asarray(vector, dtype=np.float32) if fs.kind == VECTOR_KIND else vector
     return item
 
 
@@ -331,7 +333,6 @@ class RayDistributor:
                 num_cpus=1, memory=READ_TASK_BYTES + run.batch_size * READ_BYTES_PER_IMAGE)
             actors = [ray.remote(EmbedWorker).options(num_cpus=options.cpus_per_worker)
                       .remote(run.names, self.vgg16_weights, options.cpus_per_worker) for _ in range(options.workers)]
-            dims = {name: fs.dim for name, fs in run.feature_sets.items()}
             tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
             in_flight: deque = deque()
             window = 2 * options.workers + 2  # batches mapped or embedded ahead of the writer
@@ -339,18 +340,18 @@ class RayDistributor:
                 mapped = read.remote([context], batch, offset)
                 in_flight.append(actors[seq % len(actors)].embed.remote(mapped))
                 if len(in_flight) >= window:
-                    self._land(ray, run, in_flight.popleft(), dims, f"shard-{tag}-{run.summary.shards_written:06d}")
+                    self._land(ray, run, in_flight.popleft(), f"shard-{tag}-{run.summary.shards_written:06d}")
             while in_flight:
-                self._land(ray, run, in_flight.popleft(), dims, f"shard-{tag}-{run.summary.shards_written:06d}")
+                self._land(ray, run, in_flight.popleft(), f"shard-{tag}-{run.summary.shards_written:06d}")
         finally:
             stop_ray()
             self._describe(run, cluster)
 
-    def _land(self, ray, run: IngestRun, ref, dims: dict[str, int], name: str) -> None:
+    def _land(self, ray, run: IngestRun, ref, name: str) -> None:
         items, forwarded = ray.get(ref)
         arrived = time.perf_counter()
         run.summary.images_forwarded += forwarded
-        path = write_shard(shard_table(items, dims), self.folder, name + SHARD_SUFFIX)
+        path = write_shard(shard_table(items, run.feature_sets), self.folder, name + SHARD_SUFFIX)
         run.summary.shards_written += 1
         load_shard(run, path)
         self.stats["shard_seconds"] += time.perf_counter() - arrived
