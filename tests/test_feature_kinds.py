@@ -66,7 +66,7 @@ def old_store(new_store, tmp_path) -> Path:
     return db
 
 
-def test_a_store_of_schema_0007_upgrades_and_dedupe_verifies_from_its_records(old_store, tmp_path):
+def test_a_store_of_schema_0007_upgrades_and_dedupe_verifies_from_its_records(old_store, tmp_path, covers5_dir):
     assert kinds(old_store)["keypoints"] == (VECTOR_KIND, OLD_KEYPOINT_PARAMS)
     with pytest.raises(StoreError, match="coversearch db upgrade"):
         Store.open(old_store, read_only=True)
@@ -88,9 +88,15 @@ def test_a_store_of_schema_0007_upgrades_and_dedupe_verifies_from_its_records(ol
     assert found["decoded_albums"] == 0 and found["unverifiable_albums"] == 0
     assert max(len(g["members"]) for g in found["groups"]) >= 2
 
-    # The ingest that made it again leaves the upgraded set as it is (its params are the extractor's).
+    # Today's keypoints extractor adds to the upgraded set: its params and kind are the set's.
+    more = tmp_path / "more" / "Pop"
+    more.mkdir(parents=True)
+    (more / "new.jpg").symlink_to(sorted((covers5_dir / "Pop").iterdir())[-1])
+    added = run_cli("ingest", more.parent, "--features", "phash,keypoints", "--quiet", db=old_store)
+    assert added.exit_code == 0, added.output
     stats = json.loads(run_cli("stats", "--json", db=old_store).stdout)
-    assert {fs["name"]: fs["kind"] for fs in stats["feature_sets"]} == {"keypoints": RECORD_KIND, "phash": VECTOR_KIND}
+    sets = {fs["name"]: (fs["kind"], fs["embeddings"]) for fs in stats["feature_sets"]}
+    assert sets == {"keypoints": (RECORD_KIND, stats["albums"]), "phash": (VECTOR_KIND, stats["albums"])}
 
 
 def test_downgrade_writes_the_old_mark_back(old_store):
