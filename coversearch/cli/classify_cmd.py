@@ -83,7 +83,7 @@ def train_command(
         print_json({"card": model.card.to_json(), "evaluation": evaluation})
         return
     if verbose:
-        Console().print(stage_table(model.card.name, bars.times, wall))
+        Console().print(stage_table(model.card.name, bars, wall))
     if not quiet:
         # Two durations, named: the whole command's wall time, and the part of it spent fitting.
         Console().print(
@@ -94,18 +94,21 @@ def train_command(
         Console().print(_calibration_line(evaluation, model.card))
 
 
-def stage_table(name: str, times: list[tuple[str, float]], wall: float) -> Table:
-    """Each stage's seconds and share of the wall time, and a last row that makes them add up to it:
-    the time outside any stage, or (negative) the overlap of fits that ran side by side."""
+def stage_table(name: str, bars: StageBars, wall: float) -> Table:
+    """Each stage's seconds and share of the wall time, then what makes them add up to it: minus the
+    time fits ran side by side (counted in both), plus the time outside every stage."""
     table = Table(title=f"train {name}: {wall:.1f} s wall time, by stage")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
     share = lambda seconds: f"{seconds / wall:.0%}" if wall else "-"  # noqa: E731
-    for stage, seconds in times:
+    for stage, seconds in bars.times:
         table.add_row(stage, f"{seconds:.1f}", share(seconds))
-    rest = wall - sum(seconds for _, seconds in times)
-    table.add_row("overlap of fits run side by side (net)" if rest < 0 else "outside the stages", f"{rest:+.1f}", share(rest))
+    covered = bars.covered_seconds()
+    overlap = sum(seconds for _, seconds in bars.times) - covered
+    if overlap >= 0.05:
+        table.add_row("fits run side by side (counted twice above)", f"-{overlap:.1f}", share(-overlap))
+    table.add_row("outside the stages", f"+{max(0.0, wall - covered):.1f}", share(max(0.0, wall - covered)))
     table.add_section()
     table.add_row("wall time", f"{wall:.1f}", share(wall))
     return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -97,6 +98,7 @@ class StageBars:
         self._progress: Progress | None = None
         self._tasks: dict[str, object] = {}
         self.times: list[tuple[str, float]] = []
+        self._spans: list[tuple[float, float]] = []
 
     def start(self, name: str, unit: str):
         if self._quiet:
@@ -117,7 +119,9 @@ class StageBars:
         return advance
 
     def finish(self, name: str, seconds: float) -> None:
+        ended = time.perf_counter()
         self.times.append((name, seconds))
+        self._spans.append((ended - seconds, ended))
         task_id = self._tasks.pop(name, None)
         if self._progress is None or task_id is None:
             return
@@ -128,6 +132,15 @@ class StageBars:
         else:
             self._progress.update(task_id, total=task.total or 1, completed=task.total or 1)
         self._progress.stop_task(task_id)
+
+    def covered_seconds(self) -> float:
+        """The time at least one stage was running: stages that ran side by side count once."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self._spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
     def close(self) -> None:
         if self._progress is not None:
