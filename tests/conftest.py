@@ -227,3 +227,20 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
+
+
+def hsv_map(covers5_dir: Path, tmp_path: Path, per_genre: int, *map_args: str):
+    """``per_genre`` real covers per genre ingested with hsv; (cli, run): ``run(*args)`` makes the map
+    of hsv (``map_args`` and ``args``) into tmp_path/map.html and returns its ``--json`` summary."""
+    import json
+
+    root = link_covers(covers5_dir, tmp_path / "covers", per_genre=per_genre)
+    cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
+    assert cli("ingest", root, "--features", "hsv", "--quiet").exit_code == 0
+
+    def run(*args) -> dict:
+        result = cli("map", "--feature", "hsv", "--out", tmp_path / "map.html", "--json", *map_args, *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    return cli, run

@@ -13,7 +13,7 @@ from coversearch.ingest.pipeline import ingest
 from coversearch.ingest.readers import read_source
 from coversearch.layout.map import catalogue_map, layout_state, pca_2d
 from coversearch.store import Store
-from conftest import GENRES, Cli, link_covers
+from conftest import GENRES, Cli, hsv_map, link_covers
 from test_web import images_loaded, server, wait_for  # noqa: F401 (server: a fixture)
 
 
@@ -32,15 +32,7 @@ def test_pca_2d_is_deterministic_in_the_unit_square_and_finds_the_main_axis():
 
 
 def test_map_layout_is_cached_goes_stale_after_ingest_and_remove_and_is_recomputed(covers5_dir, tmp_path):
-    root = link_covers(covers5_dir, tmp_path / "covers", per_genre=4)
-    cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
-    assert cli("ingest", root, "--features", "hsv", "--quiet").exit_code == 0
-    out = tmp_path / "map.html"
-
-    def run(*args) -> dict:
-        result = cli("map", "--feature", "hsv", "--method", "pca", "--out", out, "--json", *args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+    cli, run = hsv_map(covers5_dir, tmp_path, 4, "--method", "pca")
 
     def albums() -> int:
         with Store.open(cli.db, read_only=True) as store:

@@ -4,8 +4,6 @@ albums, too much placement triggers a full layout, and a hovered cluster shows i
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -18,7 +16,7 @@ from coversearch.layout import map as layout_map
 from coversearch.layout.map import catalogue_map, layout_state
 from coversearch.layout.quality import knn_preservation
 from coversearch.store import Store
-from conftest import Cli, link_covers
+from conftest import hsv_map, link_covers
 from test_web import wait_for
 
 
@@ -58,15 +56,7 @@ def test_default_layout_keeps_neighbourhoods_far_better_than_pca_and_one_seed_gi
 
 
 def test_an_ingest_places_new_albums_without_moving_the_others_and_a_remove_drops_albums(covers5_dir, tmp_path):
-    root = link_covers(covers5_dir, tmp_path / "covers", per_genre=24)
-    cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
-    assert cli("ingest", root, "--features", "hsv", "--quiet").exit_code == 0
-    out = tmp_path / "map.html"
-
-    def run(*args) -> dict:
-        result = cli("map", "--feature", "hsv", "--out", out, "--no-thumbs", "--json", *args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+    cli, run = hsv_map(covers5_dir, tmp_path, 24, "--no-thumbs")
 
     def cached() -> dict[int, tuple[float, float]]:
         with Store.open(cli.db, read_only=True) as store:
@@ -138,13 +128,9 @@ def test_map_file_colours_and_a_hovered_cluster_shows_its_typical_covers(browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    root = link_covers(covers5_dir, tmp_path / "covers", per_genre=12)
-    cli = Cli(tmp_path / "store.duckdb", tmp_path / "indexes", tmp_path / "models")
-    assert cli("ingest", root, "--features", "hsv", "--quiet").exit_code == 0
+    _, run = hsv_map(covers5_dir, tmp_path, 12, "--method", method)
+    summary = run()
     out = tmp_path / "map.html"
-    result = cli("map", "--feature", "hsv", "--method", method, "--out", out, "--json")
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
     assert summary["method"] == method and summary["clusters"] > 1
     browser.get(out.as_uri())
     data = browser.execute_script("return JSON.parse(document.getElementById('map-data').textContent);")
