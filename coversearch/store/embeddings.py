@@ -88,7 +88,7 @@ class EmbeddingReads:
     def load_records(self, fs: FeatureSet, album_ids: Sequence[int]) -> dict[int, bytes]:
         """album id -> stored record of a record set (e.g. keypoints), for those of ``album_ids`` it holds."""
         if fs.kind != RECORD_KIND:
-            raise FeatureError(f"{fs.label} holds {fs.kind}s, not records")
+            raise FeatureError(f"{fs.label} is a feature set of kind {fs.kind}, not of records")
         rows = self.con.execute(
             f"SELECT album_id, data FROM {fs.table} WHERE album_id IN (SELECT unnest($1))", [np.asarray(album_ids, dtype=np.int64)]
         ).fetchall()
