@@ -134,3 +134,31 @@ def test_every_dedupe_path_applies_the_veto(covers5_dir, vgg16_weights, tmp_path
     checked = json.loads(cli(db, "check", tmp_path / "sticker.jpg", "--vgg16-weights", vgg16_weights, "--json").output)
     assert checked["verdict"] == "near-duplicate"
     assert sorted(m["album_id"] for m in checked["matches"]) == sorted([original, copy])
+
+
+def test_text_read_after_the_groups_were_placed_splits_them(covers5_dir, vgg16_weights, tmp_path):
+    """Groups stay current when text arrives later: for a whole store (the first text set redoes every
+    group) and for covers placed before their text was read (they are placed again)."""
+    one, two = tmp_path / "one" / "Pop", tmp_path / "two" / "Pop"
+    for folder, name in ((one, CANT_BUY_ME_LOVE), (two, I_WANT_TO_HOLD_YOUR_HAND)):
+        folder.mkdir(parents=True)
+        (folder / Path(name).name).symlink_to(covers5_dir / name)
+
+    def groups(db):
+        with Store.open(db, read_only=True) as store:
+            return len(stored_groups(store))
+
+    db = tmp_path / "first.duckdb"
+    for folder in (one, two):
+        run_ingest(db, read_source(folder.parent), "phash,vgg16,keypoints", vgg16_weights)
+    assert groups(db) == 1  # without text the two singles are one cover
+    run_ingest(db, read_source(one.parent), "text", vgg16_weights)
+    run_ingest(db, read_source(two.parent), "text", vgg16_weights)
+    assert groups(db) == 0
+
+    db = tmp_path / "second.duckdb"
+    run_ingest(db, read_source(one.parent), "phash,vgg16,keypoints,text", vgg16_weights)
+    run_ingest(db, read_source(two.parent), "phash,vgg16,keypoints", vgg16_weights)
+    assert groups(db) == 1  # the second single has no text yet: nothing to veto
+    run_ingest(db, read_source(two.parent), "text", vgg16_weights)
+    assert groups(db) == 0
