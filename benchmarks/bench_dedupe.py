@@ -50,6 +50,7 @@ from coversearch.features.registry import get_extractor  # noqa: E402
 from coversearch.dedupe.candidates import CANDIDATE_K  # noqa: E402
 from coversearch.dedupe.rules import calibrated_thresholds  # noqa: E402
 from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS  # noqa: E402
+from coversearch.dedupe import text_veto  # noqa: E402
 
 DEFAULT_DB = REPO / "benchmarks" / "results" / "covers5.duckdb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "dedupe"
@@ -88,6 +89,10 @@ def make_copies(args) -> None:
     from coversearch.features.embedder import Embedder
 
     embedder = Embedder(get_extractor(name, vgg16_weights=args.vgg16_weights) for name in COPY_FEATURES)
+    reader = None if args.no_text else get_extractor("text")
+    if reader is not None:
+        reader.load()  # a missing OCR package fails before any work
+    texts: list[str] = []
     names = list(TRANSFORMS)
     original_shas, transforms, paths = [], [], []
     vectors: dict[str, list[np.ndarray]] = {name: [] for name in COPY_FEATURES}
@@ -107,6 +112,8 @@ def make_copies(args) -> None:
                 paths.append(str(path))
         for feature, batch in embedder.embed(rgbs).items():
             vectors[feature].append(batch)
+        if reader is not None:  # the text record as ingest stores it (features/text.py), for the text veto
+            texts.extend(reader.prepare(rgb) for rgb in rgbs)
         if (i + 1) % 10 == 0:
             rate = (i + 1) * len(names) / (time.perf_counter() - started)
             log(f"{i + 1}/{len(originals)} originals, {rate:.1f} copies/s")
@@ -116,6 +123,7 @@ def make_copies(args) -> None:
         transforms=np.asarray(transforms),
         paths=np.asarray(paths),
         **{f"vectors_{feature}": np.concatenate(v) for feature, v in vectors.items()},
+        **({"text": np.asarray(texts)} if texts else {}),
     )
     log(f"wrote {len(paths)} copies of {len(originals)} originals to {out} in {time.perf_counter() - started:.0f} s")
 
@@ -191,6 +199,23 @@ MIN_INLIERS_GRID = (15, 20, 25, 30, 40, 50)
 # levels; a candidate is kept when at most MAX_DIFFERING_GRID of the shared cells differ.
 CELL_DIFFERS_GRID = (15, 20, 25, 30, 40)
 MAX_DIFFERING_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+# The text veto (coversearch/dedupe/text_veto.py), chosen last, on top of the product default's
+# verification: which lines count (recogniser score, letters), when two lines say the same (edit
+# distance share), and above which aligned difference a line is hidden rather than changed (None: never).
+VETO_GRID = [
+    {"min_score": s, "min_chars": c, "agree": a, "occluded": o}
+    for s in (0.8, 0.9) for c in (4, 6) for a in (0.25, 0.3, 0.4) for o in (None, 40.0)
+]
+# The product's own veto (text_veto's constants), scored as "product default" when the copies carry text.
+PRODUCT_VETO = {"min_score": text_veto.MIN_SCORE, "min_chars": text_veto.MIN_CHARS, "agree": text_veto.AGREE,
+                "occluded": text_veto.OCCLUDED}
+MIN_INLIERS_ANY = 15  # the fewest inliers any grid rule asks for: pairs below never need the veto's figures
+
+
+def veto_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
 # imagededup's defaults: PHash max_distance_threshold=10, CNN min_similarity_threshold=0.9.
 BASELINES = {"phash": 10.0, "vgg16": 0.1}
 
@@ -224,9 +249,19 @@ def _plain(value) -> tuple[float, float]:
 def _confirmed(match, rule: dict) -> bool:
     if match is None or match[0] < rule["min_inliers"]:
         return False
-    if rule.get("max_differing") is None:
-        return True
-    return match[1][CELL_DIFFERS_GRID.index(rule["cell_differs"])] <= rule["max_differing"] + 1e-9
+    if rule.get("max_differing") is not None and match[1][CELL_DIFFERS_GRID.index(rule["cell_differs"])] > rule["max_differing"] + 1e-9:
+        return False
+    return not _vetoed(match, rule)
+
+
+def _vetoed(match, rule: dict) -> bool:
+    """Whether the rule's text veto (``rule["veto"]``: VETO_GRID params) rejects a pair whose pictures
+    agree (enough inliers, few differing cells: ``text_veto.vetoed``) but whose words do not."""
+    if rule.get("veto") is None or match is None or len(match) < 3 or match[0] < rule["min_inliers"]:
+        return False
+    if rule.get("max_differing") is not None and match[1][CELL_DIFFERS_GRID.index(rule["cell_differs"])] > rule["max_differing"] + 1e-9:
+        return False
+    return match[2].get(veto_key(rule["veto"]), 0) >= 1
 
 
 def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twins, matches=None) -> tuple[int, int, int, int]:
@@ -242,6 +277,9 @@ def counts(found: dict, originals: np.ndarray, rule: dict, rows: np.ndarray, twi
         sure, up_to = _plain(rule[feature])
         ids, dist = found[feature]
         ok = dist[rows] <= sure + 1e-9
+        if rule.get("veto") is not None and rule.get("veto_sure"):  # the veto on pairs within the sure distance too
+            for r, c in np.argwhere(ok).tolist():
+                ok[r, c] = not _vetoed(matches.get((int(rows[r]), int(ids[rows[r], c]))), rule)
         if up_to > sure:
             band = np.argwhere((dist[rows] <= up_to + 1e-9) & ~ok & (np.arange(K) < CANDIDATE_K)[None, :])
             for r, c in band.tolist():
@@ -265,33 +303,42 @@ def copy_matches(db: Path, copies: dict, found: dict, out: Path) -> dict[tuple[i
     the loosest grid threshold.  The copy is described from its file (mirrored too, as `check`
     does), the album from its stored file.  Cached in matches.json as (inliers, share of differing
     cells at each CELL_DIFFERS_GRID value)."""
+    from coversearch.dedupe import text_veto
     from coversearch.dedupe.verify import KeypointCache, match
     from coversearch.features.keypoints import keypoints
     from coversearch.store import Store
 
-    cache_file = out / "matches.json"
+    cache_file = out / "matches-text.json"  # (inliers, differing shares, text veto conflicts per VETO_GRID entry)
     cached = {tuple(map(int, k.split(","))): tuple(v) for k, v in json.loads(cache_file.read_text()).items()} if cache_file.exists() else {}
     wanted = set()
     for feature, (ids, dist) in found.items():
         loose = max(_plain(v)[1] for v in VERIFY_GRIDS[feature])
-        for r, c in np.argwhere((dist <= loose + 1e-9) & (np.arange(K) < CANDIDATE_K)[None, :]).tolist():
+        sure = max(_plain(v)[0] for v in VERIFY_GRIDS[feature])
+        # Also every pair within a sure distance at any rank: the text veto may be applied to them.
+        for r, c in np.argwhere(((dist <= loose + 1e-9) & (np.arange(K) < CANDIDATE_K)[None, :]) | (dist <= sure + 1e-9)).tolist():
             wanted.add((r, int(ids[r, c])))
     todo = sorted(wanted - set(cached))
     if todo:
         started = time.perf_counter()
+        texts = copies.get("text")
         with Store.open(db, read_only=True) as store:
-            albums = KeypointCache(store)
+            albums = KeypointCache(store)  # with the albums' stored text records, as verification reads them
             albums.load({a for _, a in todo})
             copy_kp = {}
             for row, album in todo:
                 if row not in copy_kp:
                     copy_kp[row] = keypoints(decode_image(Path(copies["paths"][row]).read_bytes()).rgb, mirrored=True)
+                    copy_kp[row].text = text_veto.parse(str(texts[row])) if texts is not None else None
                 stored = albums.get(album)
                 if stored is None:
-                    cached[(row, album)] = (0, [1.0] * len(CELL_DIFFERS_GRID))
+                    cached[(row, album)] = (0, [1.0] * len(CELL_DIFFERS_GRID), {})
                     continue
                 m = match(copy_kp[row], stored)
-                cached[(row, album)] = (m.inliers, [round(m.differing(t), 4) for t in CELL_DIFFERS_GRID])
+                vetoes = {}
+                if m.inliers >= MIN_INLIERS_ANY and not m.mirrored and copy_kp[row].text is not None and stored.text is not None:
+                    for params in VETO_GRID:
+                        vetoes[veto_key(params)] = len(text_veto.conflicts(copy_kp[row].text, stored.text, m.transform, m.grid, **params))
+                cached[(row, album)] = (m.inliers, [round(m.differing(t), 4) for t in CELL_DIFFERS_GRID], vetoes)
         seconds = time.perf_counter() - started
         log(f"keypoints: {len(todo)} pairs ({len(copy_kp)} copies, {len({a for _, a in todo})} albums) matched in {seconds:.0f} s")
         cache_file.write_text(json.dumps({f"{r},{a}": list(v) for (r, a), v in cached.items()}))
@@ -311,10 +358,19 @@ def choose(found, originals, rows, rules: list[dict], twins, matches=None) -> di
     for rule in rules:
         p, r, _ = prf(*counts(found, originals, rule, rows, twins, matches))
         key = (p >= TARGET_PRECISION, r if p >= TARGET_PRECISION else p, p,
-               -rule.get("max_differing", 0), -rule.get("cell_differs", 0))
+               -rule.get("max_differing", 0), -rule.get("cell_differs", 0), *_veto_preference(rule))
         if best_key is None or key > best_key:
             best, best_key = rule, key
     return best
+
+
+def _veto_preference(rule: dict) -> tuple:
+    """Among text vetoes that score alike, the stricter (as for the aligned comparison): sure pairs
+    vetoed too, less sure and shorter lines counted, a closer agreement asked, no line taken as hidden."""
+    veto = rule.get("veto")
+    if veto is None:
+        return ()
+    return (bool(rule.get("veto_sure")), -veto["min_score"], -veto["min_chars"], -veto["agree"], veto["occluded"] is None)
 
 
 def quality(args) -> None:
@@ -347,9 +403,15 @@ def quality(args) -> None:
     methods["phash or vgg16, keypoint-verified + aligned comparison (calibrated)"] = choose(
         found, originals, calibrate,
         [{**geometry, "cell_differs": t, "max_differing": m} for t in CELL_DIFFERS_GRID for m in MAX_DIFFERING_GRID], twins, matches)
-    methods["product default"] = {
-        **{f: calibrated_thresholds(METHOD_FEATURES)[f] for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
-        "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING}
+    # The text veto is chosen last, on top of the product's verification (geometry + aligned comparison).
+    default = {**{f: calibrated_thresholds(METHOD_FEATURES)[f] for f in METHOD_FEATURES}, "min_inliers": MIN_INLIERS,
+               "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING}
+    if "text" in copies:
+        methods["product verification + text veto (calibrated)"] = choose(
+            found, originals, calibrate,
+            [{**default, "veto": params, "veto_sure": sure} for sure in (False, True) for params in VETO_GRID], twins, matches)
+        methods["product default without text veto"] = default
+    methods["product default"] = {**default, **({"veto": PRODUCT_VETO} if "text" in copies else {})}
     methods["pHash, Hamming 10 (imagededup default)"] = {"phash": BASELINES["phash"]}
     methods["CNN cosine 0.9 (imagededup default, our vgg16)"] = {"vgg16": BASELINES["vgg16"]}
     test = ~in_calibration
@@ -377,7 +439,7 @@ def quality(args) -> None:
 def _rule_text(rule: dict) -> str:
     parts = []
     for f, value in rule.items():
-        if f in ("min_inliers", "cell_differs", "max_differing"):
+        if f in ("min_inliers", "cell_differs", "max_differing", "veto", "veto_sure"):
             continue
         sure, up_to = _plain(value)
         parts.append(f"{f} <= {sure:g}" + (f" (<= {up_to:g} verified)" if up_to > sure else ""))
@@ -386,6 +448,12 @@ def _rule_text(rule: dict) -> str:
         text += f"; verified: >= {rule['min_inliers']} ORB inliers, {CANDIDATE_K} nearest"
         if rule.get("max_differing") is not None:
             text += f", aligned: <= {rule['max_differing']:.0%} of cells differ by > {rule['cell_differs']} grey levels"
+    if rule.get("veto") is not None:
+        v = rule["veto"]
+        hidden = f", not where the aligned cells differ by > {v['occluded']:g}" if v["occluded"] is not None else ""
+        text += (f"; text veto{' (sure pairs too)' if rule.get('veto_sure') else ''}: a line (score >= {v['min_score']:g}, "
+                 f">= {v['min_chars']} characters) that reads otherwise in the other cover's aligned place (edit distance > "
+                 f"{v['agree']:.0%}){hidden}")
     return text
 
 
@@ -753,6 +821,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
     parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
     parser.add_argument("--new", type=int, default=30, help="incremental: covers placed one at a time")
+    parser.add_argument("--no-text", action="store_true", help="copies: do not read the copies' text (the text veto then has none)")
     parser.add_argument("--remove", type=int, default=1000, help="incremental: albums removed at once")
     args = parser.parse_args()
     {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one,

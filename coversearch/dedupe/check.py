@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from coversearch.dedupe.candidates import CANDIDATE_K, open_dedupe_index
+from coversearch.dedupe import text_veto
 from coversearch.dedupe.rules import Rule
 from coversearch.dedupe.verify import KeypointCache, confirmed, same_pictures, uninformative, uninformative_ids
 from coversearch.errors import CoverSearchError, ImageError
@@ -115,14 +116,14 @@ def check_image(
                 continue
             if hit.album_id in plain:  # a hash that says nothing: the pictures themselves decide
                 if cache is None:
-                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                    cache, query_keypoints = KeypointCache(store), _described(store, rgb)
                 if not same_pictures(query_keypoints, cache.get(hit.album_id)):
                     continue
             elif not rule.accepts(hit.distance):
                 if rank >= CANDIDATE_K or hit.album_id == exact_id:
                     continue
                 if cache is None:
-                    cache, query_keypoints = KeypointCache(store), keypoints(rgb, mirrored=True)
+                    cache, query_keypoints = KeypointCache(store), _described(store, rgb)
                 if not confirmed(query_keypoints, cache.get(hit.album_id)):
                     continue
             match = found.setdefault(hit.album_id, DuplicateMatch(hit.album_id, {}, hit.genres, hit.path))
@@ -135,6 +136,13 @@ def check_image(
     matches = sorted(found.values(), key=lambda m: (not m.exact, m.distances.get(first, float("inf")), m.album_id))
     verdict = EXACT if exact_id is not None else NEAR if matches else NEW
     return DuplicateCheck(label or str(image), verdict, [r.label for r in rules], matches, notes)
+
+
+def _described(store: Store, rgb: np.ndarray):
+    """The query's keypoints (mirrored too) and, when the store holds text, its text (for the text veto)."""
+    found = keypoints(rgb, mirrored=True)
+    found.text = text_veto.read_text(store, rgb)
+    return found
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 
 from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
 from coversearch.dedupe.groups import DedupeResult, describe_groups
+from coversearch.dedupe import text_veto
 from coversearch.dedupe.rules import Rule, default_rules
 from coversearch.dedupe.verify import (CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, plain_verdict, uninformative,
                                        uninformative_ids, verdict)
@@ -36,12 +37,15 @@ WHOLE_SHARE = 0.25
 SELF_JOIN_ROWS = 200_000
 
 
-def rule_key(rule: Rule, feature_version: int) -> str:
+def rule_key(rule: Rule, feature_version: int, text_version: int | None = None) -> str:
     """What the stored rows depend on: a change of any of it makes them stale."""
-    return json.dumps({
+    key = {
         "threshold": rule.threshold, "sure": rule.sure, "metric": rule.metric, "version": feature_version,
         "candidate_k": CANDIDATE_K, "min_inliers": MIN_INLIERS, "cell_differs": CELL_DIFFERS, "max_differing": MAX_DIFFERING,
-    }, sort_keys=True)
+    }
+    if text_version is not None:  # the verdicts of a store with text depend on the veto too
+        key["text_veto"] = text_veto.settings(text_version)
+    return json.dumps(key, sort_keys=True)
 
 
 @dataclass
@@ -72,7 +76,7 @@ def is_current(store, rules: Sequence[Rule] | None = None) -> bool:
     stored = store.dedupe_rules()
     for rule in rules:
         fs = store.feature_set(rule.feature)
-        if stored.get(rule.feature) != rule_key(rule, fs.version):
+        if stored.get(rule.feature) != rule_key(rule, fs.version, text_veto.text_version(store)):
             return False
         placed, _ = store.dedupe_placed(rule.feature)
         if len(placed) != store.embedding_count(fs) or not np.array_equal(placed, store.embedding_album_ids(fs)):
@@ -85,14 +89,18 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
     started = time.perf_counter()
     out = Placement()
     rules = default_rules(store)
-    if rebuild:
-        store.dedupe_clear()
+    text_version = text_veto.text_version(store)
     stored = store.dedupe_rules()
+    # Verdicts are kept per pair whatever the rule: when what they depend on changed (a rule's key:
+    # the verification's settings, text added to the store), none of them stands.
+    if rebuild or any(stored.get(r.feature) not in (None, rule_key(r, store.feature_set(r.feature).version, text_version)) for r in rules):
+        store.dedupe_clear()
+        stored = {}
     verdicts = store.dedupe_verdicts()
     cache = KeypointCache(store)
     for rule in rules:
         fs = store.feature_set(rule.feature)
-        key = rule_key(rule, fs.version)
+        key = rule_key(rule, fs.version, text_version)
         clock = time.perf_counter()
         ids, vectors = store.load_embeddings(fs)
         placed, kth_placed = store.dedupe_placed(rule.feature)
@@ -229,6 +237,26 @@ def current_groups(store) -> list[np.ndarray]:
             return store_groups(store, rules)
         place(store)
     return stored_groups(store, rules)
+
+
+def read_texts(store) -> np.ndarray | None:
+    """The albums whose text the store holds (None: no text set); for ``forget_newly_read``."""
+    fs = text_veto.text_set(store)
+    return None if fs is None else store.embedding_album_ids(fs)
+
+
+def forget_newly_read(store, before: np.ndarray | None) -> int:
+    """After an ingest that read text: placed albums whose text was read since ``before`` (``read_texts``)
+    were judged without it, so they are unplaced (``place`` judges them again, with the text veto).
+    A store that had no text set has every group redone anyway (the rule key names the text set)."""
+    if before is None or not store.dedupe_rules():
+        return 0
+    now = read_texts(store)
+    gained = np.setdiff1d(now if now is not None else np.zeros(0, np.int64), before)
+    placed = np.unique(np.concatenate([store.dedupe_placed(f)[0] for f in store.dedupe_rules()] or [np.zeros(0, np.int64)]))
+    stale = np.intersect1d(gained, placed)
+    store.dedupe_forget(stale)
+    return int(len(stale))
 
 
 def keep_current(store) -> Placement | None:

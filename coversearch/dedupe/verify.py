@@ -27,6 +27,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from coversearch.dedupe import text_veto
 from coversearch.dedupe.rules import Rule
 from coversearch.errors import ImageError
 from coversearch.features.keypoints import COMPARE_SIDE, MIN_KEYPOINTS, SIDE, KeypointFeatures, Keypoints, keypoints
@@ -214,6 +215,8 @@ class KeypointCache:
             self._keypoints[album_id] = found
         for album_id in wanted:
             self._keypoints.setdefault(album_id, None)
+        for album_id, record in text_veto.stored_texts(self.store, [a for a in wanted if self._keypoints[a] is not None]).items():
+            self._keypoints[album_id].text = record
 
     def get(self, album_id: int) -> Keypoints | None:
         self.load([album_id])
@@ -230,7 +233,7 @@ def verdict(query: Keypoints | None, stored: Keypoints | None) -> tuple[int, flo
     if found.inliers < MIN_INLIERS:
         return int(found.inliers), 1.0, False
     differing = found.differing(CELL_DIFFERS)
-    return int(found.inliers), float(differing), differing <= MAX_DIFFERING
+    return int(found.inliers), float(differing), differing <= MAX_DIFFERING and not text_veto.vetoes(query, stored, found)
 
 
 def confirmed(query, stored) -> bool:

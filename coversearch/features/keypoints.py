@@ -33,6 +33,7 @@ class Keypoints:
     mirrored_points: np.ndarray | None = None
     width: int = 0  # of the shrunk image
     small: np.ndarray | None = None  # greyscale at COMPARE_SIDE, for the aligned comparison
+    text: dict | None = None  # the cover's text record (features.text), when read: for dedupe.text_veto; not in the record
 
     def __len__(self) -> int:
         return 0 if self.descriptors is None else len(self.descriptors)

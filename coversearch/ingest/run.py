@@ -23,7 +23,7 @@ from coversearch.dedupe.rules import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing
 from coversearch.dedupe.check import duplicates_of_new_albums
-from coversearch.dedupe.stored import place
+from coversearch.dedupe.stored import forget_newly_read, place, read_texts
 from coversearch.store import Store
 
 # progress(total) -> a context yielding (set_total(n), advance(n)): the CLI passes its progress bar.
@@ -68,12 +68,14 @@ def run_ingest(
             ex.model_fingerprint()  # a missing weights file fails here, not in every actor
     with Store.open(db) as store:
         before = set(store.album_ids_by_sha().values()) if report_duplicates else set()
+        texts_before = read_texts(store) if "text" in names else None
         with progress(len(listing.items)) as bar:
             summary = ingest(store, listing, extractors, engine=engine, ray=ray, vgg16_weights=vgg16_weights,
                              batch_size=batch_size, max_file_bytes=max_file_bytes,
                              on_plan=bar.set_total, on_progress=lambda n, _: bar(n))
         result = summary.to_dict()
         if default_rules(store):  # each new cover joins its group now, near-copies in this run included
+            forget_newly_read(store, texts_before)  # covers read for the first time are judged again, with their text
             result["duplicate_groups"] = place(store).to_dict()
         if report_duplicates:
             new_ids = np.asarray(sorted(set(store.album_ids_by_sha().values()) - before), dtype=np.int64)

@@ -85,6 +85,14 @@ class DedupeTables:
                     [_ids(cols[0]), _ids(cols[1]), [int(x) for x in cols[2]], [float(x) for x in cols[3]], [bool(x) for x in cols[4]]],
                 )
 
+    def dedupe_forget(self, album_ids: Sequence[int]) -> None:
+        """Unplace ``album_ids`` (still stored) and every album whose candidates named one, and drop
+        their verdicts: what they were judged on changed (their text was read since)."""
+        ids = _ids(album_ids)
+        if len(ids):
+            with self.transaction() as con:  # type: ignore[attr-defined]
+                forget_albums(con, ids)
+
     def dedupe_clear(self) -> None:
         """Forget every stored group (``dedupe --rebuild``)."""
         with self.transaction() as con:  # type: ignore[attr-defined]
