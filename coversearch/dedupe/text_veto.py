@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from coversearch.features.keypoints import SIDE
+from coversearch.store.rows import TEXT_KIND
 
 # Chosen on the calibration half of benchmarks/bench_dedupe.py's quality set (see docs/near-duplicates.md).
 MIN_SCORE = 0.9  # only lines the recogniser is this sure of count
@@ -178,7 +179,7 @@ def vetoes(a, b, found) -> bool:
 # -- where the records come from ---------------------------------------------------------------------
 def text_set(store):
     """The store's newest text feature set, or None (the veto then never applies)."""
-    held = [fs for fs in store.feature_sets(records=True) if fs.kind == "text"]
+    held = store.feature_sets(kind=TEXT_KIND)
     return max(held, key=lambda fs: fs.version) if held else None
 
 
