@@ -58,12 +58,16 @@ class TextLinearGenre(ClassifierBase):
         df = (X > 0).sum(axis=0)
         # Smoothed inverse document frequency (scikit-learn's); columns under min_df weigh nothing.
         self.idf_ = np.where(df >= self.min_df, np.log((1 + len(X)) / (1 + df)) + 1.0, 0.0).astype(np.float32)
-        self.coef_, self.intercept_ = self._fit_linear(LogisticRegression, self._tfidf(X), labels, len(self.classes_))
+        from scipy.sparse import csr_matrix
+
+        # A cover's text fills a few dozen of the 4,096 columns: the solver's passes cost that, not the width.
+        Z = csr_matrix(self._tfidf(X))
+        self.coef_, self.intercept_ = self._fit_linear(LogisticRegression, Z, labels, len(self.classes_))
         if progress:
             progress(1, 1)
         return self
 
-    def _fit_linear(self, LogisticRegression, Z: np.ndarray, labels: np.ndarray, n_classes: int):
+    def _fit_linear(self, LogisticRegression, Z, labels: np.ndarray, n_classes: int):
         present = np.unique(labels)
         model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(Z, labels)
         # A genre with no covers that carry text gets no column from scikit-learn: it keeps the
