@@ -16,9 +16,9 @@ from test_text import ground_truth, link
 
 from coversearch.classify.data import load_labelled, stored_matrix
 from coversearch.classify.model import TrainedModel
-from coversearch.classify.recipes import Recipe
+from coversearch.classify.recipes import Recipe, for_store
 from coversearch.classify.split import load_split, make_split
-from coversearch.classify.train import train_model
+from coversearch.classify.train import resolve_recipe, train_model
 from coversearch.store import Store
 
 PER_GENRE = 5  # covers with printed words per genre, plus every ground-truth cover with none
@@ -120,13 +120,22 @@ def test_a_store_without_text_trains_the_default_and_refuses_the_text_member_cle
     root = link_covers(covers5_dir, tmp_path / "covers", per_genre=3)
     db = tmp_path / "hsv.duckdb"
     assert run_cli("ingest", root, "--features", "hsv", "--quiet", db=db).exit_code == 0
-    for args, wanted in ((["--recipe", "default-text"], "--features vgg16-layers,text"),
-                         (["--method", "text-linear", "--feature", "text"], "--features text")):
-        one_line_error(run_cli("train", *args, db=db, model_dir=tmp_path / "models"), "no text", wanted)
+    one_line_error(run_cli("train", "--method", "text-linear", "--feature", "text", db=db, model_dir=tmp_path / "models"),
+                   "no text", "--features text")
+    one_line_error(run_cli("train", "--method", "xgboost", "--feature", "hsv,text", db=db, model_dir=tmp_path / "models"),
+                   "no text", "--features text")
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
-    trained = run_cli("train", "--method", "xgboost", "--feature", "hsv", "-p", "n_estimators=5", "--quiet",
-                      db=db, model_dir=tmp_path / "models")
-    assert trained.exit_code == 0, trained.output
+    # The default, asked for by name or by no options, leaves its text member out there and says so
+    # (tests/test_classify.py trains it end to end on a store without text).
+    for chosen in (resolve_recipe(None, None, None, None), resolve_recipe("default", None, None, None)):
+        assert chosen.features == ("vgg16-layers", "text")
+        with Store.open(db, read_only=True) as store:
+            has_text = any(fs.name == "text" for fs in store.feature_sets(records=True))
+        fitted, note = for_store(chosen, has_text)
+        assert (fitted.name, fitted.features, fitted.refit) == ("default", ("vgg16-layers",), True)
+        assert [m["method"] for m in fitted.params["members"]] == ["dense", "xgboost", "xgboost"]
+        assert "--features text" in note
+    assert for_store(resolve_recipe(None, None, None, None), True)[0].features == ("vgg16-layers", "text")
 
 
 @pytest.mark.parametrize("param, needle", [("C=0", "C=0"), ("min_df=0", "min_df"), ("max_iter=x", "max_iter")])

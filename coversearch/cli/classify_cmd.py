@@ -76,6 +76,8 @@ def train_command(
         finally:
             bars.close()
     evaluation = model.evaluation
+    if model.card.notes.get("text") and not quiet:
+        err_console.print(f"note: {model.card.notes['text']}", markup=False)
     if json_out:
         print_json({"card": model.card.to_json(), "evaluation": evaluation})
         return
