@@ -142,3 +142,16 @@ def test_a_store_without_text_trains_the_default_and_refuses_the_text_member_cle
 def test_bad_text_member_parameters_are_refused_before_training(tmp_path, param, needle):
     one_line_error(run_cli("train", "--method", "text-linear", "--feature", "text", "-p", param,
                            db=tmp_path / "none.duckdb", model_dir=tmp_path / "m"), needle)
+
+
+def test_with_legible_text_on_one_genre_only_the_member_has_no_opinion_instead_of_failing(genre_text_store):
+    from coversearch.classify.text_linear import TextLinearGenre
+
+    db, _, _ = genre_text_store
+    with Store.open(db, read_only=True) as store:
+        data = load_labelled(store, [store.feature_set("text")], np.array(sorted(store.known_files().values())))
+    X, y = data.expanded()
+    X = np.where((y == "Rock")[:, None], X, 0)  # only the Rock covers' words were read
+    member = TextLinearGenre().fit(X, y)
+    assert list(member.classes_) == ["Country", "Electronic", "HipHop", "Pop", "Rock"]
+    assert np.allclose(member.predict_proba(data.X), 1 / 5)

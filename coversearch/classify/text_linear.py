@@ -7,7 +7,8 @@ normalises the row to unit length, then fits a multinomial logistic regression o
 
 A cover with no legible text (an all-zero row) says nothing about its genre: it is left out of
 the fit, and ``predict_proba`` gives it the uniform distribution, so in a soft vote it leaves the
-other members' ranking exactly as it was.
+other members' ranking exactly as it was.  With legible text on covers of fewer than two genres,
+every cover gets the uniform distribution.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ class TextLinearGenre(ClassifierBase):
         if len(self.classes_) < 2:
             raise CoverSearchError("text-linear needs at least 2 genres among the training covers")
         has_text = (X > 0).any(axis=1)
-        if has_text.sum() < len(self.classes_):
-            raise CoverSearchError(
-                f"text-linear: only {int(has_text.sum())} training covers have legible text; it needs more to learn from "
-                "(is the text feature read for these covers? `coversearch ingest ROOT --features text`)"
-            )
         X, labels = X[has_text], labels[has_text]
+        if len(np.unique(labels)) < 2:
+            # Too little legible text to learn from (a small store, covers without words): no opinion on
+            # any cover, so an ensemble answers as its other members do instead of failing to train.
+            self.idf_ = np.zeros(X.shape[1], np.float32)
+            self.coef_ = np.zeros((len(self.classes_), X.shape[1]), np.float32)
+            self.intercept_ = np.zeros(len(self.classes_), np.float32)
+            return self
         df = (X > 0).sum(axis=0)
         # Smoothed inverse document frequency (scikit-learn's); columns under min_df weigh nothing.
         self.idf_ = np.where(df >= self.min_df, np.log((1 + len(X)) / (1 + df)) + 1.0, 0.0).astype(np.float32)
