@@ -93,7 +93,7 @@ PIXEL_MEMBERS = [
 # The member that reads the words printed on the cover (the `text` feature, after vgg16-layers in
 # the model's columns): TF-IDF of character 2-4-grams and a logistic regression.  A cover with no
 # legible text gets a uniform vote from it, which leaves the other members' ranking as it was.
-# It lifted the default from 41.2% to 46.6% on covers5's group-aware split for ~4% more training
+# It lifted the default from 41.2% to 46.3% on covers5's group-aware split for 6% more training
 # CPU (benchmarks/bench_text_genre.py; docs/genres.md, "The words on the cover").
 TEXT_COLUMNS = [LAYER_STATS_DIM, LAYER_STATS_DIM + TEXT_VECTOR_DIM]
 TEXT_MEMBER = {"method": "text-linear", "params": {}, "columns": TEXT_COLUMNS}
