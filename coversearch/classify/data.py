@@ -35,7 +35,8 @@ def feature_sets_for(store: Store, names: list[str]) -> list[FeatureSet]:
         others = [n for n in names if n not in held and n != "text"]
         raise CoverSearchError(
             "this model reads the words printed on the covers, and the store has no text: run "
-            f"`coversearch ingest ROOT --features {','.join([*others, 'text'])}` first (`coversearch train` with no options trains the default without its text member)"
+            f"`coversearch ingest ROOT --features {','.join([*others, 'text'])}` first "
+            "(`coversearch train` with no options trains the default without its text member)"
         )
     return [store.feature_set(name) for name in names]
 
