@@ -307,6 +307,8 @@ def run_throughput(args) -> None:
         print("|---|---|---|---|---|---|---|---|")
         runs = [] if args.ray_only else [("text", "local"), ("vgg16", "local"), ("vgg16,text", "local")]
         runs += [("text", "ray"), ("vgg16", "ray")] if args.ray or args.ray_only else []
+        if args.features:
+            runs = [(f, e) for f, e in runs if f == args.features]
         for features, engine in runs:
             before, cpu, sampler = load_line(), cpu_seconds(), ThreadSampler()
             seconds, _ = timed_ingest(root, Path(tmp) / f"{features.replace(',', '+')}-{engine}.duckdb", features, engine)
@@ -457,6 +459,7 @@ def main() -> None:
     thr.add_argument("--covers", type=int, default=200)
     thr.add_argument("--ray", action="store_true", help="also text and vgg16 on --engine ray (1 worker x 1 CPU)")
     thr.add_argument("--ray-only", action="store_true", help="only the --engine ray runs")
+    thr.add_argument("--features", help="only the runs of these features (text, vgg16 or vgg16,text)")
     par = sub.add_parser("parallel")
     par.add_argument("--covers", type=int, default=60)
     sm = sub.add_parser("search-metadata")
