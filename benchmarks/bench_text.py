@@ -2,6 +2,7 @@
 
     python benchmarks/bench_text.py accuracy [--engine rapidocr|rapidocr-onnxruntime|tesseract] [--settings ...]
     python benchmarks/bench_text.py throughput [--covers 200]
+    python benchmarks/bench_text.py parallel [--covers 60]
     python benchmarks/bench_text.py search-metadata [--covers 1000]
 
 The ground truth is tests/data/text_ground_truth.tsv: 100 covers5 covers (20 per genre, chosen by
@@ -16,7 +17,10 @@ the release's artist / title.
   venv with opencv-python-headless; ``tesseract`` needs Debian's tesseract-ocr and pytesseract):
   run this script from such a venv with PYTHONPATH at the repository.
 - ``throughput``: the same N covers5 covers ingested (the real pipeline, fresh stores) with
-  ``text`` alone, ``vgg16`` alone and both, covers/s each, in one run.
+  ``text`` alone, ``vgg16`` alone and both, covers/s each, in one run, with the threads that did
+  the work (a thread sampler reads each thread's CPU time from /proc).
+- ``parallel``: the same covers' OCR on 1 thread, 2 threads and 2 processes: whether the engines
+  run in parallel in the ingest's decode threads (the GIL) or need processes.
 - ``search-metadata``: a store with text for N covers5 covers (the 100 included); for 50 covers
   of the ground truth with legible words, one word they carry (the longest of their artist/title
   words that is printed), queried as is and with one letter changed: how often the cover is in the
@@ -242,22 +246,54 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each live thread of this process (Linux /proc), by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+class ThreadSampler:
+    """Samples every thread's CPU time while a run goes on, so threads that end with the run
+    (the decode pool) are counted too: how many threads did the work, and each one's share."""
+
+    def __init__(self, every: float = 0.5):
+        import threading
+
+        self.every, self.seen, self._stop = every, {}, threading.Event()
+        self.start_cpu = thread_cpu()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.seen.update(thread_cpu())
+
+    def stop(self) -> list[float]:
+        """CPU seconds each thread spent during the run, largest first."""
+        self._stop.set()
+        self._thread.join()
+        self.seen.update(thread_cpu())
+        return sorted((cpu - self.start_cpu.get(tid, 0.0) for tid, cpu in self.seen.items()), reverse=True)
+
+
 def timed_ingest(root: Path, db: Path, features: str, engine: str = "local") -> tuple[float, dict]:
+    """One real ingest (`coversearch ingest --engine ENGINE`'s library call) into a fresh store; Ray with
+    1 worker x 1 CPU, as `--engine ray` gives by default."""
+    from coversearch.ingest.ray_engine import RayOptions
     from coversearch.ingest.readers import read_source
+    from coversearch.ingest.run import run_ingest
 
     weights = os.environ.get("COVERSEARCH_VGG16_WEIGHTS")
+    ray = RayOptions(workers=1, cpus_per_worker=1).check() if engine == "ray" else None
     started = time.perf_counter()
-    if engine == "ray":
-        from coversearch.ingest.ray_engine import RayOptions, ingest_ray
-        from coversearch.store import Store
-
-        with Store.open(db) as store:
-            summary = ingest_ray(store, read_source(root), features.split(","), vgg16_weights=weights,
-                                 options=RayOptions(workers=1, cpus_per_worker=1)).to_dict()
-    else:
-        from coversearch.ingest.run import run_ingest
-
-        summary = run_ingest(db, read_source(root), features, weights)
+    summary = run_ingest(db, read_source(root), features, weights, engine=engine, ray=ray)
     return time.perf_counter() - started, summary
 
 
@@ -266,18 +302,70 @@ def run_throughput(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-text-") as tmp:
         root = link_tree(covers, Path(tmp) / "covers")
         print(f"# throughput: {len(covers)} distinct covers5 covers, fresh store each; {machine()}")
-        print("| features | engine | seconds | covers/s | CPU s per cover (this process) | 2 / CPU s per cover (bound on 2 free cores) | load before -> after |")
-        print("|---|---|---|---|---|---|---|")
-        runs = [("text", "local"), ("vgg16", "local"), ("vgg16,text", "local")] + ([("text", "ray")] if args.ray else [])
+        print("| features | engine | seconds | covers/s | CPU s per cover (this process) | 2 / CPU s per cover (bound on 2 free cores) "
+              "| threads with >= 10% of the CPU (their CPU s) | load before -> after |")
+        print("|---|---|---|---|---|---|---|---|")
+        runs = [] if args.ray_only else [("text", "local"), ("vgg16", "local"), ("vgg16,text", "local")]
+        runs += [("text", "ray"), ("vgg16", "ray")] if args.ray or args.ray_only else []
+        if args.features:
+            runs = [(f, e) for f, e in runs if f == args.features]
         for features, engine in runs:
-            before, cpu = load_line(), cpu_seconds()
+            before, cpu, sampler = load_line(), cpu_seconds(), ThreadSampler()
             seconds, _ = timed_ingest(root, Path(tmp) / f"{features.replace(',', '+')}-{engine}.duckdb", features, engine)
             per_cover = (cpu_seconds() - cpu) / len(covers)
+            threads = sampler.stop()
+            busy = [t for t in threads if t >= 0.1 * sum(threads)]
+            busy_cell = "-" if engine == "ray" else f"{len(busy)} ({', '.join(f'{t:.0f}' for t in busy)})"
             # Ray's work runs in its worker processes, which this process's CPU time does not count.
             cost = "-" if engine == "ray" else f"{per_cover:.3f}"
             free = "-" if engine == "ray" else f"{2 / per_cover:.1f}"
             print(f"| {features} | {engine} | {seconds:.1f} | {len(covers) / seconds:.2f} | {cost} | {free} | "
-                  f"{before} -> {load_line()} |", flush=True)
+                  f"{busy_cell} | {before} -> {load_line()} |", flush=True)
+
+
+# -- parallel OCR: threads against processes ------------------------------------------------------------------
+def _ocr_all(paths: list[str]) -> int:
+    """Read the covers with one single-threaded engine (as one ingest decode thread does); lines read."""
+    from PIL import Image
+
+    from coversearch.features.text import CoverText
+
+    reader = CoverText()
+    return sum(len(reader.read(np.asarray(Image.open(p).convert("RGB")))["lines"]) for p in paths)
+
+
+def run_parallel(args) -> None:
+    """The same covers read by 1 thread, 2 threads (one engine each, as the local ingest's decode
+    pool runs them) and 2 processes, one after the other: if the engines released the GIL for all
+    their work, 2 threads would be as fast as 2 processes."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    covers = [str(p) for p in distinct_covers(args.covers, seed="text-parallel")]
+    halves = [covers[0::2], covers[1::2]]
+    _ocr_all(covers[:2])  # onnxruntime sessions and the models' pages warm, in this process
+    print(f"# parallel OCR: {len(covers)} covers; {machine()}")
+    print("| how | seconds | covers/s | CPU s (all processes) | cores busy (CPU s / s) | load before -> after |")
+    print("|---|---|---|---|---|---|")
+
+    def cpu_all() -> float:
+        import resource
+
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    for how in ("1 thread", "2 threads", "2 processes", "1 thread"):
+        before, cpu, started = load_line(), cpu_all(), time.perf_counter()
+        if how == "1 thread":
+            _ocr_all(covers)
+        elif how == "2 threads":
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(_ocr_all, halves))
+        else:
+            with ProcessPoolExecutor(2) as pool:
+                list(pool.map(_ocr_all, halves))
+        seconds, used = time.perf_counter() - started, cpu_all() - cpu
+        print(f"| {how} | {seconds:.1f} | {len(covers) / seconds:.2f} | {used:.1f} | {used / seconds:.2f} | "
+              f"{before} -> {load_line()} |", flush=True)
 
 
 # -- search and the metadata check ---------------------------------------------------------------------------
@@ -369,7 +457,11 @@ def main() -> None:
     acc.add_argument("--out", help="also write every read and figure as JSON here")
     thr = sub.add_parser("throughput")
     thr.add_argument("--covers", type=int, default=200)
-    thr.add_argument("--ray", action="store_true", help="also the text feature on --engine ray (1 worker x 1 CPU)")
+    thr.add_argument("--ray", action="store_true", help="also text and vgg16 on --engine ray (1 worker x 1 CPU)")
+    thr.add_argument("--ray-only", action="store_true", help="only the --engine ray runs")
+    thr.add_argument("--features", help="only the runs of these features (text, vgg16 or vgg16,text)")
+    par = sub.add_parser("parallel")
+    par.add_argument("--covers", type=int, default=60)
     sm = sub.add_parser("search-metadata")
     sm.add_argument("--covers", type=int, default=1000)
     sm.add_argument("--work", help="folder for the store (default: a new temporary folder, kept)")
@@ -381,6 +473,8 @@ def main() -> None:
         run_accuracy(args)
     elif args.command == "throughput":
         run_throughput(args)
+    elif args.command == "parallel":
+        run_parallel(args)
     else:
         run_search_metadata(args)
 

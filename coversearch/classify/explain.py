@@ -22,6 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from coversearch.classify.data import stored_matrix
 from coversearch.classify.model import ModelError, TrainedModel
 from coversearch.features.embedder import Embedder
 from coversearch.features.registry import FEATURE_NAMES, get_extractor
@@ -151,11 +152,14 @@ def most_confident_test_albums(store, model: TrainedModel) -> dict[str, tuple[in
     if split is None:
         raise ModelError(f"the store has no split {model.card.split!r}, which model {model.card.name!r} was trained on")
     ids = np.asarray(sorted(split.album_ids("test")), dtype=np.int64)
+    blocks = []
     for fs in feature_sets:
-        ids = ids[np.isin(ids, store.embedding_album_ids(fs))]
+        held, rows = stored_matrix(store, fs, ids)
+        ids = ids[np.isin(ids, held)]
+        blocks.append((held, rows))
     if len(ids) == 0:
         return {}
-    proba = model.predict_proba(model.features_matrix({fs.name: store.vectors_for(fs, ids) for fs in feature_sets}))
+    proba = model.predict_proba(np.hstack([rows[np.searchsorted(held, ids)] for held, rows in blocks]))
     top = proba.argmax(axis=1)
     out: dict[str, tuple[int, float]] = {}
     for g, genre in enumerate(model.classes):

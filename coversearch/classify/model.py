@@ -27,10 +27,12 @@ import numpy as np
 from coversearch.checksums import FileRecord, file_record, record_tree, tree_files, verify_records
 from coversearch.classify.base import GenreClassifier
 from coversearch.classify.calibration import Answer, answers, calibrated, calibrator_from_state
+from coversearch.classify.data import query_matrix
 from coversearch.classify.registry import method_class
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.store import FeatureSet, Store
+from coversearch.store.rows import TEXT_KIND
 
 CARD = "card.json"
 ESTIMATOR = "estimator"
@@ -44,6 +46,11 @@ class ModelError(CoverSearchError):
     """Unknown or unreadable model, or a model that does not fit this store."""
 
 
+def model_feature_sets(store: Store) -> list[FeatureSet]:
+    """The sets a model can read: every vector set and the text sets (not keypoint records)."""
+    return [fs for fs in store.feature_sets(records=True) if fs.kind == TEXT_KIND or not fs.stores_records]
+
+
 @dataclass
 class FeatureRef:
     name: str
@@ -51,10 +58,11 @@ class FeatureRef:
     dim: int
     model_fingerprint: str | None
     store_fingerprint: str
+    kind: str = "vector"  # or "text": the words read on the cover, as hashed n-gram counts (classify/data.py)
 
     @classmethod
     def of(cls, store: Store, fs: FeatureSet) -> "FeatureRef":
-        return cls(fs.name, fs.version, fs.dim, fs.model_fingerprint, store.embedding_fingerprint(fs))
+        return cls(fs.name, fs.version, fs.dim, fs.model_fingerprint, store.embedding_fingerprint(fs), fs.kind)
 
 
 @dataclass
@@ -160,7 +168,7 @@ class TrainedModel:
         (``store_changed``).  ``same_state`` refuses that too, for work that needs the training
         state itself (scoring the held-out split)."""
         sets = []
-        available = {(fs.name, fs.version): fs for fs in store.feature_sets()}
+        available = {(fs.name, fs.version): fs for fs in model_feature_sets(store)}
         for ref in self.card.features:
             fs = available.get((ref.name, ref.version))
             if fs is None:
@@ -182,7 +190,7 @@ class TrainedModel:
         """Why this usable model's evaluation no longer describes ``store`` (covers added or removed
         since training), or None when the store is as it was trained on."""
         for ref in self.card.features:
-            fs = next((f for f in store.feature_sets() if (f.name, f.version) == (ref.name, ref.version)), None)
+            fs = next((f for f in model_feature_sets(store) if (f.name, f.version) == (ref.name, ref.version)), None)
             if fs is not None and store.embedding_fingerprint(fs) != ref.store_fingerprint:
                 return (f"covers were added or removed since model {self.card.name!r} was trained: it answers for them, "
                         "but its evaluation is out of date (retrain it with `coversearch train` to refresh it)")
@@ -197,9 +205,10 @@ class TrainedModel:
         threshold = self.card.min_confidence if min_confidence is None else min_confidence
         return answers(self.classes, self.predict_proba(X), threshold)
 
-    def features_matrix(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
-        """Per-feature vectors ({name: (n, dim) or (dim,)}) concatenated in the model's order."""
-        return np.hstack([np.atleast_2d(vectors[ref.name]) for ref in self.card.features])
+    def features_matrix(self, vectors: dict[str, Any]) -> np.ndarray:
+        """Per-feature extractor outputs ({name: (n, dim) or (dim,) vectors, or a text set's records})
+        concatenated in the model's order."""
+        return np.hstack([query_matrix(ref, vectors[ref.name]) for ref in self.card.features])
 
     def rank_genres(self, X: np.ndarray) -> list[list[tuple[str, float]]]:
         """For each row, every genre with its probability, most likely first."""

@@ -10,6 +10,7 @@ CLASSIFIERS = Registry("method", {
     "xgboost": "coversearch.classify.xgboost_clf:XGBoostGenre",
     "dense": "coversearch.classify.dense:DenseGenre",
     "ensemble": "coversearch.classify.ensemble:EnsembleGenre",
+    "text-linear": "coversearch.classify.text_linear:TextLinearGenre",
 })
 METHODS = CLASSIFIERS  # the registered names, live
 

@@ -17,7 +17,7 @@ from coversearch.classify.calibration import (
 from coversearch.classify.data import LabelledAlbums, feature_sets_for, load_labelled, require_rows
 from coversearch.classify.evaluate import evaluate_model, write_evaluation
 from coversearch.classify.model import FeatureRef, ModelCard, TrainedModel
-from coversearch.classify.recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from coversearch.classify.recipes import DEFAULT, DEFAULT_NO_TEXT, DEFAULT_RECIPE, Recipe, for_store, get_recipe
 from coversearch.classify.registry import make_estimator
 from coversearch.classify.split import DEFAULT_SPLIT, get_or_make_split
 from coversearch.errors import CoverSearchError
@@ -37,9 +37,8 @@ def resolve_recipe(recipe: str | None, method: str | None, features: Sequence[st
         chosen = get_recipe(recipe)
     elif method is None and not features:
         chosen = get_recipe(DEFAULT_RECIPE)
-    else:
-        default = get_recipe(DEFAULT_RECIPE)
-        chosen = Recipe(name="custom", method=method or default.method, features=tuple(features or default.features))
+    else:  # a method alone reads the default's pixel features
+        chosen = Recipe(name="custom", method=method or DEFAULT.method, features=tuple(features or DEFAULT_NO_TEXT.features))
     return replace(chosen, params={**chosen.params, **(params or {})}, refit=chosen.refit if refit is None else refit)
 
 
@@ -77,6 +76,7 @@ def train_model(
     """
     name = check_training(recipe, name)
     check_calibration_method(calibration)
+    recipe, text_note = for_store(recipe, any(fs.name == "text" for fs in store.feature_sets(records=True)))
     stages = StageClock(display)
     feature_sets = feature_sets_for(store, list(recipe.features))
     with stages("split"):
@@ -116,6 +116,8 @@ def train_model(
         val_rows=int(len(X_val)) if X_val is not None else 0,
         refit=recipe.refit,
     )
+    if text_note:
+        card.notes["text"] = text_note
     model = TrainedModel(card, estimator)
     if calibrate:
         with stages("calibration"):

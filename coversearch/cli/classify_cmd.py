@@ -79,6 +79,8 @@ def train_command(
             bars.close()
     wall = time.perf_counter() - started
     evaluation = model.evaluation
+    if model.card.notes.get("text") and not quiet:
+        err_console.print(f"note: {model.card.notes['text']}", markup=False)
     if json_out:
         print_json({"card": model.card.to_json(), "evaluation": evaluation})
         return

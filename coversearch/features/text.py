@@ -70,6 +70,28 @@ def record_forms(record: dict[str, Any]) -> tuple[str, str]:
     return plain, plain.replace(" ", "")
 
 
+# Text as numbers for the genre models (classify/text_linear.py): counts of the character 2-4-grams
+# of each word of ``plain`` (padded with a space at each end, so word starts and ends are grams of
+# their own), hashed into this many columns.  Stateless, so a query cover's text maps to the same
+# columns as the stored covers'; OCR slips change a few grams of a word, not the whole word.
+TEXT_VECTOR_DIM = 4096
+TEXT_NGRAMS = (2, 4)
+
+
+def text_ngram_counts(plains: Sequence[str]) -> np.ndarray:
+    """(n, TEXT_VECTOR_DIM) float32 hashed character n-gram counts of ``plain`` texts (all zero: no text)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    hasher = HashingVectorizer(analyzer="char_wb", ngram_range=TEXT_NGRAMS, n_features=TEXT_VECTOR_DIM,
+                               alternate_sign=False, norm=None, lowercase=False, dtype=np.float32)
+    return hasher.transform(list(plains)).toarray()
+
+
+def record_plain(record: str) -> str:
+    """The ``plain`` form of a record as ``CoverText.extract`` returns it (JSON text)."""
+    return json.loads(record)["plain"]
+
+
 class _Engine(threading.local):
     """One RapidOCR per thread: its objects keep per-call state, and one thread each keeps
     onnxruntime single-threaded (the ingest decides how many threads run)."""

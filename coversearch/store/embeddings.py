@@ -144,9 +144,11 @@ class EmbeddingReads:
         With ``album_ids``, the same fingerprint over those albums only (an index built from them
         can then tell whether its vectors are still exactly the store's).
         """
+        content = "plain" if fs.kind == TEXT_KIND else "vector"  # of a text set, what the genre models read
+        table = fs.table if fs.kind == TEXT_KIND else fs.vector_table
         sql = (
-            "SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, vector)), 0) "
-            f"FROM {fs.vector_table}"
+            f"SELECT count(*), coalesce(bit_xor(hash(album_id)), 0), coalesce(bit_xor(hash(album_id, {content})), 0) "
+            f"FROM {table}"
         )
         params: list[Any] = []
         if album_ids is not None:
