@@ -20,6 +20,7 @@ from coversearch.classify.recipes import Recipe, for_store
 from coversearch.classify.split import load_split, make_split
 from coversearch.classify.train import resolve_recipe, train_model
 from coversearch.store import Store
+from coversearch.store.rows import TEXT_KIND
 
 PER_GENRE = 5  # covers with printed words per genre, plus every ground-truth cover with none
 
@@ -130,7 +131,7 @@ def test_a_store_without_text_trains_the_default_and_refuses_the_text_member_cle
     for chosen in (resolve_recipe(None, None, None, None), resolve_recipe("default", None, None, None)):
         assert chosen.features == ("vgg16-layers", "text")
         with Store.open(db, read_only=True) as store:
-            has_text = any(fs.name == "text" for fs in store.feature_sets(records=True))
+            has_text = bool(store.feature_sets(kind=TEXT_KIND))
         fitted, note = for_store(chosen, has_text)
         assert (fitted.name, fitted.features, fitted.refit) == ("default", ("vgg16-layers",), True)
         assert [m["method"] for m in fitted.params["members"]] == ["dense", "xgboost", "xgboost"]

@@ -30,7 +30,7 @@ class LabelledAlbums:
 
 
 def feature_sets_for(store: Store, names: list[str]) -> list[FeatureSet]:
-    held = {fs.name for fs in store.feature_sets(records=True)}
+    held = {fs.name for fs in store.feature_sets(kind=None)}
     if "text" in names and "text" not in held:  # the text member asked for on a store that never read its covers
         others = [n for n in names if n not in held and n != "text"]
         raise CoverSearchError(

@@ -32,7 +32,7 @@ from coversearch.classify.registry import method_class
 from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name, staged_folder
 from coversearch.store import FeatureSet, Store
-from coversearch.store.rows import TEXT_KIND
+from coversearch.store.rows import RECORD_KIND
 
 CARD = "card.json"
 ESTIMATOR = "estimator"
@@ -48,7 +48,7 @@ class ModelError(CoverSearchError):
 
 def model_feature_sets(store: Store) -> list[FeatureSet]:
     """The sets a model can read: every vector set and the text sets (not keypoint records)."""
-    return [fs for fs in store.feature_sets(records=True) if fs.kind == TEXT_KIND or not fs.stores_records]
+    return [fs for fs in store.feature_sets(kind=None) if fs.kind != RECORD_KIND]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from coversearch.errors import CoverSearchError
 from coversearch.fsutil import check_folder_name
 from coversearch.stages import StageClock, StageDisplay
 from coversearch.store import Store
+from coversearch.store.rows import TEXT_KIND
 
 DEFAULT_CALIBRATION = "temperature"
 
@@ -76,7 +77,7 @@ def train_model(
     """
     name = check_training(recipe, name)
     check_calibration_method(calibration)
-    recipe, text_note = for_store(recipe, any(fs.name == "text" for fs in store.feature_sets(records=True)))
+    recipe, text_note = for_store(recipe, bool(store.feature_sets(kind=TEXT_KIND)))
     stages = StageClock(display)
     feature_sets = feature_sets_for(store, list(recipe.features))
     with stages("split"):
