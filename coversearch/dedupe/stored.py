@@ -21,18 +21,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
+from coversearch.dedupe.candidates import CANDIDATE_K, PAIR_CHUNK, album_candidates, exact_index, positions_of, self_join_search
 from coversearch.dedupe.groups import DedupeResult, describe_groups
 from coversearch.dedupe.rules import Rule, default_rules
-from coversearch.dedupe.verify import (CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, plain_verdict, uninformative,
-                                       uninformative_ids, verdict)
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, uninformative, uninformative_ids
+from coversearch.dedupe.verify import verdicts as verdicts_of
 from coversearch.errors import CoverSearchError
 from coversearch import metrics
 
 # Placing this share of the placed albums or more at once is a whole self-join instead.
 WHOLE_SHARE = 0.25
-# From this many albums a whole placement of float vectors searches by the clustered self-join
-# (index/selfjoin.py: approximate, minutes at 1M) instead of exact products of every pair.
+# From this many albums a whole placement searches by the clustered self-join (index/selfjoin.py:
+# approximate, minutes at 1M) instead of exact products or popcounts of every pair.
 SELF_JOIN_ROWS = 200_000
 
 
@@ -103,43 +103,13 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
         new = np.setdiff1d(ids, placed, assume_unique=True)
         if len(new) == 0 and not reset:
             continue
-        position = positions_of(ids)
         whole = reset or len(new) >= WHOLE_SHARE * max(len(placed), 1)
-        joined = whole and len(ids) >= SELF_JOIN_ROWS and rule.metric != metrics.HAMMING
-        index = None if joined else exact_index(rule.metric, fs.dim, vectors, ids)
-        clock = out._stage("index", clock)
-        if whole:
-            todo = ids
-            search = self_join_search(vectors, ids, rule.metric) if joined else None
-            q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
-            revisit = np.zeros(0, np.int64)
-        else:
-            # The newcomers' own candidates, and how close they come to every placed album.
-            q, o, d, kth, near = album_candidates(index, vectors[position(new)], new, rule,
-                                                  radius=rule.threshold if rule.verified else None)
-            todo = new
-            revisit = np.zeros(0, np.int64)
-            if rule.verified and len(near[0]):
-                is_placed = np.isin(near[1], placed)
-                others, dist = near[1][is_placed], near[2][is_placed]
-                limit = kth_placed[np.searchsorted(placed, others)]
-                revisit = np.unique(others[dist <= limit + 1e-4])
-            if len(revisit):
-                q2, o2, d2, kth2, _ = album_candidates(index, vectors[position(revisit)], revisit, rule)
-                q, o, d = np.concatenate([q, q2]), np.concatenate([o, o2]), np.concatenate([d, d2])
-                kth = np.concatenate([kth, kth2])
-                todo = np.concatenate([new, revisit])
-        # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
-        # beyond the threshold are kept for removals (``album_candidates``) and are no pair.
-        exact = metrics.pair_distances(vectors[position(q)], vectors[position(o)], rule.metric) if len(q) else np.zeros(0)
-        clock = out._stage("candidates", clock)
-        fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
-        out.verified += len(fresh)
-        clock = out._stage("verify", clock)
-        store.dedupe_write(rule.feature, key, todo, kth, (q, o, exact), fresh, reset=whole)
+        todo, kth, sides, fresh = place_rule(rule, ids, vectors, new, placed, kth_placed, verdicts, cache, whole=whole, out=out)
+        del vectors
+        clock = time.perf_counter()
+        store.dedupe_write(rule.feature, key, todo, kth, sides, fresh, reset=whole)
         out._stage("write", clock)
         out.placed[rule.feature] = int(len(ids) if whole else len(new))
-        out.revisited[rule.feature] = int(len(revisit))
         out.whole[rule.feature] = bool(whole)
         if advance is not None:
             advance(int(len(todo)))
@@ -148,21 +118,78 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
     return out
 
 
+def place_rule(rule: Rule, ids: np.ndarray, vectors: np.ndarray, new: np.ndarray, placed: np.ndarray, kth_placed: np.ndarray,
+               verdicts: dict, cache: KeypointCache, *, whole: bool, out: Placement):
+    """One rule's placement over every album's vectors (``ids``, ``vectors``, by id): with ``whole``
+    every album from nothing (a clustered self-join from SELF_JOIN_ROWS albums), else the ``new``
+    ones among the ``placed`` (and the placed albums they come close to).  Returns what
+    ``Store.dedupe_write`` stores: the albums placed, their kth distances, their candidate rows
+    (album, other, exact distance) and the fresh verdicts (also added to ``verdicts``); stage times
+    and counts go to ``out``."""
+    clock = time.perf_counter()
+    position = positions_of(ids)
+    joined = whole and len(ids) >= SELF_JOIN_ROWS
+    index = None if joined else exact_index(rule.metric, vectors.shape[1], vectors, ids)
+    clock = out._stage("index", clock)
+    revisit = np.zeros(0, np.int64)
+    if whole:
+        todo = ids
+        # The vectors are place()'s own: cosine ones may be normalised where they are (the exact
+        # distances below are the same on unit rows), so 1M x 512 floats are held once, not twice.
+        search = self_join_search(vectors, ids, rule.metric, in_place=True) if joined else None
+        clock = out._stage("index", clock)
+        q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
+        del search
+    else:
+        # The newcomers' own candidates, and how close they come to every placed album.
+        q, o, d, kth, near = album_candidates(index, vectors[position(new)], new, rule,
+                                              radius=rule.threshold if rule.verified else None)
+        todo = new
+        if rule.verified and len(near[0]):
+            is_placed = np.isin(near[1], placed)
+            others, dist = near[1][is_placed], near[2][is_placed]
+            limit = kth_placed[np.searchsorted(placed, others)]
+            revisit = np.unique(others[dist <= limit + 1e-4])
+        if len(revisit):
+            q2, o2, d2, kth2, _ = album_candidates(index, vectors[position(revisit)], revisit, rule)
+            q, o, d = np.concatenate([q, q2]), np.concatenate([o, o2]), np.concatenate([d, d2])
+            kth = np.concatenate([kth, kth2])
+            todo = np.concatenate([new, revisit])
+    del index
+    # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
+    # beyond the threshold are kept for removals (``album_candidates``) and are no pair.  A chunk at
+    # a time: both sides' vectors for millions of rows would not fit in memory.
+    exact = np.concatenate([np.zeros(0)] + [
+        metrics.pair_distances(vectors[position(q[i : i + PAIR_CHUNK])], vectors[position(o[i : i + PAIR_CHUNK])], rule.metric)
+        for i in range(0, len(q), PAIR_CHUNK)
+    ])
+    clock = out._stage("candidates", clock)
+    fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
+    out.verified += len(fresh)
+    out._stage("verify", clock)
+    out.revisited[rule.feature] = int(len(revisit))
+    return todo, kth, (q, o, exact), fresh
+
+
 def _verify(rule: Rule, q, o, d, verdicts: dict, cache: KeypointCache, flat: set[int]) -> list[tuple[int, int, int, float, bool]]:
     """Verdicts for the candidate pairs beyond the sure distance, or with a ``flat`` side
-    (``verify.uninformative``), that have none yet (added to ``verdicts``)."""
-    fresh = []
+    (``verify.uninformative``), that have none yet (added to ``verdicts``), verified in batches
+    (``verify.verdicts``)."""
+    todo: dict[tuple[int, int], bool] = {}
     for x, y, dist in zip(q.tolist(), o.tolist(), d.tolist()):
         plain = x in flat or y in flat
         if (rule.accepts(dist) and not plain) or dist > rule.threshold + 1e-9:
             continue
         pair = (min(x, y), max(x, y))
-        if pair in verdicts:
-            continue
-        judge = plain_verdict if plain else verdict
-        found = judge(cache.get(pair[0]), cache.get(pair[1]))
-        verdicts[pair] = found
-        fresh.append((*pair, *found))
+        if pair not in verdicts:
+            todo[pair] = plain
+    # By album: a batch of pairs then shares albums, each read and decoded once for it.
+    pairs = sorted(todo)
+    found = verdicts_of(pairs, cache, [todo[p] for p in pairs])
+    fresh = []
+    for pair, result in zip(pairs, found):
+        verdicts[pair] = result
+        fresh.append((*pair, *result))
     return fresh
 
 
