@@ -21,7 +21,7 @@ lost corners of a rotation); another release differs wherever its lettering or l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import cv2
@@ -77,11 +77,22 @@ class Match:
 
     inliers: int
     transform: np.ndarray | None = None  # 2 x 3, from a's points to b's, at SIDE scale
-    a_small: np.ndarray | None = None  # a at COMPARE_SIDE, mirrored when the mirror matched
-    b_small: np.ndarray | None = None
     mirrored: bool = False  # a's mirror image matched
     a_points: np.ndarray | None = None  # (inliers, 2) the agreeing keypoints at SIDE scale (a's mirrored when ``mirrored``)
     b_points: np.ndarray | None = None
+    a_keypoints: Keypoints | None = field(default=None, repr=False)
+    b_keypoints: Keypoints | None = field(default=None, repr=False)
+
+    @cached_property
+    def a_small(self) -> np.ndarray | None:
+        """a at COMPARE_SIDE, mirrored when the mirror matched (read on first use: a stored record
+        inflates its grey picture only then)."""
+        small = None if self.a_keypoints is None else self.a_keypoints.small
+        return small if small is None or not self.mirrored else np.ascontiguousarray(small[:, ::-1])
+
+    @cached_property
+    def b_small(self) -> np.ndarray | None:
+        return None if self.b_keypoints is None else self.b_keypoints.small
 
     @cached_property
     def grid(self) -> np.ndarray | None:
@@ -195,8 +206,7 @@ def match(a: Keypoints, b: Keypoints) -> Match:
         flipped = _transform(a.mirrored_points, a.mirrored, b.points, b.descriptors)
         if flipped[0] > inliers:
             (inliers, transform, pa, pb), mirrored = flipped, True
-    a_small = a.small if a.small is None or not mirrored else np.ascontiguousarray(a.small[:, ::-1])
-    return Match(inliers, transform, a_small, b.small, mirrored, pa, pb)
+    return Match(inliers, transform, mirrored, pa, pb, a_keypoints=a, b_keypoints=b)
 
 
 # -- over a store ----------------------------------------------------------------------------------
