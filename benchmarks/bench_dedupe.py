@@ -637,13 +637,13 @@ def borrowed_records(db: Path, n: int, planted: dict[str, np.ndarray], seed: int
 
 def rebuild_one(args) -> None:
     """The whole `dedupe --rebuild` over --n synthetic albums, through the product's placement
-    (``dedupe.stored.place_rule``: candidates, exact distances, verification) per rule, then
+    (``dedupe.stored.place_all``: candidates, exact distances, verification) per rule, then
     ``Store.dedupe_write`` into a fresh store: one JSON line with each stage."""
     import tempfile
 
     from coversearch.dedupe.groups import connected_components
     from coversearch.dedupe.rules import default_rules
-    from coversearch.dedupe.stored import Placement, place_rule, rule_key
+    from coversearch.dedupe.stored import Placement, place_all, rule_key
     from coversearch.dedupe.verify import KeypointCache
     from coversearch.store import Store
 
@@ -670,8 +670,7 @@ def rebuild_one(args) -> None:
             vectors = synthetic(rule.feature, real[rule.feature], n, seed=n)[0]
             cpu = time.process_time()
             clock = time.perf_counter()
-            todo, kth, (q, o, d), fresh = place_rule(rule, ids, vectors, ids, np.zeros(0, np.int64), np.zeros(0), verdicts, cache,
-                                                      whole=True, out=out)
+            todo, kth, (q, o, d), fresh = place_all(rule, ids, vectors, verdicts, cache, out)
             del vectors
             placed_s = time.perf_counter() - clock
             rebuild_s += placed_s
