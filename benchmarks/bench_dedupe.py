@@ -647,10 +647,14 @@ def rebuild_one(args) -> None:
     from coversearch.dedupe.verify import KeypointCache
     from coversearch.store import Store
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     n = args.n
     started = time.perf_counter()
     with Store.open(Path(args.db), read_only=True) as store:
-        rules = default_rules(store)
+        # vgg16 first: its stages are reported before the pHash band's long verification.
+        rules = sorted(default_rules(store), key=lambda r: r.feature != "vgg16")
         real = {r.feature: store.load_embeddings(store.feature_set(r.feature))[1] for r in rules}
         versions = {r.feature: store.feature_set(r.feature).version for r in rules}
     planted = {}

@@ -15,6 +15,7 @@ Verification reads the stored keypoints (``features.keypoints``), so placing a c
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -28,6 +29,8 @@ from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, 
 from coversearch.dedupe.verify import verdicts as verdicts_of
 from coversearch.errors import CoverSearchError
 from coversearch import metrics
+
+_LOG = logging.getLogger(__name__)
 
 # Placing this share of the placed albums or more at once is a whole self-join instead.
 WHOLE_SHARE = 0.25
@@ -149,6 +152,7 @@ def place_all(rule: Rule, ids: np.ndarray, vectors: np.ndarray, verdicts: dict, 
         for i in range(0, len(q), PAIR_CHUNK)
     ])
     clock = out._stage("candidates", clock)
+    _LOG.info("%s: %d albums, %d candidate rows, stages %s", rule.feature, len(ids), len(q), {k: round(v, 1) for k, v in out.stages.items()})
     fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
     out.verified += len(fresh)
     out._stage("verify", clock)
@@ -198,18 +202,25 @@ def _place_new(store, fs, rule: Rule, new: np.ndarray, placed: np.ndarray, kth_p
 def _verify(rule: Rule, q, o, d, verdicts: dict, cache: KeypointCache, flat: set[int]) -> list[tuple[int, int, int, float, bool]]:
     """Verdicts for the candidate pairs beyond the sure distance, or with a ``flat`` side
     (``verify.uninformative``), that have none yet (added to ``verdicts``), verified in batches
-    (``verify.verdicts``)."""
-    todo: dict[tuple[int, int], bool] = {}
-    for x, y, dist in zip(q.tolist(), o.tolist(), d.tolist()):
-        plain = x in flat or y in flat
-        if (rule.accepts(dist) and not plain) or dist > rule.threshold + 1e-9:
-            continue
-        pair = (min(x, y), max(x, y))
-        if pair not in verdicts:
-            todo[pair] = plain
+    (``verify.verdicts``).  Selected with arrays: a whole placement at 1M has millions of rows."""
+    q, o, d = np.asarray(q, dtype=np.int64), np.asarray(o, dtype=np.int64), np.asarray(d, dtype=np.float64)
+    flat_ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
+    plain = (np.isin(q, flat_ids) | np.isin(o, flat_ids)) if len(flat_ids) else np.zeros(len(q), dtype=bool)
+    sure = d <= (rule.sure if rule.verified else rule.threshold) + 1e-9  # rule.accepts, row by row
+    need = ~((sure & ~plain) | (d > rule.threshold + 1e-9))
+    a, b, plain = np.minimum(q, o)[need], np.maximum(q, o)[need], plain[need]
     # By album: a batch of pairs then shares albums, each read and decoded once for it.
-    pairs = sorted(todo)
-    found = verdicts_of(pairs, cache, [todo[p] for p in pairs])
+    order = np.lexsort((b, a))
+    a, b, plain = a[order], b[order], plain[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, plain = a[first], b[first], plain[first]
+    if verdicts and len(a):
+        fresh_rows = np.fromiter(((x, y) not in verdicts for x, y in zip(a.tolist(), b.tolist())), dtype=bool, count=len(a))
+        a, b, plain = a[fresh_rows], b[fresh_rows], plain[fresh_rows]
+    pairs = list(zip(a.tolist(), b.tolist()))
+    _LOG.info("%s: %d pairs to verify", rule.feature, len(pairs))
+    found = verdicts_of(pairs, cache, plain)
     fresh = []
     for pair, result in zip(pairs, found):
         verdicts[pair] = result

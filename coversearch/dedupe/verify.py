@@ -21,6 +21,8 @@ lost corners of a rotation); another release differs wherever its lettering or l
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -116,6 +118,7 @@ class Match:
 
 
 _NO_POINTS = np.zeros((0, 2), np.float32)
+_LOG = logging.getLogger(__name__)
 
 
 def _transform(pa: np.ndarray, da: np.ndarray | None, pb: np.ndarray, db: np.ndarray | None):
@@ -349,8 +352,11 @@ def verdicts(pairs, cache: KeypointCache, plain=None, *, threads: int | None = N
         return [(plain_verdict if flat else verdict)(cache._keypoints[a], cache._keypoints[b]) for (a, b), flat in chunk]
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    started = time.perf_counter()
     try:
         for start in range(0, len(pairs), BATCH):
+            if start and start % (64 * BATCH) == 0:
+                _LOG.info("verified %d of %d pairs, %.3f ms a pair", start, len(pairs), (time.perf_counter() - started) * 1000 / start)
             batch = list(zip(pairs[start : start + BATCH], plain[start : start + BATCH]))
             albums = {x for (a, b), _ in batch for x in (a, b)}
             cache.forget_all_but(albums)
