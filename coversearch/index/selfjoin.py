@@ -15,7 +15,8 @@ import numpy as np
 
 from coversearch import metrics
 
-BLOCK_ROWS = 8192  # queries per matrix product: bounds the block at BLOCK_ROWS x cluster size floats
+BLOCK_ROWS = 8192  # queries per matrix product at most ...
+BLOCK_FLOATS = 1 << 24  # ... and at most this many products in one block (64 MB): clusters can be large
 
 
 def clustered_self_knn(
@@ -66,11 +67,12 @@ def clustered_self_knn(
             continue
         queries_all = asking[ask_bounds[c] : ask_bounds[c + 1]] // nprobe
         block = x[m].T
-        for start in range(0, len(queries_all), BLOCK_ROWS):
-            q = queries_all[start : start + BLOCK_ROWS]
+        rows = max(64, min(BLOCK_ROWS, BLOCK_FLOATS // len(m)))
+        for start in range(0, len(queries_all), rows):
+            q = queries_all[start : start + rows]
             dots = x[q] @ block
             if metric == metrics.COSINE:
-                d = 1.0 - dots
+                d = np.subtract(1.0, dots, out=dots)
             elif metric == metrics.HAMMING:
                 d = np.rint(sq[q][:, None] + sq[m][None, :] - 2 * dots)  # bits that differ, exactly
             else:
