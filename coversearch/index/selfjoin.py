@@ -50,9 +50,10 @@ def clustered_self_knn(
     sample = x[rng.choice(n, train_rows, replace=False)] if n > train_rows else x
     kmeans = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=metric == metrics.COSINE, verbose=False)
     kmeans.train(sample)
-    _, home = kmeans.index.search(x, 1)  # each vector is a member of one cluster
-    _, probes = kmeans.index.search(x, nprobe)  # each query compares with the members of nprobe clusters
-    home = home.ravel()
+    # Each query compares with the members of its nprobe nearest clusters; each vector is a member
+    # of its nearest one (the first of them: one search over the centroids, not two).
+    _, probes = kmeans.index.search(x, nprobe)
+    home = np.ascontiguousarray(probes[:, 0])
     members = np.argsort(home, kind="stable")
     member_bounds = np.searchsorted(home[members], np.arange(nlist + 1))
     flat = probes.ravel()
