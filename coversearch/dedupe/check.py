@@ -1,5 +1,6 @@
 """Is this cover already in the store?  Same bytes, or near copies under the rules: one uploaded or
-given image (`check`, the page), or the albums an ingest run just added (`--report-duplicates`)."""
+given image (`check`, the page).  What an ingest run added is reported from the stored groups
+(`stored.new_album_duplicates`, `--report-duplicates`)."""
 
 from __future__ import annotations
 
@@ -135,14 +136,3 @@ def check_image(
     matches = sorted(found.values(), key=lambda m: (not m.exact, m.distances.get(first, float("inf")), m.album_id))
     verdict = EXACT if exact_id is not None else NEAR if matches else NEW
     return DuplicateCheck(label or str(image), verdict, [r.label for r in rules], matches, notes)
-
-
-@dataclass
-class NewDuplicate:
-    album_id: int  # the newly added album
-    path: str | None
-    duplicate_of: int  # the album already stored
-    duplicate_path: str | None
-    feature: str
-    distance: float
-    same_run: bool = False  # the other album arrived in the same run (an earlier file of it)

@@ -250,14 +250,23 @@ def stored_pairs(store, rules: Sequence[Rule], album_ids=None) -> list[tuple[Rul
     return out
 
 
+@dataclass
+class NewDuplicate:
+    album_id: int  # the newly added album
+    path: str | None
+    duplicate_of: int  # the album it nearly duplicates
+    duplicate_path: str | None
+    feature: str
+    distance: float
+    same_run: bool = False  # the other album arrived in the same run (an earlier file of it)
+
+
 def new_album_duplicates(store, rules: Sequence[Rule], new_ids) -> list:
     """What `ingest --report-duplicates` lists, read from the stored groups (placed first): every
     near-duplicate pair with a new album (``new_ids``) on one side, the new album as the copy of the
     other; a pair of two new albums (near-copies arriving in the same run) lists the later one as the
     copy of the earlier (``same_run``).  A pair holding under several rules is listed once, under
     the first."""
-    from coversearch.dedupe.check import NewDuplicate
-
     new_ids = np.asarray(new_ids, dtype=np.int64)
     if len(new_ids) == 0:
         return []
