@@ -16,6 +16,10 @@ Stages (each caches its output under --out, so a later stage can be re-run alone
   incremental  The stored groups on a copy of the store: keypoints stored, a whole placement, dedupe
             on the unchanged store, placing one new cover at a time (p50/p99), removing albums.
   ingest-cost  Ingest covers/s with the default features, with and without keypoints.
+  rebuild   The whole `dedupe --rebuild` (candidates + verification + write) over --n synthetic
+            albums through the product's placement: vectors as in `scale`, each album reading a real
+            cover's stored keypoints record (planted pairs: a real cover and a transformed copy).
+            Run it under /usr/bin/time -v for the peak RSS of the process.
   scale     Dedupe (`coversearch.dedupe`) over 100k and 1M synthetic vectors built from the
             store's real ones (tiled, plus noise), with planted duplicate pairs: time, peak RSS, and
             how many planted pairs were found.  Each size runs in a fresh process for a clean RSS.
@@ -656,6 +660,132 @@ def scale_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- the whole rebuild at scale: candidates + verification, the product's placement ------------------
+def borrowed_records(db: Path, n: int, planted: dict[str, np.ndarray], seed: int, copies: int) -> tuple[np.ndarray, list[bytes], dict]:
+    """Which real keypoints record each of ``n`` synthetic albums reads, and the records: album i
+    (a tile of real cover i mod R in the synthetic vectors) reads the record of real cover
+    perm_t(i mod R), a permutation per tile t (the identity for the first), so that two tiles of one
+    cover, which the synthetic vectors make candidates of each other, do not read one record twice.
+    Each planted pair reads a real (original, transformed copy) pair: ``copies`` covers are drawn,
+    each transformed once (coversearch/bench/transforms.py, not mirrored) and described from the
+    decoded JPEG, as ingest would."""
+    from PIL import Image
+
+    from coversearch.features.keypoints import keypoints
+    from coversearch.store import Store
+
+    with Store.open(db, read_only=True) as store:
+        fs = max((f for f in store.feature_sets(records=True) if f.name == "keypoints"), key=lambda f: f.version)
+        ids = store.embedding_album_ids(fs)
+        found = store.load_records(fs, ids)
+        albums = store.albums(ids.tolist())
+    real = [found[int(a)] for a in ids]
+    r = len(real)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n)
+    tile = rows // r
+    borrow = rows % r
+    for t in range(1, int(tile.max()) + 1):
+        here = tile == t
+        borrow[here] = rng.permutation(r)[borrow[here]]
+    chosen = rng.choice(r, size=copies, replace=False)
+    names = [t for t in TRANSFORMS if t != MIRROR]
+    copy_of = {}
+    for c in chosen.tolist():
+        with Image.open(albums[int(ids[c])]["path"]) as img:
+            jpeg = transformed_jpeg(img.convert("RGB"), names[int(rng.integers(len(names)))])
+        copy_of[c] = len(real)
+        real.append(keypoints(decode_image(jpeg).rgb).to_bytes())
+    for pairs in planted.values():
+        originals = rng.choice(chosen, size=len(pairs))
+        borrow[pairs[:, 0]] = originals
+        borrow[pairs[:, 1]] = [copy_of[int(c)] for c in originals]
+    return borrow, real, {"real_records": r, "copies": copies}
+
+
+def rebuild_one(args) -> None:
+    """The whole `dedupe --rebuild` over --n synthetic albums, through the product's placement
+    (``dedupe.stored.place_all``: candidates, exact distances, verification) per rule, then
+    ``Store.dedupe_write`` into a fresh store: one JSON line with each stage."""
+    import tempfile
+
+    from coversearch.dedupe.groups import connected_components
+    from coversearch.dedupe.rules import default_rules
+    from coversearch.dedupe.stored import Placement, place_all, rule_key
+    from coversearch.dedupe.verify import KeypointCache
+    from coversearch.store import Store
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    n = args.n
+    started = time.perf_counter()
+    with Store.open(Path(args.db), read_only=True) as store:
+        # vgg16 first: its stages are reported before the pHash band's long verification.
+        rules = sorted(default_rules(store), key=lambda r: r.feature != "vgg16")
+        real = {r.feature: store.load_embeddings(store.feature_set(r.feature))[1] for r in rules}
+        versions = {r.feature: store.feature_set(r.feature).version for r in rules}
+    planted = {}
+    for rule in rules:  # the planted pairs first; each feature's vectors are made again when placed (held one at a time, as place() does)
+        planted[rule.feature] = synthetic(rule.feature, real[rule.feature], n, seed=n)[1]
+    borrow, records, about = borrowed_records(Path(args.db), n, planted, seed=n, copies=args.originals)
+    cache = KeypointCache(None, records=lambda wanted: {a: records[borrow[a]] for a in wanted})
+    ids = np.arange(n, dtype=np.int64)
+    row: dict = {"n": n, "load_start": os.getloadavg()[0], "prepare_s": round(time.perf_counter() - started, 1), **about, "rules": {}}
+    rebuild_s = 0.0
+    verdicts: dict = {}
+    holding_a, holding_b = [], []
+    tmp = tempfile.mkdtemp(prefix="rebuild-")
+    with Store.open(Path(tmp) / "groups.duckdb") as out_store:
+        for rule in rules:
+            out = Placement()
+            vectors = synthetic(rule.feature, real[rule.feature], n, seed=n)[0]
+            cpu = time.process_time()
+            clock = time.perf_counter()
+            todo, kth, (q, o, d), fresh = place_all(rule, ids, vectors, verdicts, cache, out)
+            del vectors
+            placed_s = time.perf_counter() - clock
+            rebuild_s += placed_s
+            clock = time.perf_counter()
+            out_store.dedupe_write(rule.feature, rule_key(rule, versions[rule.feature]), todo, kth, (q, o, d), fresh, reset=True)
+            write_s = time.perf_counter() - clock
+            rebuild_s += write_s
+            within = d <= rule.threshold + 1e-9
+            a, b, dist = np.minimum(q, o)[within], np.maximum(q, o)[within], d[within]
+            holds = np.asarray([rule.accepts(x) or verdicts.get((int(i), int(j)), (0, 1.0, False))[2]
+                                for i, j, x in zip(a.tolist(), b.tolist(), dist.tolist())], dtype=bool)
+            holding_a.append(a[holds])
+            holding_b.append(b[holds])
+            found = {(int(x), int(y)) for x, y in zip(a[holds].tolist(), b[holds].tolist())}
+            confirmed = sum(v[2] for v in (verdicts[(f[0], f[1])] for f in fresh))
+            row["rules"][rule.feature] = {
+                "rule": rule.label, "stages_s": {k: round(v, 1) for k, v in out.stages.items()}, "place_s": round(placed_s, 1),
+                "write_s": round(write_s, 1), "cpu_s": round(time.process_time() - cpu, 1), "candidate_rows": int(len(q)),
+                "verified": len(fresh), "confirmed": int(confirmed),
+                "ms_per_verified_pair": round(out.stages.get("verify", 0) * 1000 / max(len(fresh), 1), 3),
+                "planted": int(len(planted[rule.feature])),
+                "planted_found": int(sum((int(x), int(y)) in found for x, y in planted[rule.feature])),
+            }
+            log(json.dumps(row["rules"][rule.feature]))
+    clock = time.perf_counter()
+    groups = connected_components(ids, np.concatenate(holding_a), np.concatenate(holding_b))
+    row["groups"] = len(groups)
+    row["albums_in_groups"] = int(sum(len(g) for g in groups))
+    row["components_s"] = round(time.perf_counter() - clock, 1)
+    row["rebuild_s"] = round(rebuild_s + row["components_s"], 1)  # placement + write of both rules + the groups, not the synthetic data
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    row["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
+    row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
+    row["load_end"] = os.getloadavg()[0]
+    row["cpu"] = f"{os.cpu_count()} x {_cpu_model()}"
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(row), flush=True)
+    with open(Path(args.out) / "rebuild.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 # -- the split: who has a near-duplicate on the other side ------------------------------------------------
 FORMER_RULE = (("phash", 10.0), ("vgg16", 0.125))  # the one-stage default before keypoint verification
 
@@ -805,7 +935,7 @@ def _cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split", "incremental", "ingest-cost"])
+    parser.add_argument("stage", choices=["copies", "twins", "quality", "scale", "scale-one", "split", "incremental", "ingest-cost", "rebuild"])
     parser.add_argument("--groups", help="split: a `coversearch dedupe --json` output (the default rule's groups)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -815,7 +945,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--features", default="phash,vgg16", help="scale: features to dedupe")
     parser.add_argument("--feature", help=argparse.SUPPRESS)  # scale-one
-    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)  # scale-one
+    parser.add_argument("--n", type=int, help="rebuild: synthetic albums")  # and scale-one
     parser.add_argument("--kind", help="scale: index kind instead of the default per feature")
     parser.add_argument("--params", help="scale: the --kind's parameters as JSON")
     parser.add_argument("--timeout", type=int, default=3600, help="scale: seconds per run")
@@ -825,7 +955,7 @@ def main() -> None:
     parser.add_argument("--remove", type=int, default=1000, help="incremental: albums removed at once")
     args = parser.parse_args()
     {"copies": make_copies, "twins": twins, "quality": quality, "scale": scale, "scale-one": scale_one,
-     "split": split_leaks, "incremental": incremental, "ingest-cost": ingest_cost}[args.stage](args)
+     "split": split_leaks, "incremental": incremental, "ingest-cost": ingest_cost, "rebuild": rebuild_one}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -268,3 +268,41 @@ def test_the_api_collapses_duplicates_and_serves_the_evidence(base, copies, tmp_
         assert missing.status_code == 404 and "no near-duplicate group" in missing.json()["error"]
         page = requests.get(url + "/", timeout=30).text
         assert 'id="collapse_duplicates"' in page and "/evidence.png" in page
+
+
+def test_placement_searches_an_index_kept_beside_the_store_and_rebuilds_one_that_is_not_its_own(base, copies, covers5_dir, tmp_path,
+                                                                                                 vgg16_weights):
+    db, other = tmp_path / "a" / "store.duckdb", tmp_path / "b" / "store.duckdb"
+    for path in (db, other):
+        path.parent.mkdir()
+        shutil.copy(base, path)
+
+    def ingest_into(store_path: Path, name: str, files) -> dict:
+        folder = tmp_path / name / "Pop"
+        folder.mkdir(parents=True)
+        for path in files:
+            (folder / path.name).symlink_to(path)
+        return run_ingest(store_path, read_source(folder.parent), FEATURES, vgg16_weights)["duplicate_groups"]
+
+    first = ingest_into(db, "one", [copies["resize-50"], copies["crop-10"]])
+    assert not first["whole"]["vgg16"] and first["index_rebuilt"] == {"phash": "no saved index", "vgg16": "no saved index"}
+    second = ingest_into(db, "two", [copies["jpeg-20"]])
+    assert second["index_rebuilt"] == {"phash": None, "vgg16": None}, "the saved index was read and brought up to date"
+    assert (Path(str(db) + ".dedupe-index") / "vgg16" / "delta.npz").is_file()
+    with Store.open(db) as store:
+        assert as_sets(stored_groups(store)) == as_sets(store_groups(store, default_rules(store)))
+        original = stored_original(store, copies["original"])
+        linked = lambda name: next(a for p, a in store.known_files().items() if p.endswith(f"/Pop/{name}.jpg"))  # noqa: E731
+        assert any({original, linked("jpeg-20")} <= set(g.tolist()) for g in stored_groups(store))
+        apply_removal(store, plan_removal(store, album_ids=[linked("crop-10")]))
+        removed = place(store).to_dict()
+        assert removed["index_rebuilt"].get("vgg16") is None, "the exact index drops a removed album in place"
+        assert as_sets(stored_groups(store)) == as_sets(store_groups(store, default_rules(store)))
+    # Another store's index (the same album ids, other covers) is never trusted.
+    ingest_into(other, "three", sorted((covers5_dir / "Pop").iterdir())[10:13])
+    shutil.rmtree(Path(str(other) + ".dedupe-index"))
+    shutil.copytree(Path(str(db) + ".dedupe-index"), Path(str(other) + ".dedupe-index"))
+    placed = ingest_into(other, "four", [copies["overlay"]])
+    assert placed["index_rebuilt"]["vgg16"] == "saved vectors differ from the store's"
+    with Store.open(other, read_only=True) as store:
+        assert as_sets(stored_groups(store)) == as_sets(store_groups(store, default_rules(store)))

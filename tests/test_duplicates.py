@@ -23,6 +23,7 @@ from coversearch.dedupe.check import EXACT, NEAR, NEW, check_image
 from coversearch.dedupe.candidates import near_pairs
 from coversearch.dedupe.groups import connected_components, find_groups, store_groups
 from coversearch.dedupe.rules import default_rules, make_rule
+from coversearch.dedupe.stored import stored_groups
 from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, confirmed, match
 from coversearch.features.keypoints import keypoints
 from coversearch.imaging.images import decode_image
@@ -304,8 +305,31 @@ def test_ingest_reports_new_near_duplicates_and_still_ingests_them(base_store, o
     data = json.loads(result.stdout)
     assert data["albums_added"] == 2
     found = data["near_duplicates"]["found"]
-    assert sorted(Path(d["path"]).name for d in found) == ["grey.jpg", "small.jpg"]
-    assert {Path(d["duplicate_path"]).name for d in found} == {originals[0].name}
+    stored = [d for d in found if not d["same_run"]]
+    assert sorted(Path(d["path"]).name for d in stored) == ["grey.jpg", "small.jpg"]
+    assert {Path(d["duplicate_path"]).name for d in stored} == {originals[0].name}
+    # The two copies of one cover arrived together: the later is listed as a copy of the earlier.
+    same_run = [d for d in found if d["same_run"]]
+    assert [sorted([Path(d["path"]).name, Path(d["duplicate_path"]).name]) for d in same_run] == [["grey.jpg", "small.jpg"]]
+    assert same_run[0]["album_id"] > same_run[0]["duplicate_of"]
+
+
+def test_ingest_reports_near_copies_arriving_in_the_same_run(base_store, covers5_dir, tmp_path):
+    db = tmp_path / "store.duckdb"
+    shutil.copy(base_store, db)
+    stranger = sorted((covers5_dir / "Pop").iterdir())[PER_GENRE + 1]  # not in the base store
+    new = tmp_path / "new" / "Pop"
+    new.mkdir(parents=True)
+    (new / "a-original.jpg").write_bytes(stranger.read_bytes())
+    with Image.open(stranger) as img:
+        (new / "b-small.jpg").write_bytes(transformed_jpeg(img, "resize-50"))
+    result = run(db, tmp_path / "idx", "ingest", new.parent, "--features", "phash,keypoints", "--report-duplicates", "--json")
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)["near_duplicates"]["found"]
+    assert [(Path(d["path"]).name, Path(d["duplicate_path"]).name, d["same_run"]) for d in found] == [("b-small.jpg", "a-original.jpg", True)]
+    with Store.open(db, read_only=True) as store:  # the report is the stored groups'
+        ids = {Path(a["path"]).name: i for i, a in store.albums(list(store.album_ids_by_sha().values())).items()}
+        assert any({ids["a-original.jpg"], ids["b-small.jpg"]} <= set(g.tolist()) for g in stored_groups(store))
 
 
 @pytest.mark.parametrize(

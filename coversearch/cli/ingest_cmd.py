@@ -42,7 +42,7 @@ def ingest_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     report_duplicates: bool = typer.Option(
-        False, "--report-duplicates", help="List new covers that nearly duplicate stored ones (they are still ingested)."
+        False, "--report-duplicates", help="List new covers that nearly duplicate stored ones or an earlier cover of the same run (they are still ingested)."
     ),
 ) -> None:
     """Ingest covers: hash, dedupe, decode, embed, and store them."""
@@ -97,11 +97,12 @@ def _print_duplicates(report: dict) -> None:
     if not found:
         typer.echo(f"no new cover nearly duplicates a stored one ({rules})")
         return
-    table = Table(title=f"{len({d['album_id'] for d in found})} new covers nearly duplicate stored ones ({rules}); they were ingested")
+    table = Table(title=f"{len({d['album_id'] for d in found})} new covers nearly duplicate stored ones or each other ({rules}); they were ingested")
     for column in ("new album", "new path", "stored album", "stored path", "feature", "distance"):
         table.add_column(column, overflow="fold")
     for d in found:
-        table.add_row(str(d["album_id"]), d["path"] or "", str(d["duplicate_of"]), d["duplicate_path"] or "", d["feature"], str(d["distance"]))
+        of = f"{d['duplicate_of']} (this run)" if d.get("same_run") else str(d["duplicate_of"])
+        table.add_row(str(d["album_id"]), d["path"] or "", of, d["duplicate_path"] or "", d["feature"], str(d["distance"]))
     wide_console().print(table)
 
 

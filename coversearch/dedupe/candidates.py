@@ -22,6 +22,7 @@ CHUNK = 4096  # queries per batch search
 PAIR_CHUNK = 65536  # candidate pairs per exact distance computation
 CANDIDATE_K = 5  # a verified rule's band: pairs among each album's 5 nearest neighbours are verified
 FIRST_K = 16  # neighbours asked for first (each query's own vector is one of them)
+EXACT_PRODUCTS = 1 << 26  # products per block when a self-join row asks for more neighbours (256 MB of floats)
 
 Advance = Callable[[int], None]
 
@@ -205,15 +206,16 @@ def exact_index(metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray) -> 
 
 
 def self_join_search(vectors: np.ndarray, ids: np.ndarray, metric: str, *, nlist: int | None = None, nprobe: int = 8,
-                     first_k: int = FIRST_K) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+                     first_k: int = FIRST_K, in_place: bool = False) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
     """A ``near_pairs`` search over the vectors' own clustered self-join (``index.selfjoin``): the
     first ``first_k`` neighbours of every row computed at once by blocks of matrix products; a row
-    asking for more (a group larger than that) is answered exactly, by one product with all rows."""
+    asking for more (a group larger than that) is answered exactly, by one product with all rows.
+    ``in_place``: cosine vectors are normalised where they are (see ``clustered_self_knn``)."""
     from coversearch.index.selfjoin import clustered_self_knn
 
     ids = np.asarray(ids, dtype=np.int64)
-    knn_pos, knn_dist = clustered_self_knn(vectors, metric, first_k, nlist=nlist, nprobe=nprobe)
-    prepared = None
+    knn_pos, knn_dist = clustered_self_knn(vectors, metric, first_k, nlist=nlist, nprobe=nprobe, in_place=in_place)
+    prepared = vectors if in_place and metric == metrics.COSINE and vectors.dtype == np.float32 and vectors.flags.c_contiguous else None
 
     def search(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         nonlocal prepared
@@ -225,15 +227,20 @@ def self_join_search(vectors: np.ndarray, ids: np.ndarray, metric: str, *, nlist
         q = prepared[rows]
         out_i = np.empty((len(rows), k), np.int64)
         out_d = np.empty((len(rows), k), np.float64)
-        for start in range(0, len(rows), 256):  # 256 x n products at a time
-            block = q[start : start + 256] @ prepared.T
-            d = 1.0 - block if metric == metrics.COSINE else np.sqrt(np.maximum(
-                (q[start : start + 256] ** 2).sum(1)[:, None] + (prepared ** 2).sum(1)[None, :] - 2 * block, 0))
+        norms = None if metric == metrics.COSINE else (prepared ** 2).sum(1)
+        step = max(1, EXACT_PRODUCTS // max(len(prepared), 1))  # queries per block: 1M rows x 512 floats make 256 MB blocks at 64
+        for start in range(0, len(rows), step):
+            block = q[start : start + step] @ prepared.T
+            if metric == metrics.COSINE:
+                d = np.subtract(1.0, block, out=block)
+            else:
+                squared = np.maximum((q[start : start + step] ** 2).sum(1)[:, None] + norms[None, :] - 2 * block, 0)
+                d = np.rint(squared) if metric == metrics.HAMMING else np.sqrt(squared)
             top = np.argpartition(d, k - 1, axis=1)[:, :k]
             top_d = np.take_along_axis(d, top, axis=1)
             order = np.argsort(top_d, axis=1, kind="stable")
-            out_i[start : start + 256] = ids[np.take_along_axis(top, order, axis=1)]
-            out_d[start : start + 256] = np.take_along_axis(top_d, order, axis=1)
+            out_i[start : start + step] = ids[np.take_along_axis(top, order, axis=1)]
+            out_d[start : start + step] = np.take_along_axis(top_d, order, axis=1)
         return out_i, out_d
 
     return search

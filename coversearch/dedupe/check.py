@@ -1,5 +1,6 @@
 """Is this cover already in the store?  Same bytes, or near copies under the rules: one uploaded or
-given image (`check`, the page), or the albums an ingest run just added (`--report-duplicates`)."""
+given image (`check`, the page).  What an ingest run added is reported from the stored groups
+(`stored.new_album_duplicates`, `--report-duplicates`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from coversearch.dedupe.candidates import CANDIDATE_K, open_dedupe_index
 from coversearch.dedupe import text_veto
+from coversearch.dedupe.candidates import CANDIDATE_K
 from coversearch.dedupe.rules import Rule
 from coversearch.dedupe.verify import KeypointCache, confirmed, same_pictures, uninformative, uninformative_ids
 from coversearch.errors import CoverSearchError, ImageError
@@ -143,46 +144,3 @@ def _described(store: Store, rgb: np.ndarray):
     found = keypoints(rgb, mirrored=True)
     found.text = text_veto.read_text(store, rgb)
     return found
-
-
-@dataclass
-class NewDuplicate:
-    album_id: int  # the newly added album
-    path: str | None
-    duplicate_of: int  # the album already stored
-    duplicate_path: str | None
-    feature: str
-    distance: float
-
-
-def duplicates_of_new_albums(
-    store: Store, rules: Sequence[Rule], new_ids: np.ndarray, *, index_dir=None
-) -> list[NewDuplicate]:
-    """Albums in ``new_ids`` that nearly duplicate an album stored before them (not another new one)."""
-    new_ids = np.asarray(new_ids, dtype=np.int64)
-    is_new = set(new_ids.tolist())
-    best: dict[tuple[int, int], tuple[str, float]] = {}
-    cache = KeypointCache(store)
-    for rule in rules:
-        ids, vecs = store.load_embeddings(store.feature_set(rule.feature), new_ids)
-        if len(ids) == 0:
-            continue
-        index, _ = open_dedupe_index(store, rule.feature, rule.metric, index_dir)
-        k = min(CHECK_K + 1, len(index))
-        nn_ids, nn_dist = index.batch_search(vecs, k)
-        plain = uninformative_ids(store, rule, np.concatenate([ids, nn_ids[nn_ids >= 0]]))
-        for row, album_id in enumerate(ids.tolist()):
-            for rank, (other, d) in enumerate(zip(nn_ids[row].tolist(), nn_dist[row].tolist())):
-                if other < 0 or other == album_id or d > rule.threshold + 1e-9 or other in is_new or (album_id, other) in best:
-                    continue
-                if album_id in plain or other in plain:  # a hash that says nothing: the pictures themselves decide
-                    if not same_pictures(cache.get(album_id), cache.get(other)):
-                        continue
-                elif not rule.accepts(d) and (rank > CANDIDATE_K or not confirmed(cache.get(album_id), cache.get(other))):
-                    continue
-                best[(album_id, other)] = (rule.feature, rule.rounded(d))
-    albums = store.albums(sorted({x for pair in best for x in pair})) if best else {}
-    return [
-        NewDuplicate(a, albums.get(a, {}).get("path"), b, albums.get(b, {}).get("path"), feature, d)
-        for (a, b), (feature, d) in sorted(best.items())
-    ]

@@ -15,25 +15,28 @@ Verification reads the stored keypoints (``features.keypoints``), so placing a c
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from coversearch.dedupe.candidates import CANDIDATE_K, album_candidates, exact_index, positions_of, self_join_search
+from coversearch.dedupe.candidates import CANDIDATE_K, PAIR_CHUNK, album_candidates, exact_index, positions_of, self_join_search
 from coversearch.dedupe.groups import DedupeResult, describe_groups
 from coversearch.dedupe import text_veto
 from coversearch.dedupe.rules import Rule, default_rules
-from coversearch.dedupe.verify import (CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, plain_verdict, uninformative,
-                                       uninformative_ids, verdict)
+from coversearch.dedupe.verify import CELL_DIFFERS, MAX_DIFFERING, MIN_INLIERS, KeypointCache, uninformative, uninformative_ids
+from coversearch.dedupe.verify import verdicts as verdicts_of
 from coversearch.errors import CoverSearchError
 from coversearch import metrics
 
+_LOG = logging.getLogger(__name__)
+
 # Placing this share of the placed albums or more at once is a whole self-join instead.
 WHOLE_SHARE = 0.25
-# From this many albums a whole placement of float vectors searches by the clustered self-join
-# (index/selfjoin.py: approximate, minutes at 1M) instead of exact products of every pair.
+# From this many albums a whole placement searches by the clustered self-join (index/selfjoin.py:
+# approximate, minutes at 1M) instead of exact products or popcounts of every pair.
 SELF_JOIN_ROWS = 200_000
 
 
@@ -57,10 +60,12 @@ class Placement:
     decoded: int = 0  # albums whose keypoints came from their file (no stored record)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # load, index, candidates, verify, write: seconds
+    index_rebuilt: dict[str, str | None] = field(default_factory=dict)  # feature -> why its placement index was built anew
 
     def to_dict(self) -> dict:
         return {"placed": self.placed, "revisited": self.revisited, "whole": self.whole, "verified": self.verified,
-                "decoded": self.decoded, "seconds": round(self.seconds, 3), "stages": {k: round(v, 3) for k, v in self.stages.items()}}
+                "decoded": self.decoded, "seconds": round(self.seconds, 3), "stages": {k: round(v, 3) for k, v in self.stages.items()},
+                "index_rebuilt": self.index_rebuilt}
 
     def _stage(self, name: str, since: float) -> float:
         now = time.perf_counter()
@@ -102,7 +107,7 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
         fs = store.feature_set(rule.feature)
         key = rule_key(rule, fs.version, text_version)
         clock = time.perf_counter()
-        ids, vectors = store.load_embeddings(fs)
+        ids = store.embedding_album_ids(fs)
         placed, kth_placed = store.dedupe_placed(rule.feature)
         clock = out._stage("load", clock)
         reset = stored.get(rule.feature) != key
@@ -111,43 +116,18 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
         new = np.setdiff1d(ids, placed, assume_unique=True)
         if len(new) == 0 and not reset:
             continue
-        position = positions_of(ids)
         whole = reset or len(new) >= WHOLE_SHARE * max(len(placed), 1)
-        joined = whole and len(ids) >= SELF_JOIN_ROWS and rule.metric != metrics.HAMMING
-        index = None if joined else exact_index(rule.metric, fs.dim, vectors, ids)
-        clock = out._stage("index", clock)
         if whole:
-            todo = ids
-            search = self_join_search(vectors, ids, rule.metric) if joined else None
-            q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
-            revisit = np.zeros(0, np.int64)
+            ids, vectors = store.load_embeddings(fs)
+            out._stage("load", clock)
+            todo, kth, sides, fresh = place_all(rule, ids, vectors, verdicts, cache, out)
+            del vectors
         else:
-            # The newcomers' own candidates, and how close they come to every placed album.
-            q, o, d, kth, near = album_candidates(index, vectors[position(new)], new, rule,
-                                                  radius=rule.threshold if rule.verified else None)
-            todo = new
-            revisit = np.zeros(0, np.int64)
-            if rule.verified and len(near[0]):
-                is_placed = np.isin(near[1], placed)
-                others, dist = near[1][is_placed], near[2][is_placed]
-                limit = kth_placed[np.searchsorted(placed, others)]
-                revisit = np.unique(others[dist <= limit + 1e-4])
-            if len(revisit):
-                q2, o2, d2, kth2, _ = album_candidates(index, vectors[position(revisit)], revisit, rule)
-                q, o, d = np.concatenate([q, q2]), np.concatenate([o, o2]), np.concatenate([d, d2])
-                kth = np.concatenate([kth, kth2])
-                todo = np.concatenate([new, revisit])
-        # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
-        # beyond the threshold are kept for removals (``album_candidates``) and are no pair.
-        exact = metrics.pair_distances(vectors[position(q)], vectors[position(o)], rule.metric) if len(q) else np.zeros(0)
-        clock = out._stage("candidates", clock)
-        fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
-        out.verified += len(fresh)
-        clock = out._stage("verify", clock)
-        store.dedupe_write(rule.feature, key, todo, kth, (q, o, exact), fresh, reset=whole)
+            todo, kth, sides, fresh = _place_new(store, fs, rule, new, placed, kth_placed, verdicts, cache, out)
+        clock = time.perf_counter()
+        store.dedupe_write(rule.feature, key, todo, kth, sides, fresh, reset=whole)
         out._stage("write", clock)
         out.placed[rule.feature] = int(len(ids) if whole else len(new))
-        out.revisited[rule.feature] = int(len(revisit))
         out.whole[rule.feature] = bool(whole)
         if advance is not None:
             advance(int(len(todo)))
@@ -156,30 +136,113 @@ def place(store, *, rebuild: bool = False, advance: Callable[[int], None] | None
     return out
 
 
+def place_all(rule: Rule, ids: np.ndarray, vectors: np.ndarray, verdicts: dict, cache: KeypointCache, out: Placement):
+    """One rule's whole placement: every album (``ids``, ``vectors``, by id) from nothing, by exact
+    search, or by the clustered self-join from SELF_JOIN_ROWS albums.  Returns what
+    ``Store.dedupe_write`` stores: the albums placed, their kth distances, their candidate rows
+    (album, other, exact distance) and the fresh verdicts (also added to ``verdicts``); stage times
+    and counts go to ``out``."""
+    clock = time.perf_counter()
+    position = positions_of(ids)
+    joined = len(ids) >= SELF_JOIN_ROWS
+    # The vectors are place()'s own: cosine ones may be normalised where they are (the exact
+    # distances below are the same on unit rows), so 1M x 512 floats are held once, not twice.
+    search = self_join_search(vectors, ids, rule.metric, in_place=True) if joined else None
+    index = None if joined else exact_index(rule.metric, vectors.shape[1], vectors, ids)
+    clock = out._stage("index", clock)
+    q, o, d, kth, _ = album_candidates(index, vectors, ids, rule, search=search)
+    del search, index
+    # Exact distances decide, as in near_pairs (an index's own may be rounded or compressed); rows
+    # beyond the threshold are kept for removals (``album_candidates``) and are no pair.  A chunk at
+    # a time: both sides' vectors for millions of rows would not fit in memory.
+    exact = np.concatenate([np.zeros(0)] + [
+        metrics.pair_distances(vectors[position(q[i : i + PAIR_CHUNK])], vectors[position(o[i : i + PAIR_CHUNK])], rule.metric)
+        for i in range(0, len(q), PAIR_CHUNK)
+    ])
+    clock = out._stage("candidates", clock)
+    _LOG.info("%s: %d albums, %d candidate rows, stages %s", rule.feature, len(ids), len(q), {k: round(v, 1) for k, v in out.stages.items()})
+    fresh = _verify(rule, q, o, exact, verdicts, cache, set(ids[uninformative(rule, vectors)].tolist()))
+    out.verified += len(fresh)
+    out._stage("verify", clock)
+    out.revisited[rule.feature] = 0
+    return ids, kth, (q, o, exact), fresh
+
+
+def _place_new(store, fs, rule: Rule, new: np.ndarray, placed: np.ndarray, kth_placed: np.ndarray, verdicts: dict,
+               cache: KeypointCache, out: Placement):
+    """``place_all`` for a few newcomers among many placed albums, through the feature's placement
+    index kept beside the store (``placement_index``): only the vectors of the albums involved are
+    read, never every stored one."""
+    from coversearch.dedupe.placement_index import open_placement_index
+
+    clock = time.perf_counter()
+    opened = open_placement_index(store, fs, rule.metric)
+    index = opened.index
+    out.index_rebuilt[rule.feature] = opened.rebuilt
+    clock = out._stage("index", clock)
+    new, vectors = store.load_embeddings(fs, new)
+    q, o, d, kth, near = album_candidates(index, vectors, new, rule, radius=rule.threshold if rule.verified else None)
+    todo = new
+    revisit = np.zeros(0, np.int64)
+    if rule.verified and len(near[0]):
+        is_placed = np.isin(near[1], placed)
+        others, dist = near[1][is_placed], near[2][is_placed]
+        limit = kth_placed[np.searchsorted(placed, others)]
+        revisit = np.unique(others[dist <= limit + 1e-4])
+    if len(revisit):
+        revisit, again = store.load_embeddings(fs, revisit)
+        q2, o2, d2, kth2, _ = album_candidates(index, again, revisit, rule)
+        q, o, d = np.concatenate([q, q2]), np.concatenate([o, o2]), np.concatenate([d, d2])
+        kth = np.concatenate([kth, kth2])
+        todo = np.concatenate([new, revisit])
+    # Exact distances decide (see place_all), from the vectors of the albums in the rows.
+    involved, held = store.load_embeddings(fs, np.union1d(q, o)) if len(q) else (np.zeros(0, np.int64), np.zeros((0, fs.dim), np.float32))
+    position = positions_of(involved)
+    exact = metrics.pair_distances(held[position(q)], held[position(o)], rule.metric) if len(q) else np.zeros(0)
+    clock = out._stage("candidates", clock)
+    fresh = _verify(rule, q, o, exact, verdicts, cache, set(involved[uninformative(rule, held)].tolist()))
+    out.verified += len(fresh)
+    out._stage("verify", clock)
+    out.revisited[rule.feature] = int(len(revisit))
+    return todo, kth, (q, o, exact), fresh
+
+
 def _verify(rule: Rule, q, o, d, verdicts: dict, cache: KeypointCache, flat: set[int]) -> list[tuple[int, int, int, float, bool]]:
     """Verdicts for the candidate pairs beyond the sure distance, or with a ``flat`` side
-    (``verify.uninformative``), that have none yet (added to ``verdicts``)."""
+    (``verify.uninformative``), that have none yet (added to ``verdicts``), verified in batches
+    (``verify.verdicts``).  Selected with arrays: a whole placement at 1M has millions of rows."""
+    q, o, d = np.asarray(q, dtype=np.int64), np.asarray(o, dtype=np.int64), np.asarray(d, dtype=np.float64)
+    flat_ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
+    plain = (np.isin(q, flat_ids) | np.isin(o, flat_ids)) if len(flat_ids) else np.zeros(len(q), dtype=bool)
+    sure = d <= (rule.sure if rule.verified else rule.threshold) + 1e-9  # rule.accepts, row by row
+    need = ~((sure & ~plain) | (d > rule.threshold + 1e-9))
+    a, b, plain = np.minimum(q, o)[need], np.maximum(q, o)[need], plain[need]
+    # By album: a batch of pairs then shares albums, each read and decoded once for it.
+    order = np.lexsort((b, a))
+    a, b, plain = a[order], b[order], plain[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, plain = a[first], b[first], plain[first]
+    if verdicts and len(a):
+        fresh_rows = np.fromiter(((x, y) not in verdicts for x, y in zip(a.tolist(), b.tolist())), dtype=bool, count=len(a))
+        a, b, plain = a[fresh_rows], b[fresh_rows], plain[fresh_rows]
+    pairs = list(zip(a.tolist(), b.tolist()))
+    _LOG.info("%s: %d pairs to verify", rule.feature, len(pairs))
+    found = verdicts_of(pairs, cache, plain)
     fresh = []
-    for x, y, dist in zip(q.tolist(), o.tolist(), d.tolist()):
-        plain = x in flat or y in flat
-        if (rule.accepts(dist) and not plain) or dist > rule.threshold + 1e-9:
-            continue
-        pair = (min(x, y), max(x, y))
-        if pair in verdicts:
-            continue
-        judge = plain_verdict if plain else verdict
-        found = judge(cache.get(pair[0]), cache.get(pair[1]))
-        verdicts[pair] = found
-        fresh.append((*pair, *found))
+    for pair, result in zip(pairs, found):
+        verdicts[pair] = result
+        fresh.append((*pair, *result))
     return fresh
 
 
-def stored_pairs(store, rules: Sequence[Rule]) -> list[tuple[Rule, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per rule, the stored pairs that hold (a < b, exact distance): within the sure distance, or confirmed."""
-    verdicts = store.dedupe_verdicts()
+def stored_pairs(store, rules: Sequence[Rule], album_ids=None) -> list[tuple[Rule, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per rule, the stored pairs that hold (a < b, exact distance): within the sure distance, or
+    confirmed; only those with one of ``album_ids`` when given."""
+    verdicts = store.dedupe_verdicts(album_ids)
     out = []
     for rule in rules:
-        q, o, d = store.dedupe_sides(rule.feature)
+        q, o, d = store.dedupe_sides(rule.feature) if album_ids is None else store.dedupe_sides_touching(rule.feature, album_ids)
         within = d <= rule.threshold + 1e-9
         q, o, d = q[within], o[within], d[within]
         a, b = np.minimum(q, o), np.maximum(q, o)
@@ -193,6 +256,41 @@ def stored_pairs(store, rules: Sequence[Rule]) -> list[tuple[Rule, np.ndarray, n
         )
         out.append((rule, a[holds] if len(a) else a, b[holds] if len(b) else b, d[holds] if len(d) else d))
     return out
+
+
+@dataclass
+class NewDuplicate:
+    album_id: int  # the newly added album
+    path: str | None
+    duplicate_of: int  # the album it nearly duplicates
+    duplicate_path: str | None
+    feature: str
+    distance: float
+    same_run: bool = False  # the other album arrived in the same run (an earlier file of it)
+
+
+def new_album_duplicates(store, rules: Sequence[Rule], new_ids) -> list:
+    """What `ingest --report-duplicates` lists, read from the stored groups (placed first): every
+    near-duplicate pair with a new album (``new_ids``) on one side, the new album as the copy of the
+    other; a pair of two new albums (near-copies arriving in the same run) lists the later one as the
+    copy of the earlier (``same_run``).  A pair holding under several rules is listed once, under
+    the first."""
+    new_ids = np.asarray(new_ids, dtype=np.int64)
+    if len(new_ids) == 0:
+        return []
+    if not is_current(store, rules):
+        place(store)
+    is_new = set(new_ids.tolist())
+    best: dict[tuple[int, int], tuple[str, float]] = {}
+    for rule, a, b, d in stored_pairs(store, rules, new_ids):
+        for x, y, dist in zip(a.tolist(), b.tolist(), d.tolist()):
+            copy, of = (y, x) if y in is_new else (x, y)  # a < b: the later album is the copy
+            best.setdefault((copy, of), (rule.feature, rule.rounded(dist)))
+    albums = store.albums(sorted({x for pair in best for x in pair})) if best else {}
+    return [
+        NewDuplicate(a, albums.get(a, {}).get("path"), b, albums.get(b, {}).get("path"), feature, d, same_run=b in is_new)
+        for (a, b), (feature, d) in sorted(best.items())
+    ]
 
 
 def stored_groups(store, rules: Sequence[Rule] | None = None) -> list[np.ndarray]:

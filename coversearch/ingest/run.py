@@ -22,8 +22,7 @@ from coversearch.features.registry import get_extractor, parse_feature_list
 from coversearch.dedupe.rules import default_rules
 from coversearch.ingest.pipeline import DEFAULT_BATCH_SIZE, ingest
 from coversearch.ingest.readers import SourceListing
-from coversearch.dedupe.check import duplicates_of_new_albums
-from coversearch.dedupe.stored import forget_newly_read, place, read_texts
+from coversearch.dedupe.stored import forget_newly_read, new_album_duplicates, place, read_texts
 from coversearch.store import Store
 
 # progress(total) -> a context yielding (set_total(n), advance(n)): the CLI passes its progress bar.
@@ -82,6 +81,6 @@ def run_ingest(
             rules = default_rules(store)
             if not rules:
                 raise CoverSearchError("--report-duplicates needs phash or vgg16 vectors: add --features phash")
-            found = duplicates_of_new_albums(store, rules, new_ids, index_dir=index_dir) if len(new_ids) else []
+            found = new_album_duplicates(store, rules, new_ids)  # the stored groups, near-copies within this run included
             result["near_duplicates"] = {"rules": [r.label for r in rules], "found": [asdict(d) for d in found]}
     return result

@@ -39,9 +39,24 @@ class DedupeTables:
         return (np.asarray(cols["album_id"], dtype=np.int64), np.asarray(cols["other"], dtype=np.int64),
                 np.asarray(cols["distance"], dtype=np.float64))
 
-    def dedupe_verdicts(self) -> dict[tuple[int, int], tuple[int, float, bool]]:
-        """(a, b) with a < b -> (inliers, share of differing cells, confirmed)."""
-        rows = self.con.execute("SELECT a, b, inliers, differing, confirmed FROM dedupe_verdicts").fetchall()
+    def dedupe_sides_touching(self, feature: str, album_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``dedupe_sides`` rows with ``album_ids`` on either side."""
+        cols = self.con.execute(
+            "SELECT album_id, other, distance FROM dedupe_sides WHERE feature = $1 AND "
+            "(album_id IN (SELECT unnest($2)) OR other IN (SELECT unnest($2))) ORDER BY album_id, other",
+            [feature, _ids(album_ids)],
+        ).fetchnumpy()
+        return (np.asarray(cols["album_id"], dtype=np.int64), np.asarray(cols["other"], dtype=np.int64),
+                np.asarray(cols["distance"], dtype=np.float64))
+
+    def dedupe_verdicts(self, album_ids: Sequence[int] | None = None) -> dict[tuple[int, int], tuple[int, float, bool]]:
+        """(a, b) with a < b -> (inliers, share of differing cells, confirmed); only pairs with one of
+        ``album_ids`` when given."""
+        sql = "SELECT a, b, inliers, differing, confirmed FROM dedupe_verdicts"
+        if album_ids is None:
+            rows = self.con.execute(sql).fetchall()
+        else:
+            rows = self.con.execute(sql + " WHERE a IN (SELECT unnest($1)) OR b IN (SELECT unnest($1))", [_ids(album_ids)]).fetchall()
         return {(int(a), int(b)): (int(i), float(d), bool(c)) for a, b, i, d, c in rows}
 
     def dedupe_write(
