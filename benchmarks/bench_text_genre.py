@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_train import train_once  # noqa: E402
 from benchmarks.readme_blocks import machine_line  # noqa: E402
 
 RUNS = {
@@ -39,37 +36,6 @@ RUNS = {
     "default": [],
     "text": ["--method", "text-linear", "--feature", "text", "--name", "text"],
 }
-
-
-def train_once(db: Path, model_dir: Path, args: list[str]) -> dict:
-    command = [sys.executable, "-m", "coversearch.cli.main", "--db", str(db), "--model-dir", str(model_dir),
-               "train", *args, "--json", "--quiet"]
-    load_before = os.getloadavg()[0]
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"train {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    out = json.loads(done.stdout)
-    evaluation, card = out["evaluation"], out["card"]
-    return {
-        "model": card["name"],
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round((cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime), 1),
-        "train_seconds": card["train_seconds"],
-        "accuracy": evaluation["accuracy"],
-        "per_genre_recall": evaluation["per_genre_recall"],
-        "ece_calibrated": evaluation["calibration"]["after"]["ece"],
-        "ece_raw": evaluation["calibration"]["before"]["ece"],
-        "unknown_share": evaluation["abstained_share"],
-        "answered_accuracy": evaluation["answered_accuracy"],
-        "test_albums": evaluation["albums"],
-        "load_before": round(load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
-        "stages": card.get("stages"),
-    }
 
 
 def by_legibility(db: Path, model_dir: Path, names: list[str]) -> dict:
@@ -137,7 +103,7 @@ def main() -> None:
         model_dir = args.model_dir or Path(tmp) / "models"
         for name in args.only:
             print(f"training {name} ...", flush=True)
-            results["runs"][name] = train_once(args.db, model_dir, RUNS[name])
+            results["runs"][name] = train_once(REPO, args.db, model_dir, RUNS[name])
             args.out.write_text(json.dumps(results, indent=2))
             print(json.dumps({k: v for k, v in results["runs"][name].items() if k != "stages"}), flush=True)
         results["legibility"] = by_legibility(args.db, model_dir, [results["runs"][n]["model"] for n in args.only])

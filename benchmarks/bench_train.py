@@ -44,11 +44,12 @@ def export_tree(ref: str, dest: Path) -> Path:
     return dest
 
 
-def train_once(tree: Path, db: Path, model_dir: Path) -> dict:
-    """One default `train` by the code in ``tree``: its JSON output, wall and CPU seconds, load around it."""
+def train_once(tree: Path, db: Path, model_dir: Path, args: list[str] | tuple = ()) -> dict:
+    """One `train` (the default, or ``args``) by the code in ``tree``: its figures, wall and CPU
+    seconds, load around it."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-m", "coversearch.cli.main", "--db", str(db), "--model-dir", str(model_dir),
-               "train", "--json", "--quiet"]
+               "train", *args, "--json", "--quiet"]
     load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -56,22 +57,25 @@ def train_once(tree: Path, db: Path, model_dir: Path) -> dict:
     wall = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"train by {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"train {' '.join(args)} by {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     out = json.loads(done.stdout)
     evaluation, card = out["evaluation"], out["card"]
     return {
+        "model": card["name"],
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round((cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime), 1),
         "train_seconds": card["train_seconds"],
         "accuracy": evaluation["accuracy"],
+        "per_genre_recall": evaluation.get("per_genre_recall"),
         "ece_calibrated": evaluation["calibration"]["after"]["ece"],
         "ece_raw": evaluation["calibration"]["before"]["ece"],
         "unknown_share": evaluation["abstained_share"],
+        "answered_accuracy": evaluation.get("answered_accuracy"),
         "test_albums": evaluation["albums"],
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "stages": card.get("stages"),
-        "params": card["params"],
+        "params": card.get("params"),
     }
 
 
