@@ -49,6 +49,8 @@ class VectorIndex(ABC):
     supports_add: ClassVar[bool] = True  # whether vectors can be added after the build
     supports_remove: ClassVar[bool] = False  # whether vectors can be removed in place (and read back to check the rest)
     native_file: ClassVar[str | None] = None  # the kind's own file inside the index folder
+    # Whether ``load(..., mapped=True)`` can map the kind's file instead of reading it into memory.
+    can_map: ClassVar[bool] = False
     supported_metrics: ClassVar[tuple[str, ...]] = metrics.METRICS
     # True for a kind that searches the store's own table (duckdb): it has no vectors of its own,
     # must be bound to an open store (``bind``) before searching, and cannot index other rows.
@@ -73,6 +75,7 @@ class VectorIndex(ABC):
         self.build_params: dict[str, Any] = {**defaults.build, **build}
         self.query_params: dict[str, Any] = {**defaults.query, **query}
         self.ids = np.zeros(0, dtype=np.int64)
+        self.mapped = False  # the kind's file is memory-mapped (read on demand; copied before a change)
         self._check_params()
 
     def __repr__(self) -> str:
@@ -124,10 +127,12 @@ class VectorIndex(ABC):
     def holds_vectors(self, vectors: np.ndarray, ids: np.ndarray) -> bool:
         """Whether the index's vectors for album ``ids`` are ``vectors`` (kinds with ``supports_remove``)."""
         x, ids = self._check_vectors(vectors, ids, existing=None)
-        positions = {int(a): i for i, a in enumerate(self.ids)}
-        if any(int(a) not in positions for a in ids):
+        # By arrays, not a dict of every id: a placement index holds a million albums.
+        held = np.flatnonzero(np.isin(self.ids, ids))
+        if len(held) != len(ids):
             return False
-        rows = np.asarray([positions[int(a)] for a in ids], dtype=np.int64)
+        held = held[np.argsort(self.ids[held])]
+        rows = held[np.searchsorted(self.ids[held], ids)]
         return bool(np.allclose(self._reconstruct_rows(rows), x, rtol=0, atol=1e-6))
 
     def set_query_arguments(self, **query_params: Any) -> None:
@@ -178,10 +183,15 @@ class VectorIndex(ABC):
         dim: int,
         build_params: Mapping[str, Any],
         query_params: Mapping[str, Any],
+        mapped: bool = False,
     ) -> "VectorIndex":
-        """Read an index written by ``save`` (parameters come from its manifest)."""
+        """Read an index written by ``save`` (parameters come from its manifest).  ``mapped``: map
+        the kind's file rather than read it (kinds with ``can_map``), so opening costs no copy of
+        it; the file must then stay as it is while the index is open (folders are replaced, never
+        rewritten in place)."""
         folder = Path(folder)
         index = cls(metric, dim, build_params, query_params)
+        index.mapped = bool(mapped and cls.can_map)
         index.ids = load_ids(folder / IDS_FILE)
         if cls.native_file is not None:
             path = folder / cls.native_file

@@ -11,6 +11,7 @@ class ExactIndex(FaissIndex):
     kind = "exact"
     exact = True
     supports_remove = True
+    can_map = True
 
     def _new_faiss_index(self, n: int) -> faiss.Index:
         return faiss.IndexFlatL2(self.dim)

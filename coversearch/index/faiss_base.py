@@ -202,6 +202,10 @@ class FaissIndex(VectorIndex):
             if on_disk:
                 with faiss_notes_to_stderr():
                     index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+            elif self.mapped:
+                # Read-only mapping: searches read the file's pages; a change (add, remove) makes FAISS
+                # copy the vectors into memory first, so the file itself is never written.
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
             else:
                 index = faiss.read_index(str(path))
         except RuntimeError as exc:
