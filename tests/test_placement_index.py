@@ -59,8 +59,10 @@ def test_merged_search_equals_an_exact_search_over_the_union_less_the_removed(me
         assert merged.holds_vectors(np.stack([held[int(a)] for a in union_ids[-6:]]), union_ids[-6:])
 
     # Written whole, the changes folded in, it reads back as the union itself, rows in the same order.
+    saved = {f.name: f.read_bytes() for f in tmp_path.iterdir() if f.is_file()}
     (tmp_path / "whole").mkdir()
     merged.save(tmp_path / "whole")
+    assert saved == {f.name: f.read_bytes() for f in tmp_path.iterdir() if f.is_file()}, "the mapped base file is never written"
     again = cls.load(tmp_path / "whole", metric=metric, dim=dim, build_params={}, query_params={})
     assert np.array_equal(again.ids, union_ids)
     assert np.array_equal(again.batch_search(queries, 16)[0], union.batch_search(queries, 16)[0])

@@ -75,7 +75,7 @@ class VectorIndex(ABC):
         self.build_params: dict[str, Any] = {**defaults.build, **build}
         self.query_params: dict[str, Any] = {**defaults.query, **query}
         self.ids = np.zeros(0, dtype=np.int64)
-        self.mapped = False  # the kind's file is memory-mapped (read on demand; copied before a change)
+        self.mapped = False  # the kind's file is memory-mapped (read on demand; copied into memory before a change)
         self._check_params()
 
     def __repr__(self) -> str:

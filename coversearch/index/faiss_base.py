@@ -91,9 +91,17 @@ class FaissIndex(VectorIndex):
         if not index.is_trained:
             index.train(x)
         index.add(x)
-        self.faiss_index = index
+        self.faiss_index, self.mapped = index, False
+
+    def _owned(self) -> faiss.Index:
+        """The FAISS index, first copied into memory when it is mapped from its file."""
+        if self.mapped:
+            self.faiss_index = faiss.deserialize_index(faiss.serialize_index(self._built()))
+            self.mapped = False
+        return self._built()
 
     def _add(self, x: np.ndarray) -> None:
+        self._owned()
         if on_disk_lists(self._built()) is None:
             self._built().add(x)
             return
@@ -120,7 +128,7 @@ class FaissIndex(VectorIndex):
         return written
 
     def _remove_rows(self, rows: np.ndarray) -> None:
-        index = self._built()
+        index = self._owned()
         n = index.ntotal
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
@@ -203,9 +211,9 @@ class FaissIndex(VectorIndex):
                 with faiss_notes_to_stderr():
                     index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
             elif self.mapped:
-                # Read-only mapping: searches read the file's pages; a change (add, remove) makes FAISS
-                # copy the vectors into memory first, so the file itself is never written.
-                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+                # MMAP_IFC maps the codes in place (IO_FLAG_MMAP still reads them all in this FAISS).
+                # FAISS cannot change a mapped index (an add aborts the process): _owned() copies it first.
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
             else:
                 index = faiss.read_index(str(path))
         except RuntimeError as exc:
