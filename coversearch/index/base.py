@@ -160,7 +160,8 @@ class VectorIndex(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ids (nq, k), distances (nq, k)), padded with id -1 and distance inf where short."""
         q = self._check_queries(vectors)
-        with all_threads():
+        # A batch of one is a single query: one thread (a team costs more than it saves; see threads.py).
+        with single_query_threads() if len(q) == 1 else all_threads():
             return self._search_ids(q, self._check_k(k), allowed_ids)
 
     def save(self, folder: Path) -> list[str]:
