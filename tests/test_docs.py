@@ -96,8 +96,11 @@ def test_the_quick_start_runs_on_fifty_covers(tmp_path, covers5_dir, vgg16_weigh
            "PYTHONPATH": str(REPO), "COVERSEARCH_VGG16_WEIGHTS": str(vgg16_weights), "PORT": "0"}
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
+        # Ctrl-C must reach the page as a user's would: a test run started in the background (nohup,
+        # `cmd &` in a script) inherits SIGINT ignored, which bash and Python keep, so the page would
+        # never stop and the test would wait for its SIGKILL.
         proc = subprocess.Popen(["bash", str(QUICKSTART), str(covers)], cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline, url = time.monotonic() + 1800, None
         while url is None:
