@@ -93,21 +93,14 @@ def _overlap(p: np.ndarray, q: np.ndarray) -> float:
 @lru_cache(maxsize=65536)
 def contained_distance(short: str, long: str) -> int:
     """Edit distance between ``short`` and the closest stretch of ``long`` (semi-global: ``long``'s
-    ends cost nothing).  One numpy pass per character of ``short``."""
+    ends cost nothing)."""
+    from coversearch.features.text import stretch_distances
+
     if len(short) > len(long):
         short, long = long, short
     if not short:
         return 0
-    target = np.frombuffer(long.encode("utf-32-le"), dtype=np.uint32)
-    steps = np.arange(len(target) + 1)
-    previous = np.zeros(len(target) + 1, dtype=np.int64)
-    for i, ch in enumerate(short, 1):
-        current = np.empty_like(previous)
-        current[0] = i
-        current[1:] = np.minimum(previous[1:] + 1, previous[:-1] + (target != ord(ch)))
-        # insertions run along the row: current[j] = min over k <= j of current[k] + (j - k)
-        previous = np.minimum.accumulate(current - steps) + steps
-    return int(previous.min())
+    return int(stretch_distances(short, np.frombuffer(long.encode("utf-32-le"), dtype=np.int32)).min())
 
 
 def _same_words(x: str, y: str, agree: float) -> bool:

@@ -64,6 +64,22 @@ def compact(text: str) -> str:
     return normalise(text).replace(" ", "")
 
 
+def stretch_distances(pattern: str, codes: np.ndarray) -> np.ndarray:
+    """Sellers' algorithm: at each position j of ``codes`` (code points), the smallest edit distance
+    between ``pattern`` and a stretch of ``codes`` ending there (j = 0: before the first), the
+    stretch free to start anywhere.  One numpy pass per character of ``pattern``."""
+    n = len(codes)
+    offsets = np.arange(n + 1, dtype=np.int32)
+    row = np.zeros(n + 1, dtype=np.int32)
+    for i, ch in enumerate(pattern, start=1):
+        candidate = np.empty(n + 1, dtype=np.int32)
+        candidate[0] = i
+        np.minimum(row[:-1] + (codes != ord(ch)), row[1:] + 1, out=candidate[1:])
+        # insertions along the codes: D[j] = min_k (candidate[k] + j - k), a running minimum
+        row = np.minimum.accumulate(candidate - offsets) + offsets
+    return row
+
+
 def record_forms(record: dict[str, Any]) -> tuple[str, str]:
     """(plain, compact) of a cover's recognised lines, in reading order."""
     plain = " ".join(p for p in (normalise(line["text"]) for line in record["lines"]) if p)

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from coversearch.errors import CoverSearchError, FeatureError
-from coversearch.features.text import compact, normalise
+from coversearch.features.text import compact, normalise, stretch_distances
 from coversearch.store import Store
 from coversearch.store.rows import TEXT_KIND, FeatureSet
 
@@ -108,18 +108,8 @@ class CoverTexts:
         if m == 0 or len(self) == 0:
             return np.zeros(len(self), np.int32), np.zeros(len(self), np.int64)
         self._layout(m + 1)
-        text = self._codes
-        n = len(text)
-        offsets = np.arange(n + 1, dtype=np.int32)
-        row = np.zeros(n + 1, dtype=np.int32)  # free start anywhere in the text
-        for i, ch in enumerate(pattern, start=1):
-            cost = (text != ord(ch)).astype(np.int32)
-            candidate = np.empty(n + 1, dtype=np.int32)
-            candidate[0] = i
-            np.minimum(row[:-1] + cost, row[1:] + 1, out=candidate[1:])
-            # insertions along the text: D[j] = min_k (candidate[k] + j - k), a running minimum
-            row = np.minimum.accumulate(candidate - offsets) + offsets
-        ends = row[1:]
+        n = len(self._codes)
+        ends = stretch_distances(pattern, self._codes)[1:]
         # each cover's segment runs from its start to the next cover's separator run
         bounds = np.append(self._starts, n)
         best = np.minimum.reduceat(ends, self._starts) if len(self._starts) else np.zeros(0, np.int32)
