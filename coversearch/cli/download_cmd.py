@@ -181,7 +181,7 @@ def download_command(
     if then_ingest:
         # Only what is on disk and valid now; failed lines stay in failures.tsv, not the store.
         result = run_ingest(state(ctx).db, listing_from_links(out, summary.files), features, vgg16_weights,
-                            index_dir=state(ctx).index_dir, progress=lambda total: progress_bar("ingest", total, "img", quiet=quiet))
+                            progress=lambda total: progress_bar("ingest", total, "img", quiet=quiet))
         print_ingest_result(result, quiet=quiet, json_out=as_json)
     if not summary.ok:
         raise typer.Exit(1)

@@ -74,7 +74,7 @@ def run_ingest(
     """Ingest a listing (coversearch.ingest.run) and print the result."""
     result = ingest_listing(
         state(ctx).db, listing, features, vgg16_weights or vgg16_weights_from_env(), engine=engine, ray=ray,
-        index_dir=state(ctx).index_dir, batch_size=batch_size, max_file_bytes=max_file_bytes,
+        batch_size=batch_size, max_file_bytes=max_file_bytes,
         report_duplicates=report_duplicates,
         progress=lambda total: progress_bar(f"ingest ({engine})" if engine != "local" else "ingest", total, "img", quiet=quiet),
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -49,7 +48,6 @@ def run_ingest(
     *,
     engine: str = "local",
     ray=None,
-    index_dir: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_file_bytes: int = MAX_FILE_BYTES,
     report_duplicates: bool = False,
