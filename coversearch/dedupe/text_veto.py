@@ -176,9 +176,8 @@ def text_set(store):
     return max(held, key=lambda fs: fs.version) if held else None
 
 
-def stored_texts(store, album_ids) -> dict[int, dict]:
-    """album id -> parsed text record, for those of ``album_ids`` the store has read."""
-    fs = text_set(store)
+def stored_texts(store, fs, album_ids) -> dict[int, dict]:
+    """album id -> parsed text record, for those of ``album_ids`` the text set ``fs`` (``text_set``) holds."""
     if fs is None or len(album_ids) == 0:
         return {}
     return {a: r for a, lines, _, _ in store.text_rows(fs, list(album_ids)) if (r := parse(lines)) is not None}

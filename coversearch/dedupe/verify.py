@@ -237,6 +237,7 @@ class KeypointCache:
         self.unreadable = 0
         self.decoded = 0
         self._read = records
+        self._text = text_veto.text_set(store) if store is not None else None  # for the text veto
         if records is None and store is not None:
             held = [fs for fs in store.feature_sets(kind=KeypointFeatures.kind) if fs.name == KeypointFeatures.name]
             if held:
@@ -268,9 +269,9 @@ class KeypointCache:
             self._keypoints[album_id] = found
         for album_id in wanted:
             self._keypoints.setdefault(album_id, None)
-        if self.store is not None:
+        if self._text is not None:
             readable = [a for a in wanted if self._keypoints[a] is not None]
-            for album_id, record in text_veto.stored_texts(self.store, readable).items():
+            for album_id, record in text_veto.stored_texts(self.store, self._text, readable).items():
                 self._keypoints[album_id].text = record
 
     def forget_all_but(self, album_ids) -> None:
